@@ -1,0 +1,62 @@
+"""The fully connected layer, with torch.nn.Linear's shapes and names."""
+import numpy as np
+
+from manual.module import Module
+
+
+def linear(x, weight, bias=None):
+    """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out)."""
+    y = x @ weight.T
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def linear_backward(x, weight, dL_dy):
+    """dL/dx = dL/dy W;  dL/dW = dL/dy^T x (summed over the batch);  dL/db = sum_n dL/dy."""
+    dL_dx = dL_dy @ weight        # (N, out) @ (out, in) -> (N, in)
+    dL_dW = dL_dy.T @ x           # (out, N) @ (N, in) -> (out, in)
+    dL_db = dL_dy.sum(axis=0)     # (out,)
+    return dL_dx, dL_dW, dL_db
+
+
+class Linear(Module):
+    """Applies y = x W^T + b.
+
+    Shape: input (N, in_features), weight (out_features, in_features), bias (out_features,),
+    output (N, out_features). Examples are rows, exactly as in torch.nn.Linear.
+
+    The default initial values follow torch.nn.Linear: W and b uniform on (-k, k) with
+    k = 1/sqrt(in_features). ``rng`` is a numpy Generator (a fresh one if None).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float64):
+        super().__init__()
+        if int(in_features) < 1 or int(out_features) < 1:
+            raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, "
+                             f"out_features={out_features}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = np.random.default_rng() if rng is None else rng
+        k = 1.0 / np.sqrt(self.in_features)
+        self.weight = self.register_parameter(
+            "weight", rng.uniform(-k, k, size=(self.out_features, self.in_features)).astype(dtype))
+        self.bias = self.register_parameter(
+            "bias", rng.uniform(-k, k, size=(self.out_features,)).astype(dtype) if bias else None)
+        self.x = None
+
+    def forward(self, x):
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects input of shape "
+                             f"(N, {self.in_features}), got {x.shape}")
+        self.x = x
+        return linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def backward(self, dL_dy):
+        dL_dx, dL_dW, dL_db = linear_backward(self.x, self.weight.data, dL_dy)
+        self.weight.grad += dL_dW
+        if self.bias is not None:
+            self.bias.grad += dL_db
+        return dL_dx
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

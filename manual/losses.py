@@ -1,0 +1,177 @@
+"""Losses. Each takes (input, target) like torch's, returns the cost as a 0-d array, and
+``backward()`` returns dL/dinput. Every docstring states the reduction, because a factor of N
+or 1/2 is the commonest difference between a hand derivation and a framework.
+
+N is the number of examples (rows); K the number of outputs per example.
+Registry keys are shared with torch_ref/losses.py.
+"""
+import numpy as np
+
+from manual.activations import softmax
+
+
+def _check_same_shape(name, input, target):
+    if input.shape != target.shape:
+        raise ValueError(f"{name}: input and target must have the same shape, got input {input.shape} "
+                         f"and target {target.shape}")
+
+
+class Loss:
+    """Base class: ``forward(input, target)`` caches both; ``backward()`` returns dL/dinput."""
+
+    def __call__(self, input, target):
+        return self.forward(input, target)
+
+    def forward(self, input, target):
+        self.check(input, target)
+        self.input, self.target = input, target
+        return self.loss(input, target)
+
+    def backward(self):
+        return self.grad(self.input, self.target)
+
+    def check(self, input, target):
+        _check_same_shape(type(self).__name__, input, target)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class SquaredError(Loss):
+    """Cost = (1/N) sum_n 1/2 sum_k (y - ŷ)^2, the seeds' OR-gate cost;  dCost/dŷ = (ŷ - y) / N."""
+
+    @staticmethod
+    def loss(input, target):
+        return 0.5 * np.sum((target - input) ** 2) / input.shape[0]
+
+    @staticmethod
+    def grad(input, target):
+        return (input - target) / input.shape[0]
+
+
+class SumSquaredError(Loss):
+    """Cost = (1/N) sum_n sum_k (y - ŷ)^2, the 3Blue1Brown digits cost;  dCost/dŷ = 2 (ŷ - y) / N."""
+
+    @staticmethod
+    def loss(input, target):
+        return np.sum((target - input) ** 2) / input.shape[0]
+
+    @staticmethod
+    def grad(input, target):
+        return 2.0 * (input - target) / input.shape[0]
+
+
+class MSELoss(Loss):
+    """Cost = (1/(N K)) sum (y - ŷ)^2, torch's mean over every element;  dCost/dŷ = 2 (ŷ - y) / (N K)."""
+
+    @staticmethod
+    def loss(input, target):
+        return np.mean((input - target) ** 2)
+
+    @staticmethod
+    def grad(input, target):
+        return 2.0 * (input - target) / input.size
+
+
+class BCELoss(Loss):
+    """Cost = -(1/(N K)) sum [y log p + (1 - y) log(1 - p)] on probabilities p (torch.nn.BCELoss);
+    dCost/dp = (p - y) / (p (1 - p)) / (N K).
+
+    As torch does, each log is clamped at -100 and p (1 - p) at 1e-12 so that p = 0 or 1 stays finite.
+    """
+
+    def check(self, input, target):
+        super().check(input, target)
+        if np.any((input < 0) | (input > 1)):
+            raise ValueError("bce: input must be probabilities in [0, 1] (put a sigmoid before it, "
+                             "or use cross_entropy on logits)")
+
+    @staticmethod
+    def loss(input, target):
+        log_p = np.maximum(np.log(input), -100.0)
+        log_1mp = np.maximum(np.log1p(-input), -100.0)
+        return -np.mean(target * log_p + (1 - target) * log_1mp)
+
+    @staticmethod
+    def grad(input, target):
+        return (input - target) / np.maximum((1 - input) * input, 1e-12) / input.size
+
+
+class CrossEntropyLoss(Loss):
+    """Cost = -(1/N) sum_n sum_k y_nk log softmax(z)_nk on logits z (torch.nn.CrossEntropyLoss);
+    dCost/dz = (softmax(z) - y) / N for one-hot y (in general (p sum_k y_k - y) / N).
+
+    ``target`` is either class indices of shape (N,) or class probabilities / one-hot of shape (N, C).
+    Softmax is applied inside: the network's last layer should output raw logits.
+    """
+
+    def check(self, input, target):
+        if input.ndim != 2:
+            raise ValueError(f"cross_entropy: input must be logits of shape (N, C), got {input.shape}")
+        n, c = input.shape
+        if target.ndim == 1:
+            if target.shape[0] != n:
+                raise ValueError(f"cross_entropy: {target.shape[0]} class indices for {n} examples")
+            if not np.issubdtype(target.dtype, np.integer):
+                raise ValueError("cross_entropy: 1-D targets must be integer class indices")
+            if target.size and (target.min() < 0 or target.max() >= c):
+                raise ValueError(f"cross_entropy: class indices must lie in [0, {c - 1}], "
+                                 f"got {target.min()}..{target.max()}")
+        else:
+            _check_same_shape("cross_entropy", input, target)
+
+    @staticmethod
+    def _probabilities(input, target):
+        if target.ndim == 1:
+            onehot = np.zeros_like(input)
+            onehot[np.arange(input.shape[0]), target] = 1.0
+            return onehot
+        return target
+
+    def loss(self, input, target):
+        y = self._probabilities(input, target)
+        shifted = input - input.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return -np.sum(y * log_p) / input.shape[0]
+
+    def grad(self, input, target):
+        y = self._probabilities(input, target)
+        return (softmax(input, 1) * y.sum(axis=1, keepdims=True) - y) / input.shape[0]
+
+
+class HingeLoss(Loss):
+    """Cost = (1/(N K)) sum max(0, 1 - y s) for labels y in {-1, +1} and scores s (binary SVM);
+    dCost/ds = -y / (N K) where 1 - y s > 0, else 0 (0 at the kink, as relu).
+    """
+
+    def check(self, input, target):
+        super().check(input, target)
+        if not np.all((target == 1) | (target == -1)):
+            raise ValueError("hinge: targets must be -1 or +1 (binary SVM labels)")
+
+    @staticmethod
+    def loss(input, target):
+        return np.mean(np.maximum(1.0 - target * input, 0))
+
+    @staticmethod
+    def grad(input, target):
+        return -target * ((1.0 - target * input) > 0) / input.size
+
+
+LOSSES = {
+    "squared_error": SquaredError,
+    "sum_squared_error": SumSquaredError,
+    "mse": MSELoss,
+    "bce": BCELoss,
+    "cross_entropy": CrossEntropyLoss,
+    "hinge": HingeLoss,
+}
+
+
+def make_loss(name):
+    """Build the loss registered under ``name`` (a Loss instance passes through)."""
+    if isinstance(name, Loss):
+        return name
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    return LOSSES[name]()

@@ -1,0 +1,91 @@
+"""Sequential: modules applied in order, backpropagated in reverse, named like torch.nn.Sequential."""
+import numpy as np
+
+from manual.activations import make_activation
+from manual.dtypes import as_dtype
+from manual.linear import Linear
+from manual.module import Module
+
+
+class Sequential(Module):
+    """y = module_{n-1}( ... module_0(x)).
+
+    After ``forward``, ``outputs[i]`` is module i's output; after ``backward``,
+    ``output_grads[i]`` is dL/d(outputs[i]). For an mlp, modules alternate Linear and activation,
+    so these are z_1, a_1, z_2, a_2, ... and dL/dz_1, dL/da_1, ... Parameter names are "0.weight",
+    "0.bias", "2.weight", ... exactly as torch names them.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        self.modules = list(modules)
+        self.outputs = []
+        self.output_grads = []
+
+    def __getitem__(self, i):
+        return self.modules[i]
+
+    def __len__(self):
+        return len(self.modules)
+
+    def named_parameters(self, prefix=""):
+        for i, m in enumerate(self.modules):
+            yield from m.named_parameters(f"{prefix}{i}.")
+
+    def forward(self, x):
+        self.outputs = []
+        for m in self.modules:
+            x = m.forward(x)
+            self.outputs.append(x)
+        return x
+
+    def backward(self, dL_dy):
+        """Backpropagate dL/dy through every module; gradients add into ``.grad``; returns dL/dx."""
+        grads = [None] * len(self.modules)
+        for i in reversed(range(len(self.modules))):
+            grads[i] = dL_dy
+            dL_dy = self.modules[i].backward(dL_dy)
+        self.output_grads = grads
+        return dL_dy
+
+    def state_dict(self):
+        """Copies of every parameter's value, keyed by torch's names."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state_dict):
+        """Copy values in; names and shapes must match exactly."""
+        own = dict(self.named_parameters())
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"state_dict does not match the model: missing {missing}, unexpected {unexpected}")
+        for name, p in own.items():
+            value = np.asarray(state_dict[name])
+            if value.shape != p.data.shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, the model's is {p.data.shape}")
+            p.data[...] = value
+
+    def __repr__(self):
+        body = "\n".join(f"  ({i}): {m!r}" for i, m in enumerate(self.modules))
+        return f"Sequential(\n{body}\n)"
+
+
+def mlp(sizes, activation="sigmoid", output_activation="identity", *, bias=True, seed=None,
+        dtype="float64"):
+    """Linear(sizes[0], sizes[1]), activation, ..., Linear(sizes[-2], sizes[-1]), output_activation.
+
+    Every Linear is followed by an activation module (the output one too, even 'identity'), so
+    the linear layers are modules 0, 2, 4, ... as in torch. Initial values follow torch.nn.Linear's
+    default; use ``load_state_dict`` (see manual.init) for others.
+    """
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"mlp needs at least two positive sizes (inputs, outputs), got {sizes}")
+    dt = as_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    modules = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        modules.append(Linear(fan_in, fan_out, bias=bias, rng=rng, dtype=dt))
+        last = i == len(sizes) - 2
+        modules.append(make_activation(output_activation if last else activation))
+    return Sequential(*modules)

@@ -1,0 +1,67 @@
+"""Initialisers from torch.nn.init, under the registry keys of manual/init.py.
+
+These draw from torch's generator, so they serve torch-only training; a comparison copies the
+arrays made by manual/init.py into both sides instead.
+"""
+import math
+
+import torch
+from torch import nn
+
+
+def zeros(weight):
+    return nn.init.zeros_(weight)
+
+
+def normal(weight, std=0.01):
+    return nn.init.normal_(weight, 0.0, std)
+
+
+def uniform(weight, a=-0.05, b=0.05):
+    return nn.init.uniform_(weight, a, b)
+
+
+def xavier_uniform(weight, gain=1.0):
+    return nn.init.xavier_uniform_(weight, gain=gain)
+
+
+def xavier_normal(weight, gain=1.0):
+    return nn.init.xavier_normal_(weight, gain=gain)
+
+
+def he_normal(weight):
+    return nn.init.normal_(weight, 0.0, math.sqrt(2.0 / weight.shape[1]))
+
+
+def he_uniform(weight):
+    r = math.sqrt(6.0 / weight.shape[1])
+    return nn.init.uniform_(weight, -r, r)
+
+
+INITIALISERS = {
+    "zeros": zeros,
+    "normal": normal,
+    "uniform": uniform,
+    "xavier_uniform": xavier_uniform,
+    "xavier_normal": xavier_normal,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+}
+
+
+@torch.no_grad()
+def init_parameters(model, scheme="xavier_uniform", seed=None, *, zero_bias=True, **kwargs):
+    """Initialise ``model`` in place: weights by ``scheme``, biases zero unless ``zero_bias`` is False."""
+    if scheme not in INITIALISERS:
+        raise ValueError(f"unknown initialiser {scheme!r}; choose one of: {', '.join(INITIALISERS)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            if zero_bias:
+                p.zero_()
+            else:
+                INITIALISERS[scheme](p.view(-1, 1), **kwargs)
+        else:
+            INITIALISERS[scheme](p, **kwargs)
+    return model
