@@ -79,6 +79,8 @@ class BCELoss(Loss):
 
     As torch does, each log is clamped at -100 and p (1 - p) at 1e-12 so that p = 0 or 1 stays finite.
     """
+    # torch's clamp constant is the float32 nearest 1e-12 (9.99999996e-13), in every dtype.
+    EPSILON = float(np.float32(1e-12))
 
     def check(self, input, target):
         super().check(input, target)
@@ -88,13 +90,14 @@ class BCELoss(Loss):
 
     @staticmethod
     def loss(input, target):
-        log_p = np.maximum(np.log(input), -100.0)
-        log_1mp = np.maximum(np.log1p(-input), -100.0)
+        with np.errstate(divide="ignore"):   # log 0 = -inf, clamped next
+            log_p = np.maximum(np.log(input), -100.0)
+            log_1mp = np.maximum(np.log1p(-input), -100.0)
         return -np.mean(target * log_p + (1 - target) * log_1mp)
 
-    @staticmethod
-    def grad(input, target):
-        return (input - target) / np.maximum((1 - input) * input, 1e-12) / input.size
+    @classmethod
+    def grad(cls, input, target):
+        return (input - target) / np.maximum((1 - input) * input, cls.EPSILON) / input.size
 
 
 class CrossEntropyLoss(Loss):

@@ -1,0 +1,7 @@
+"""One module per subcommand, each with HELP, add_arguments(parser) and main(args) -> exit code."""
+from compare.commands import list_cmd, run_cmd
+
+COMMANDS = {
+    "run": run_cmd,
+    "list": list_cmd,
+}

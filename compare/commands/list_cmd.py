@@ -1,0 +1,20 @@
+"""backprop-oracle list: the presets and what each demonstrates."""
+import textwrap
+
+from compare.presets import PRESETS
+
+HELP = "list the presets"
+
+
+def add_arguments(parser):
+    pass
+
+
+def main(args):
+    for preset in PRESETS.values():
+        goals = ", ".join(f"{(preset.name + ':' + k) if k else preset.name}: {v}" for k, v in preset.expect.items())
+        print(preset.name)
+        print(textwrap.fill(preset.description, width=96, initial_indent="    ", subsequent_indent="    "))
+        if goals:
+            print(f"    goal: {goals}")
+    return 0

@@ -1,0 +1,175 @@
+"""The IDX file format (LeCun's MNIST files), read and written with NumPy only; never the network.
+
+Layout, all integers big-endian:
+
+    bytes 0-1   0x00 0x00                       magic, part 1
+    byte  2     type code (see IDX_TYPES)       magic, part 2
+    byte  3     number of dimensions d          magic, part 3
+    4 d bytes   size of each dimension, uint32
+    payload     prod(sizes) * itemsize bytes, C order (last index fastest), big-endian
+
+A file may be gzipped; that is told by its first two bytes (1f 8b), not by its name.
+"""
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+# type code -> big-endian NumPy dtype, as the IDX spec lists them.
+IDX_TYPES = {
+    0x08: np.dtype(">u1"),  # unsigned byte (MNIST pixels and labels)
+    0x09: np.dtype(">i1"),  # signed byte
+    0x0B: np.dtype(">i2"),  # short, 2 bytes
+    0x0C: np.dtype(">i4"),  # int, 4 bytes
+    0x0D: np.dtype(">f4"),  # float, 4 bytes
+    0x0E: np.dtype(">f8"),  # double, 8 bytes
+}
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# The four files of the MNIST distribution, each found plain or with ".gz" appended.
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class IdxError(ValueError):
+    """A file that is missing or is not a well-formed IDX file; the message names the file."""
+
+
+def _read_bytes(path):
+    """The file's bytes, decompressed when they start with the gzip magic."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise IdxError(f"{path}: no such file") from None
+    # Decide by content, not name: browsers often unpack MNIST's .gz files and keep the .gz name.
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise IdxError(f"{path}: starts like a gzip file but cannot be decompressed ({e}); "
+                           f"download it again") from None
+    return raw
+
+
+def read_idx(path):
+    """Read an IDX file (plain or gzipped) into an array of shape ``sizes`` in native byte order.
+
+    Checks the magic number, the header and that the payload is exactly prod(sizes) * itemsize bytes.
+    """
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise IdxError(f"{path}: {len(raw)} bytes is too short for the 4-byte IDX magic number")
+    if raw[0] != 0 or raw[1] != 0:
+        raise IdxError(f"{path}: bad magic number {raw[:4].hex()}: an IDX file starts with two zero "
+                       f"bytes; is this an IDX (MNIST) file?")
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_TYPES:
+        valid = ", ".join(f"0x{c:02X}" for c in IDX_TYPES)
+        raise IdxError(f"{path}: unknown IDX type code 0x{code:02X}; valid codes: {valid}")
+    if ndim == 0:
+        raise IdxError(f"{path}: header says 0 dimensions; an IDX file needs at least one")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IdxError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, "
+                       f"the file has {len(raw)}")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = IDX_TYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = len(raw) - header
+    if actual < expected:
+        raise IdxError(f"{path}: truncated payload: shape {shape} of {dtype.itemsize}-byte items needs "
+                       f"{expected} bytes, got {actual}; download the file again")
+    if actual > expected:
+        raise IdxError(f"{path}: {actual - expected} extra bytes after the payload (expected {expected} "
+                       f"bytes for shape {shape}, got {actual}); the header and data disagree")
+    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    # A native-order copy: writable, and no big-endian dtype leaking into arithmetic downstream.
+    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def write_idx(path, array):
+    """Write ``array`` as an IDX file (gzipped when ``path`` ends in ".gz").
+
+    The type code follows the dtype: uint8 0x08, int8 0x09, int16 0x0B, int32 0x0C, float32 0x0D,
+    float64 0x0E. Any other dtype is an error rather than a silent cast.
+    """
+    array = np.asarray(array)
+    by_kind = {dt.newbyteorder("="): code for code, dt in IDX_TYPES.items()}
+    native = array.dtype.newbyteorder("=")
+    if native not in by_kind:
+        names = ", ".join(str(dt) for dt in by_kind)
+        raise IdxError(f"{path}: cannot write dtype {array.dtype} as IDX; cast to one of: {names}")
+    if not 1 <= array.ndim <= 255:
+        raise IdxError(f"{path}: IDX holds 1 to 255 dimensions, got an array of shape {array.shape}")
+    if any(s >= 2 ** 32 for s in array.shape):
+        raise IdxError(f"{path}: every dimension must be below 2**32, got shape {array.shape}")
+    code = by_kind[native]
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    payload = np.ascontiguousarray(array, dtype=IDX_TYPES[code]).tobytes()
+    if str(path).endswith(".gz"):
+        # mtime=0 so the same array always gives the same bytes.
+        data = gzip.compress(header + payload, mtime=0)
+    else:
+        data = header + payload
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _find_mnist_file(directory, stem):
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    expected = ", ".join(MNIST_FILES.values())
+    raise IdxError(f"{os.path.join(directory, stem)}: MNIST file not found (neither {stem} nor "
+                   f"{stem}.gz); the directory must hold the four files {expected}, each plain or "
+                   f"with .gz appended")
+
+
+def _check_pair(images, labels, images_path, labels_path):
+    if images.ndim != 3:
+        raise IdxError(f"{images_path}: images must be 3-D (n, rows, cols), got shape {images.shape}")
+    if labels.ndim != 1:
+        raise IdxError(f"{labels_path}: labels must be 1-D (n,), got shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise IdxError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images in "
+                       f"{images_path}; the counts must be equal")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise IdxError(f"{labels_path}: labels must be integers, got dtype {labels.dtype}")
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if bad.size:
+        raise IdxError(f"{labels_path}: labels must be digits 0..9, label {bad[0]} is {labels[bad[0]]}")
+
+
+def load_mnist(directory, limit=None):
+    """Read MNIST from ``directory``: (X_train, y_train, X_test, y_test) as stored.
+
+    Shapes: X_train (n, rows, cols), y_train (n,), X_test (m, rows, cols), y_test (m,); images keep
+    their stored dtype (uint8 pixels 0..255 for MNIST), labels are int64. ``limit`` keeps the first
+    ``limit`` training examples (the test set is always whole).
+    """
+    if not os.path.isdir(directory):
+        raise IdxError(f"{directory}: not a directory; give the directory that holds "
+                       f"{', '.join(MNIST_FILES.values())} (plain or .gz)")
+    paths = {key: _find_mnist_file(directory, stem) for key, stem in MNIST_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    for split in ("train", "test"):
+        _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"],
+                    paths[f"{split}_images"], paths[f"{split}_labels"])
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise IdxError(f"{paths['test_images']}: images are {arrays['test_images'].shape[1:]} but the "
+                       f"training images are {arrays['train_images'].shape[1:]}")
+    X_train, y_train = arrays["train_images"], arrays["train_labels"].astype(np.int64)
+    if limit is not None:
+        n = X_train.shape[0]
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= n:
+            raise IdxError(f"{paths['train_images']}: limit must be an integer in [1, {n}], got {limit!r}")
+        X_train, y_train = X_train[:limit], y_train[:limit]
+    return X_train, y_train, arrays["test_images"], arrays["test_labels"].astype(np.int64)

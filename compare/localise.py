@@ -1,0 +1,133 @@
+"""Where do two backward passes part ways?
+
+A ``Trace`` holds one side's forward outputs, the gradient of the cost with respect to each of
+them, and the parameter gradients. ``localise`` walks the two traces the way a person checks a
+derivation: the forward pass from the input, then the cost, then backward from the output layer,
+at each layer dL/da, dL/dz, dL/dW, dL/db in that order. The first tensor that disagrees is the
+mistake; the one before it agreed, which says which derivative is wrong.
+
+Layers are numbered from 1 as in the seeds: layer l is z_l = a_{l-1} W_l^T + b_l, a_l = f_l(z_l),
+with a_0 = x. In a Sequential from ``mlp`` layer l is modules 2l-2 (Linear) and 2l-1 (activation).
+"""
+from dataclasses import dataclass, field
+
+from compare.diff import compare_arrays
+
+
+@dataclass
+class Trace:
+    """One side's record of one forward and backward pass over a Sequential."""
+    kinds: list             # per module: "linear" or an activation key ("sigmoid", ...)
+    outputs: list           # per module: its forward output, as a float64 NumPy array
+    output_grads: list      # per module: dL/d(its output); None where not computed
+    param_grads: dict       # "0.weight" -> dL/dW_1, ...
+    cost: float
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first place the two sides disagree, and what that means."""
+    stage: str              # "forward", "cost", "backward" or "update"
+    diff: object            # the TensorDiff of the first disagreeing tensor
+    layer: int | None
+    module: int | None
+    reason: str
+    step: int | None = None
+    epoch: int | None = None
+    agreed: list = field(default_factory=list)   # names of the tensors checked before it, all agreeing
+
+    def describe(self):
+        when = "" if self.step is None else f"at step {self.step} (epoch {self.epoch}): "
+        return f"{when}{self.diff.describe()}\n  -> {self.reason}"
+
+    def to_dict(self):
+        return {"stage": self.stage, "step": self.step, "epoch": self.epoch, "layer": self.layer,
+                "module": self.module, "tensor": self.diff.to_dict(), "reason": self.reason}
+
+
+def layer_numbers(kinds):
+    """Layer number of each module: Linear modules start a new layer; activations belong to it."""
+    numbers, layer = [], 0
+    for kind in kinds:
+        if kind == "linear":
+            layer += 1
+        numbers.append(layer)
+    return numbers
+
+
+def _output_symbol(kind):
+    return "z" if kind == "linear" else "a"
+
+
+def localise(manual, torch, tolerance, loss_name="the loss"):
+    """Return the first ``Mismatch`` between two Traces, or None when every tensor agrees."""
+    kinds = manual.kinds
+    if kinds != torch.kinds:
+        raise ValueError(f"the two models differ in structure: manual {kinds}, torch {torch.kinds}")
+    layers = layer_numbers(kinds)
+    agreed = []
+    last_layer = layers[-1] if layers else 0
+
+    # 1. forward, from the input
+    for i, kind in enumerate(kinds):
+        sym, l = _output_symbol(kind), layers[i]
+        d = compare_arrays(f"{sym}_{l} (output of module {i}, {kind})", manual.outputs[i],
+                           torch.outputs[i], tolerance)
+        if not d.passed:
+            what = ("the linear map z = a W^T + b" if kind == "linear"
+                    else f"the activation function {kind}")
+            return Mismatch("forward", d, l, i, f"the forward pass differs first at layer {l}: {what} "
+                            f"(module {i}); everything before it agreed", agreed=agreed)
+        agreed.append(d.name)
+
+    # 2. the cost
+    d = compare_arrays("cost", manual.cost, torch.cost, tolerance)
+    if not d.passed:
+        return Mismatch("cost", d, last_layer, None,
+                        f"the forward pass agrees but the cost differs: the loss function {loss_name} "
+                        "(check its formula and reduction: mean over examples or over elements, "
+                        "the factor 1/2)", agreed=agreed)
+    agreed.append(d.name)
+
+    # 3. backward, from the output layer: per layer dL/da, dL/dz, dL/dW, dL/db
+    for i in reversed(range(len(kinds))):
+        kind, l = kinds[i], layers[i]
+        sym = _output_symbol(kind)
+        if manual.output_grads[i] is not None and torch.output_grads[i] is not None:
+            d = compare_arrays(f"dL/d{sym}_{l} (gradient at module {i}'s output, {kind})",
+                               manual.output_grads[i], torch.output_grads[i], tolerance)
+            if not d.passed:
+                return Mismatch("backward", d, l, i, _backward_reason(kinds, layers, i, loss_name),
+                                agreed=agreed)
+            agreed.append(d.name)
+        if kind == "linear":
+            for pname, symbol in ((f"{i}.weight", "W"), (f"{i}.bias", "b")):
+                if pname not in manual.param_grads:
+                    continue
+                d = compare_arrays(f"dL/d{symbol}_{l} ({pname}.grad)", manual.param_grads[pname],
+                                   torch.param_grads[pname], tolerance)
+                if not d.passed:
+                    formula = ("dL/dW = dL/dz^T a_{l-1}, summed over the batch" if symbol == "W"
+                               else "dL/db = sum over the batch of dL/dz")
+                    return Mismatch("backward", d, l, i,
+                                    f"dL/d{symbol} of layer {l} is wrong while dL/dz of layer {l} is "
+                                    f"right: the linear layer's parameter gradient ({formula})",
+                                    agreed=agreed)
+                agreed.append(d.name)
+    return None
+
+
+def _backward_reason(kinds, layers, i, loss_name):
+    kind, l = kinds[i], layers[i]
+    if i == len(kinds) - 1:
+        return (f"the gradient of the cost with respect to the network's output is wrong: the loss "
+                f"derivative of {loss_name} (check its sign and its reduction: 1/N, 1/(N K), the 1/2)")
+    nxt, nl = kinds[i + 1], layers[i + 1]
+    if nxt == "linear":
+        return (f"dL/da of layer {l} is wrong while dL/dz of layer {nl} is right: the linear layer's "
+                f"input gradient in layer {nl} (dL/da_{l} = dL/dz_{nl} W_{nl}, no transpose)")
+    if kind == "linear":
+        return (f"dL/dz of layer {l} is wrong while dL/da of layer {l} is right: the activation "
+                f"derivative of layer {l} ({nxt}, module {i + 1})")
+    return (f"the gradient at module {i}'s output is wrong while the one after it is right: "
+            f"the backward of module {i + 1} ({nxt})")

@@ -1,0 +1,270 @@
+"""The lockstep run: both implementations, the same data, the same initial weights, the same
+batch order, compared at every step.
+
+At each step both sides run forward and backward on the same batch; every parameter gradient
+(and the cost) is compared; both sides take their optimizer step; every parameter is compared.
+The first disagreement is localised (compare.localise) and the run stops there.
+
+Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(run, record)``,
+``on_epoch(run, record)``, ``on_end(run, result)`` and, always, even on an error or Ctrl-C,
+``on_close(run)``. Each method is optional.
+"""
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+import manual
+from compare.data import accuracy, encode_targets, load_dataset
+from compare.diff import compare_arrays, quick_diff
+from compare.localise import Mismatch, localise
+from compare.result import LockstepResult
+from compare.sides import ManualSide, TorchSide, unflatten
+from compare.spec import SpecError
+from compare.tolerances import tolerance_for
+
+
+@dataclass
+class Problem:
+    """The arrays a run trains and validates on, with targets encoded for its loss."""
+    X: np.ndarray
+    Y: np.ndarray
+    labels: np.ndarray | None
+    X_val: np.ndarray | None
+    Y_val: np.ndarray | None
+    labels_val: np.ndarray | None
+    task: str
+    sizes: tuple
+
+
+def prepare(spec, dataset=None):
+    """Load (or take) the data set, encode its targets for the spec's loss and size the network."""
+    spec.validate()
+    ds = dataset if dataset is not None else load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
+    dt = manual.as_dtype(spec.dtype)
+    classification = ds.task != "regression"
+
+    def encode(y):
+        if y is None:
+            return None
+        return encode_targets(y, spec.loss, ds.num_classes, dtype=spec.dtype)
+
+    Y = encode(ds.y_train)
+    outputs = ds.num_classes if Y.ndim == 1 else Y.shape[1]
+    sizes = (ds.X_train.shape[1], *spec.hidden_sizes, outputs)
+    return Problem(
+        X=ds.X_train.astype(dt), Y=Y, labels=ds.y_train if classification else None,
+        X_val=None if ds.X_val is None else ds.X_val.astype(dt), Y_val=encode(ds.y_val),
+        labels_val=ds.y_val if classification and ds.y_val is not None else None,
+        task=ds.task, sizes=sizes)
+
+
+@dataclass
+class StepRecord:
+    step: int                 # 1-based, counted over the whole run
+    epoch: int                # 1-based
+    batch_size: int
+    cost_manual: float        # the cost of this batch before the update
+    cost_torch: float
+    lr_manual: float          # the learning rate this step used
+    lr_torch: float
+    flat_grads_manual: np.ndarray   # every parameter gradient, concatenated (float64)
+    flat_grads_torch: np.ndarray
+    layout: list              # [(name, shape), ...] to split the flat vectors
+    max_abs_grad_diff: float  # this step's
+    max_rel_grad_diff: float
+    max_abs_param_diff: float  # after this step's update (0 if the run stopped before it)
+    abs_cost_diff: float
+
+    def grads(self, side):
+        """{name: gradient array} of "manual" or "torch"."""
+        flat = self.flat_grads_manual if side == "manual" else self.flat_grads_torch
+        return unflatten(flat, self.layout)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int                 # steps so far
+    cost_manual: float        # the epoch's batch costs averaged, weighted by batch size
+    cost_torch: float
+    train_accuracy_manual: float | None
+    train_accuracy_torch: float | None
+    val_cost_manual: float | None
+    val_cost_torch: float | None
+    val_accuracy_manual: float | None
+    val_accuracy_torch: float | None
+    lr_manual: float
+    lr_torch: float
+    evaluated: bool           # False on epochs between evaluations (accuracies and val costs are None)
+
+
+class LockstepRun:
+    """One comparison run; observers may read ``spec``, ``problem``, ``manual`` and ``torch``."""
+
+    def __init__(self, spec, *, name=None, dataset=None, observers=(), stop_on_mismatch=True,
+                 manual_side=None, eval_every=None):
+        self.spec = spec.validate()
+        self.name = name or spec.dataset
+        self.problem = prepare(spec, dataset)
+        self.tolerance = tolerance_for(spec.dtype)
+        self.observers = list(observers)
+        self.stop_on_mismatch = stop_on_mismatch
+        # Numbers are made once: one Generator draws the initial weights, then the batch order.
+        self.rng = np.random.default_rng(spec.seed)
+        template = manual.mlp(self.problem.sizes, spec.activation, spec.output_activation)
+        self.initial_state = manual.init_parameters(
+            template, spec.init, self.rng, explicit=spec.initial_params, dtype=spec.dtype, **spec.init_args)
+        self.manual = (manual_side or ManualSide)(spec, self.problem.sizes, self.initial_state)
+        try:
+            self.torch = TorchSide(spec, self.problem.sizes, self.initial_state)
+        except ValueError as e:          # e.g. CUDA asked for on a machine without it
+            raise SpecError(str(e)) from None
+        self.sides = (self.manual, self.torch)
+        for side in self.sides:
+            side.load(self.problem)
+        if self.manual.layout != self.torch.layout:
+            raise ValueError(f"the two models' parameters differ: {self.manual.layout} vs {self.torch.layout}")
+        self.threshold = 0.0 if spec.loss == "hinge" else 0.5
+        # Accuracy and validation cost are measured about 100 times a run (always at the end):
+        # at every one of the OR gate's 5000 one-step epochs they would cost more than training.
+        self.eval_every = eval_every or max(1, spec.epochs // 100)
+
+    def _notify(self, event, *args):
+        for obs in self.observers:
+            method = getattr(obs, event, None)
+            if method is not None:
+                method(self, *args)
+
+    def batches(self):
+        """The batch order of one epoch, drawn once and used by both sides."""
+        n = self.problem.X.shape[0]
+        order = self.rng.permutation(n) if self.spec.shuffle else np.arange(n)
+        size = n if self.spec.batch_size is None else self.spec.batch_size
+        return [order[i:i + size] for i in range(0, n, size)]
+
+    def _accuracy(self, outputs, labels):
+        if labels is None or self.problem.task == "regression":
+            return None
+        return float(accuracy(outputs, labels, self.problem.task, threshold=self.threshold))
+
+    def _evaluate(self, side, split):
+        cost, out = side.evaluate(split)
+        return cost, self._accuracy(out, self.problem.labels if split == "train" else self.problem.labels_val)
+
+    def run(self):
+        spec, p, tol = self.spec, self.problem, self.tolerance
+        m, t = self.manual, self.torch
+        curves = {"step_m": [], "step_t": [], "epoch_m": [], "epoch_t": []}
+        maxima = dict(grad_abs=0.0, grad_rel=0.0, param_abs=0.0, cost_abs=0.0)
+        mismatch, step, epochs_done = None, 0, 0
+        start = time.perf_counter()
+        self._notify("on_start")
+        try:
+            for epoch in range(1, spec.epochs + 1):
+                total_m = total_t = 0.0
+                for idx in self.batches():
+                    step += 1
+                    cost_m, cost_t = m.forward_backward(idx), t.forward_backward(idx)
+                    grads_m, grads_t = m.flat_grads(), t.flat_grads()
+                    ok, g_abs, g_rel = quick_diff(grads_m, grads_t, tol)
+                    cost_ok, c_abs, _ = quick_diff(np.array([cost_m]), np.array([cost_t]), tol)
+                    lr_m, lr_t = m.lr, t.lr
+                    p_abs = 0.0
+                    if not (ok and cost_ok):
+                        mismatch = self._localise(idx)
+                    else:
+                        m.step()
+                        t.step()
+                        params_ok, p_abs, _ = quick_diff(m.flat_params(), t.flat_params(), tol)
+                        if not params_ok:
+                            mismatch = self._update_mismatch()
+                    maxima["grad_abs"] = max(maxima["grad_abs"], g_abs)
+                    maxima["grad_rel"] = max(maxima["grad_rel"], g_rel)
+                    maxima["param_abs"] = max(maxima["param_abs"], p_abs)
+                    maxima["cost_abs"] = max(maxima["cost_abs"], c_abs)
+                    curves["step_m"].append(cost_m)
+                    curves["step_t"].append(cost_t)
+                    total_m += cost_m * len(idx)
+                    total_t += cost_t * len(idx)
+                    self._notify("on_step", StepRecord(step, epoch, len(idx), cost_m, cost_t, lr_m, lr_t,
+                                                       grads_m, grads_t, m.layout, g_abs, g_rel, p_abs, c_abs))
+                    if mismatch is not None:
+                        mismatch = replace(mismatch, step=step, epoch=epoch)
+                        if self.stop_on_mismatch:
+                            break
+                if mismatch is not None and self.stop_on_mismatch:
+                    break
+                epochs_done = epoch
+                curves["epoch_m"].append(total_m / p.X.shape[0])
+                curves["epoch_t"].append(total_t / p.X.shape[0])
+                self._end_epoch(epoch, step, curves["epoch_m"][-1], curves["epoch_t"][-1])
+                m.end_epoch()
+                t.end_epoch()
+            result = LockstepResult(
+                name=self.name, spec=spec, passed=mismatch is None, steps=step, epochs=epochs_done,
+                tolerance=tol, max_abs_grad_diff=maxima["grad_abs"], max_rel_grad_diff=maxima["grad_rel"],
+                max_abs_param_diff=maxima["param_abs"], max_abs_cost_diff=maxima["cost_abs"],
+                step_cost_manual=curves["step_m"], step_cost_torch=curves["step_t"],
+                epoch_cost_manual=curves["epoch_m"], epoch_cost_torch=curves["epoch_t"],
+                mismatch=mismatch, seconds=time.perf_counter() - start, **self._final())
+            self._notify("on_end", result)
+            return result
+        finally:
+            self._notify("on_close")
+
+    def _localise(self, idx):
+        """Recompute the disagreeing step on both sides with every intermediate kept, and walk it."""
+        tm, tt = self.manual.trace(idx), self.torch.trace(idx)
+        found = localise(tm, tt, self.tolerance, self.spec.loss)
+        if found is not None:
+            return found
+        # Every intermediate agrees on the recomputation: the difference is not in the formulas.
+        diffs = [compare_arrays(f"{n}.grad", tm.param_grads[n], tt.param_grads[n], self.tolerance)
+                 for n in tm.param_grads] + [compare_arrays("cost", tm.cost, tt.cost, self.tolerance)]
+        worst = max(diffs, key=lambda d: d.max_abs)
+        return Mismatch("backward", worst, None, None,
+                        "the gradients differed but agree when recomputed: a side is not deterministic")
+
+    def _update_mismatch(self):
+        pm, pt = self.manual.params(), self.torch.params()
+        diffs = [compare_arrays(n, pm[n], pt[n], self.tolerance) for n in pm]
+        bad = next(d for d in diffs if not d.passed)
+        return Mismatch("update", bad, None, None,
+                        f"the gradients agreed but {bad.name} differs after the optimizer step: the "
+                        f"{self.spec.optimizer} update rule (arguments: lr {self.spec.lr}, "
+                        f"{self.spec.optimizer_args or 'defaults'}) or the learning-rate schedule")
+
+    def _end_epoch(self, epoch, step, cost_m, cost_t):
+        p = self.problem
+        acc_m = acc_t = vc_m = vc_t = va_m = va_t = None
+        evaluated = epoch % self.eval_every == 0 or epoch == self.spec.epochs
+        if evaluated and p.labels is not None:
+            _, acc_m = self._evaluate(self.manual, "train")
+            _, acc_t = self._evaluate(self.torch, "train")
+        if evaluated and p.X_val is not None:
+            vc_m, va_m = self._evaluate(self.manual, "val")
+            vc_t, va_t = self._evaluate(self.torch, "val")
+        record = EpochRecord(epoch, step, cost_m, cost_t, acc_m, acc_t, vc_m, vc_t, va_m, va_t,
+                             self.manual.lr, self.torch.lr, evaluated)
+        self._notify("on_epoch", record)
+        return record
+
+    def _final(self):
+        """Cost and accuracy of the final parameters on the training (and validation) data."""
+        out = {}
+        for side in self.sides:
+            key = side.name
+            cost, acc = self._evaluate(side, "train")
+            out[f"final_cost_{key}"] = cost
+            out[f"train_accuracy_{key}"] = acc
+            vc, va = self._evaluate(side, "val") if "val" in side.data else (None, None)
+            out[f"val_cost_{key}"] = vc
+            out[f"val_accuracy_{key}"] = va
+        return out
+
+
+def run_lockstep(spec, **kwargs):
+    """Build a LockstepRun for ``spec`` and run it; returns a LockstepResult."""
+    return LockstepRun(spec, **kwargs).run()

@@ -1,0 +1,68 @@
+"""The verdict as a terminal table, and as JSON."""
+import json
+import os
+import tempfile
+
+
+def _num(x, fmt=".3g"):
+    return "-" if x is None else format(x, fmt)
+
+
+def _acc(x):
+    return "-" if x is None else f"{x:.3f}"
+
+
+COLUMNS = ["preset", "steps", "max|Δgrad|", "max rel Δgrad", "max|Δparam|", "max|Δcost|",
+           "cost manual", "cost torch", "acc manual", "acc torch", "goal", "verdict"]
+
+
+def rows(results, goals=None):
+    goals = goals or {}
+    for r in results:
+        goal = goals.get(r.name)
+        yield [r.name, str(r.steps), _num(r.max_abs_grad_diff), _num(r.max_rel_grad_diff),
+               _num(r.max_abs_param_diff), _num(r.max_abs_cost_diff),
+               _num(r.final_cost_manual, ".6g"), _num(r.final_cost_torch, ".6g"),
+               _acc(r.accuracy_manual), _acc(r.accuracy_torch),
+               "-" if goal is None else ("met" if goal[0] else "MISSED"),
+               "agree" if r.passed else "DIFFER"]
+
+
+def format_table(results, goals=None):
+    """One row per run: how far apart the sides ever were, where they ended, and the verdict.
+
+    ``goals`` maps a run's name to (met, text) for the preset's stated accuracy or cost.
+    """
+    table = [COLUMNS] + list(rows(results, goals))
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    tol = {f"{r.spec.dtype}: {r.tolerance}" for r in results}
+    lines.append("")
+    lines.append("tolerance per element: " + "; ".join(sorted(tol)))
+    for r in results:
+        if r.mismatch is not None:
+            lines.append("")
+            lines.append(f"{r.name}: the sides disagree {r.mismatch.describe()}")
+    for name, (met, text) in (goals or {}).items():
+        if not met:
+            lines.append(f"{name}: did not reach its goal ({text})")
+    agree = sum(r.passed for r in results)
+    lines.append("")
+    lines.append(f"{agree} of {len(results)} run(s) agree between manual and torch.")
+    return "\n".join(lines)
+
+
+def write_json(path, payload):
+    """Write ``payload`` as JSON atomically: a failure leaves no half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".backprop-oracle-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

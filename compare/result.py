@@ -1,0 +1,73 @@
+"""The outcome of one lockstep run, and its JSON form."""
+from dataclasses import dataclass, field
+
+import math
+
+
+@dataclass
+class LockstepResult:
+    name: str                      # the preset (or data set) name
+    spec: object                   # the ExperimentSpec that ran
+    passed: bool                   # every gradient, parameter and cost agreed within tolerance
+    steps: int
+    epochs: int                    # epochs completed
+    tolerance: object
+    max_abs_grad_diff: float
+    max_rel_grad_diff: float
+    max_abs_param_diff: float
+    max_abs_cost_diff: float
+    final_cost_manual: float       # cost of the final parameters on the whole training set
+    final_cost_torch: float
+    train_accuracy_manual: float | None
+    train_accuracy_torch: float | None
+    val_cost_manual: float | None
+    val_cost_torch: float | None
+    val_accuracy_manual: float | None
+    val_accuracy_torch: float | None
+    step_cost_manual: list = field(repr=False, default_factory=list)   # each batch's cost before its update
+    step_cost_torch: list = field(repr=False, default_factory=list)
+    epoch_cost_manual: list = field(repr=False, default_factory=list)  # batch costs averaged per epoch
+    epoch_cost_torch: list = field(repr=False, default_factory=list)
+    mismatch: object = None        # the first compare.localise.Mismatch, or None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)   # preset-specific figures (e.g. a baseline's accuracy)
+
+    @property
+    def accuracy_manual(self):
+        """Validation accuracy where there is a validation set, else training accuracy."""
+        return self.val_accuracy_manual if self.val_accuracy_manual is not None else self.train_accuracy_manual
+
+    @property
+    def accuracy_torch(self):
+        return self.val_accuracy_torch if self.val_accuracy_torch is not None else self.train_accuracy_torch
+
+    def to_dict(self, curves=True):
+        out = {
+            "preset": self.name, "passed": self.passed, "steps": self.steps, "epochs": self.epochs,
+            "dtype": self.spec.dtype, "rtol": self.tolerance.rtol, "atol": self.tolerance.atol,
+            "max_abs_grad_diff": self.max_abs_grad_diff, "max_rel_grad_diff": self.max_rel_grad_diff,
+            "max_abs_param_diff": self.max_abs_param_diff, "max_abs_cost_diff": self.max_abs_cost_diff,
+            "final_cost_manual": self.final_cost_manual, "final_cost_torch": self.final_cost_torch,
+            "train_accuracy_manual": self.train_accuracy_manual, "train_accuracy_torch": self.train_accuracy_torch,
+            "val_cost_manual": self.val_cost_manual, "val_cost_torch": self.val_cost_torch,
+            "val_accuracy_manual": self.val_accuracy_manual, "val_accuracy_torch": self.val_accuracy_torch,
+            "seconds": self.seconds,
+            "mismatch": None if self.mismatch is None else self.mismatch.to_dict(),
+            "spec": self.spec.to_dict(),
+            "extra": self.extra,
+        }
+        if curves:
+            out.update(step_cost_manual=self.step_cost_manual, step_cost_torch=self.step_cost_torch,
+                       epoch_cost_manual=self.epoch_cost_manual, epoch_cost_torch=self.epoch_cost_torch)
+        return _json_safe(out)
+
+
+def _json_safe(value):
+    """NaN and infinities are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,196 @@
+"""The two sides of a comparison behind one interface, so the lockstep loop reads the same for both.
+
+Each side holds its own copy of the data, its model, loss, optimizer and schedule. The fast path
+(``forward_backward``, ``flat_grads``, ``flat_params``) is what runs at every step; ``trace``
+recomputes one step with every intermediate kept, and runs only when the sides disagree.
+"""
+import numpy as np
+import torch
+
+import manual
+import torch_ref
+from compare.localise import Trace
+
+_MANUAL_KINDS = {cls: key for key, cls in manual.ACTIVATIONS.items()}
+_TORCH_KINDS = {cls: key for key, cls in torch_ref.ACTIVATIONS.items()}
+
+
+def module_kinds(model):
+    """"linear" or the activation key of every module of a manual or torch Sequential."""
+    kinds = []
+    for m in model:
+        if isinstance(m, (manual.Linear, torch.nn.Linear)):
+            kinds.append("linear")
+        else:
+            kind = _MANUAL_KINDS.get(type(m)) or _TORCH_KINDS.get(type(m))
+            kinds.append(kind if kind is not None else type(m).__name__)
+    return kinds
+
+
+def to_numpy(t):
+    """A float64 NumPy copy of a tensor (on any device), or None."""
+    # .numpy() shares memory with the tensor, so copy: the sides must never alias each other.
+    return None if t is None else t.detach().to("cpu", torch.float64, copy=True).numpy()
+
+
+def unflatten(flat, layout):
+    """Split a flat vector into {name: array} by ``layout`` [(name, shape), ...]."""
+    out, start = {}, 0
+    for name, shape in layout:
+        size = int(np.prod(shape))
+        out[name] = flat[start:start + size].reshape(shape)
+        start += size
+    return out
+
+
+class ManualSide:
+    """The NumPy network, its loss, optimizer and schedule."""
+    name = "manual"
+
+    def __init__(self, spec, sizes, state):
+        self.model = manual.mlp(sizes, spec.activation, spec.output_activation, dtype=spec.dtype)
+        self.model.load_state_dict(state)
+        self.loss = manual.make_loss(spec.loss)
+        self.optimizer = manual.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
+                                               **spec.optimizer_args)
+        self.scheduler = manual.make_scheduler(spec.schedule, self.optimizer, **spec.schedule_args)
+        self.kinds = module_kinds(self.model)
+        self.layout = [(n, p.shape) for n, p in self.model.named_parameters()]
+        self.data = {}
+
+    def load(self, problem):
+        """Keep the run's arrays: "train" and, where there is one, "val"."""
+        self.data = {"train": (problem.X, problem.Y)}
+        if problem.X_val is not None:
+            self.data["val"] = (problem.X_val, problem.Y_val)
+
+    def forward_backward(self, idx):
+        """Zero the gradients, run forward and backward on the batch ``idx``; return the cost."""
+        X, Y = self.data["train"]
+        self.optimizer.zero_grad()
+        cost = self.loss(self.model.forward(X[idx]), Y[idx])
+        self.model.backward(self.loss.backward())
+        return float(cost)
+
+    def trace(self, idx):
+        """The same step again with every intermediate kept (the Sequential keeps them anyway)."""
+        cost = self.forward_backward(idx)
+        return Trace(self.kinds, [np.asarray(o, dtype=np.float64) for o in self.model.outputs],
+                     [np.asarray(g, dtype=np.float64) for g in self.model.output_grads],
+                     self.grads(), cost)
+
+    def flat_grads(self):
+        return np.concatenate([p.grad.ravel() for p in self.model.parameters()]).astype(np.float64)
+
+    def flat_params(self):
+        return np.concatenate([p.data.ravel() for p in self.model.parameters()]).astype(np.float64)
+
+    def grads(self):
+        return {n: p.grad.astype(np.float64) for n, p in self.model.named_parameters()}
+
+    def params(self):
+        return {n: p.data.astype(np.float64) for n, p in self.model.named_parameters()}
+
+    def step(self):
+        self.optimizer.step()
+
+    def end_epoch(self):
+        self.scheduler.step()
+
+    @property
+    def lr(self):
+        return self.optimizer.lr
+
+    def evaluate(self, split):
+        """(cost, outputs) of the current parameters on a whole split."""
+        X, Y = self.data[split]
+        out = self.model.forward(X)
+        return float(self.loss(out, Y)), np.asarray(out, dtype=np.float64)
+
+
+class TorchSide:
+    """The torch.nn network, its loss, torch.optim optimizer and scheduler."""
+    name = "torch"
+
+    def __init__(self, spec, sizes, state):
+        self.device = torch_ref.resolve_device(spec.device)
+        self.dtype = torch_ref.as_dtype(spec.dtype)
+        self.model = torch_ref.mlp(sizes, spec.activation, spec.output_activation, dtype=spec.dtype,
+                                   device=self.device)
+        # torch.tensor copies: the two sides must never share memory, or they would agree falsely.
+        self.model.load_state_dict({k: torch.tensor(v, dtype=self.dtype, device=self.device)
+                                    for k, v in state.items()})
+        self.loss = torch_ref.make_loss(spec.loss)
+        self.optimizer = torch_ref.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
+                                                  **spec.optimizer_args)
+        self.scheduler = torch_ref.make_scheduler(spec.schedule, self.optimizer, **spec.schedule_args)
+        self.kinds = module_kinds(self.model)
+        self.layout = [(n, tuple(p.shape)) for n, p in self.model.named_parameters()]
+        self.data = {}
+
+    def tensor(self, array):
+        if array is None:
+            return None
+        if np.issubdtype(array.dtype, np.integer):
+            return torch.tensor(array, dtype=torch.int64, device=self.device)
+        return torch.tensor(array, dtype=self.dtype, device=self.device)
+
+    def load(self, problem):
+        """Copy the run's arrays to the device once: "train" and, where there is one, "val"."""
+        self.data = {"train": (self.tensor(problem.X), self.tensor(problem.Y))}
+        if problem.X_val is not None:
+            self.data["val"] = (self.tensor(problem.X_val), self.tensor(problem.Y_val))
+
+    def _batch(self, idx):
+        X, Y = self.data["train"]
+        if len(idx) == X.shape[0] and np.array_equal(idx, np.arange(len(idx))):
+            return X, Y
+        idx = torch.as_tensor(idx, device=self.device)
+        return X[idx], Y[idx]
+
+    def forward_backward(self, idx):
+        """Zero the gradients, run forward and backward on the batch ``idx``; return the cost."""
+        X, Y = self._batch(idx)
+        self.optimizer.zero_grad()
+        cost = self.loss(self.model(X), Y)
+        cost.backward()
+        return cost.item()
+
+    def trace(self, idx):
+        """The same step again with ``retain_grad`` on every module's output."""
+        X, Y = self._batch(idx)
+        self.optimizer.zero_grad()
+        out, outputs = torch_ref.forward_with_intermediates(self.model, X)
+        cost = self.loss(out, Y)
+        cost.backward()
+        return Trace(self.kinds, [to_numpy(o) for o in outputs], [to_numpy(o.grad) for o in outputs],
+                     self.grads(), cost.item())
+
+    def flat_grads(self):
+        return to_numpy(torch.cat([p.grad.reshape(-1) for p in self.model.parameters()]))
+
+    def flat_params(self):
+        return to_numpy(torch.cat([p.detach().reshape(-1) for p in self.model.parameters()]))
+
+    def grads(self):
+        return {n: to_numpy(p.grad) for n, p in self.model.named_parameters()}
+
+    def params(self):
+        return {n: to_numpy(p) for n, p in self.model.named_parameters()}
+
+    def step(self):
+        self.optimizer.step()
+
+    def end_epoch(self):
+        self.scheduler.step()
+
+    @property
+    def lr(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    @torch.no_grad()
+    def evaluate(self, split):
+        """(cost, outputs) of the current parameters on a whole split."""
+        X, Y = self.data[split]
+        out = self.model(X)
+        return float(self.loss(out, Y).item()), to_numpy(out)
