@@ -145,3 +145,15 @@ def test_he_and_xavier_have_their_variances():
     xa = manual.init_parameters(m, "xavier_uniform", 0)["0.weight"]
     assert abs(he.var() / (2 / 400) - 1) < 0.02, f"He variance {he.var():.3g}, expected {2 / 400:.3g}"
     assert abs(xa.var() / (2 / 700) - 1) < 0.02, f"Xavier variance {xa.var():.3g}, expected {2 / 700:.3g}"
+
+
+def test_training_loops_of_both_sides_give_the_same_costs():
+    m, t, _ = build_pair([2, 4, 1], "tanh", "sigmoid", seed=3)
+    X, Y = rng.normal(size=(12, 2)), rng.integers(0, 2, size=(12, 1)).astype(float)
+    hm = manual.fit(m, "bce", manual.make_optimizer("sgd", m.parameters(), lr=0.5, momentum=0.9), X, Y,
+                    epochs=4, batch_size=5, seed=11)
+    ht = torch_ref.fit(t, "bce", torch_ref.make_optimizer("sgd", t.parameters(), lr=0.5, momentum=0.9),
+                       torch.tensor(X), torch.tensor(Y), epochs=4, batch_size=5, seed=11)
+    assert len(hm["step_cost"]) == 4 * 3
+    assert_close("step costs, manual.fit vs torch_ref.fit", hm["step_cost"], ht["step_cost"])
+    assert_close("epoch costs", hm["epoch_cost"], ht["epoch_cost"])
