@@ -9,9 +9,15 @@ import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn import datasets as skd
 
 from compare import idx
+
+
+def _sklearn_datasets():
+    # scikit-learn takes a second to import: load it only when a data set needs it, so that
+    # the command line answers a usage error at once.
+    from sklearn import datasets
+    return datasets
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -181,7 +187,7 @@ def _gate(name):
 def load_moons(seed=0, *, n_samples=500, noise=0.2, val_fraction=0.2):
     """Two interleaving half circles (sklearn make_moons), 2 features, 2 classes."""
     _check_size("moons", n_samples, noise)
-    X, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    X, y = _sklearn_datasets().make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _dataset("moons", X.astype(np.float64), y.astype(np.int64), seed=seed,
                     val_fraction=val_fraction, num_classes=2, task="binary",
                     description=f"moons: {n_samples} points, noise {noise}")
@@ -190,7 +196,7 @@ def load_moons(seed=0, *, n_samples=500, noise=0.2, val_fraction=0.2):
 def load_circles(seed=0, *, n_samples=500, noise=0.05, factor=0.5, val_fraction=0.2):
     """A small circle inside a large one (sklearn make_circles, radius ratio ``factor``), 2 classes."""
     _check_size("circles", n_samples, noise)
-    X, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    X, y = _sklearn_datasets().make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
     return _dataset("circles", X.astype(np.float64), y.astype(np.int64), seed=seed,
                     val_fraction=val_fraction, num_classes=2, task="binary",
                     description=f"circles: {n_samples} points, noise {noise}, factor {factor}")
@@ -203,7 +209,7 @@ def load_blobs(seed=0, *, n_samples=600, centers=3, n_features=2, noise=1.0, val
     """
     _check_size("blobs", n_samples, noise)
     _check_int("blobs", "centers", centers, 2)
-    X, y = skd.make_blobs(n_samples=n_samples, centers=centers, n_features=n_features,
+    X, y = _sklearn_datasets().make_blobs(n_samples=n_samples, centers=centers, n_features=n_features,
                           cluster_std=noise, random_state=seed)
     return _dataset("blobs", X.astype(np.float64), y.astype(np.int64), seed=seed,
                     val_fraction=val_fraction, num_classes=centers,
@@ -244,7 +250,7 @@ def load_sine(seed=0, *, n_samples=400, noise=0.1, val_fraction=0.2):
 
 def load_digits(seed=0, *, val_fraction=0.2):
     """sklearn's 1797 8x8 handwritten digits, pixels / 16 so they lie in [0, 1]; 64 features, 10 classes."""
-    digits = skd.load_digits()
+    digits = _sklearn_datasets().load_digits()
     X = digits.data.astype(np.float64) / 16.0  # (1797, 64), stored pixels are 0..16
     return _dataset("digits", X, digits.target.astype(np.int64), seed=seed, val_fraction=val_fraction,
                     num_classes=10, task="multiclass", description="digits: 1797 8x8 images")
