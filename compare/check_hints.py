@@ -1,0 +1,104 @@
+"""What the shape of a difference suggests: a flipped sign, a constant factor (the 1/N, the ½, a
+mean where a sum belongs), a transposed matrix, a gradient that is all zeros.
+
+Each pattern is tested on the whole tensor, so a hint is only given when it explains every element.
+"""
+import numpy as np
+
+from compare.localise import Mismatch
+
+
+def _close(a, b, scale):
+    return bool(np.all(np.abs(a - b) <= 1e-6 * scale + 1e-12))
+
+
+def _factor_meaning(k, batch):
+    """Words for a constant factor ``k`` between yours and the reference."""
+    meanings = []
+    if batch and batch > 1:
+        if abs(k - 1.0 / batch) < 1e-6 / batch:
+            meanings.append(f"1/N for the N = {batch} examples: a mean where a sum belongs (a bias "
+                            "gradient averaged over the batch), or the 1/N applied twice")
+        elif abs(k - batch) < 1e-6 * batch:
+            meanings.append(f"N for the N = {batch} examples: a forgotten 1/N (the cost is the mean "
+                            "over the batch, so every gradient carries 1/N)")
+    if abs(k - 2.0) < 1e-6:
+        meanings.append("a factor 2 too many: the ½ in ½ (y − ŷ)² cancels the 2 from the square")
+    elif abs(k - 0.5) < 1e-6:
+        meanings.append("a factor ½ too few: the derivative of (y − ŷ)² is 2 (ŷ − y), unless the "
+                        "loss carries a ½")
+    return meanings
+
+
+def explain_difference(yours, reference, batch=None):
+    """A short sentence describing how ``yours`` differs from ``reference``, or "" if no simple
+    pattern explains it. ``batch`` is the number of examples N, to recognise 1/N."""
+    a = np.asarray(yours, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return ""
+    scale = max(float(np.abs(b).max()), float(np.abs(a).max()))
+    if scale == 0.0:
+        return ""
+    if not np.any(a):
+        return "yours is all zeros where the reference is not: a gradient that never got written or added"
+    if not np.any(b):
+        return "the reference is all zeros but yours is not: this value should not depend on its inputs"
+    if a.ndim == 2 and a.shape[0] == a.shape[1] and a.shape[0] > 1 and _close(a, b.T, scale):
+        return "yours is the transpose of the reference: a missing or extra transpose"
+    if _close(a, -b, scale):
+        return "yours is the reference with its sign flipped: a sign error (ŷ − y written y − ŷ, or a minus lost)"
+    k = float(np.sum(a * b) / np.sum(b * b))
+    if _close(a, k * b, scale) and abs(k - 1.0) > 1e-6:
+        text = f"yours is {k:.6g} × the reference in every element"
+        meanings = _factor_meaning(k, batch)
+        return text + (": " + "; or ".join(meanings) if meanings else ": a constant factor")
+    bad = ~np.isclose(a, b, rtol=1e-6, atol=1e-9 * scale)
+    if a.ndim >= 1 and bad.any():
+        return f"{int(bad.sum())} of {a.size} elements differ"
+    return ""
+
+
+# For a layer y = x W^T + b, what each gradient should be (named as check_layer names them).
+LINEAR_FORMULAS = {
+    "dL/dx": "dL/dx = dL/dy W",
+    "weight.grad": "dL/dW = dL/dy^T x, summed over the batch by the product",
+    "bias.grad": "dL/db = dL/dy summed over the batch (axis 0)",
+}
+
+
+def _formula(name):
+    formula = LINEAR_FORMULAS.get(name)
+    return f" (for a linear layer y = x W^T + b: {formula})" if formula else ""
+
+
+def first_wrong(tensors, per_trial, values, batch=None):
+    """(Mismatch, hint, trial) for the first wrong tensor of a function or layer check, or
+    (None, "", None).
+
+    ``tensors`` are the merged checks (worst over the trials); the hint comes from the trial
+    where that tensor was worst."""
+    first = next((c for c in tensors if not c.passed), None)
+    if first is None:
+        return None, "", None
+    hint = explain_difference(*values[first.trial - 1][first.diff.name], batch=batch)
+    if first.diff.name.startswith("y (forward)"):
+        text = ("the forward values differ: your forward and the reference compute different "
+                "functions, so the gradients cannot be compared until they agree")
+        return Mismatch("forward", first.diff, None, None, text), hint, first.trial
+    wrong = [c.diff.name for c in tensors if not c.passed]
+    # the forward and the accumulation checks ("... after a 2nd backward") are not gradients
+    right = [c.diff.name for c in tensors if c.passed and not c.diff.name.startswith("y (forward)")
+             and "after a 2nd backward" not in c.diff.name]
+    text = f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} wrong"
+    if right:
+        text += f" while {', '.join(right)} {'is' if len(right) == 1 else 'are'} right"
+    if len(wrong) == 1 and right:
+        text += f": only the formula for {wrong[0]} is wrong{_formula(wrong[0])}"
+    elif len(wrong) == 1:
+        text += (": the derivative itself, dL/dx = J^T dL/dy (for an elementwise f, "
+                 "dL/dy * f'(x) element by element)")
+    elif not right:
+        text += (": every gradient, so look at what they share (the upstream gradient dL/dy and the "
+                 "local derivative of the output)")
+    return Mismatch("backward", first.diff, None, None, text), hint, first.trial

@@ -1,0 +1,210 @@
+"""Check a layer written in the style of ``manual/`` against torch autograd (a torch module or a
+function), or against central finite differences.
+
+The contract (manual.module.Module): ``forward(x)`` returns y and keeps what backward needs;
+``backward(dL_dy)`` adds dL/dparam into each ``param.grad`` and returns dL/dx;
+``named_parameters()`` yields (name, param) with ``param.data`` and ``param.grad`` arrays.
+Examples are rows: x is (N, ...).
+"""
+import copy
+import time
+
+import numpy as np
+
+from compare.check_common import (CheckError, Precision, as_array, call_user, describe,
+                                  precision_of, standard_normal)
+from compare.check_functions import numerical_check
+from compare.check_hints import first_wrong
+from compare.check_result import CheckResult, TensorCheck, merge
+from compare.diff import compare_arrays
+from compare.finite_diff import numerical_vjp
+from compare.localise import Mismatch
+
+
+def layer_parameters(layer):
+    """[(name, param)] of a manual-style layer, each checked to have .data and .grad of one shape."""
+    if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
+        raise CheckError(f"{describe(layer)} is not a layer: it needs forward(x) and backward(dL_dy) "
+                         "(see manual.module.Module)")
+    params = list(layer.named_parameters()) if hasattr(layer, "named_parameters") else []
+    for n, p in params:
+        data, grad = getattr(p, "data", None), getattr(p, "grad", None)
+        if not isinstance(data, np.ndarray) or not isinstance(grad, np.ndarray):
+            raise CheckError(f"parameter {n!r} needs NumPy arrays .data and .grad (see "
+                             "manual.module.Parameter)")
+        if grad.shape != data.shape:
+            raise CheckError(f"parameter {n!r}: .grad has shape {grad.shape} but .data has {data.shape}; "
+                             "the gradient has the parameter's shape")
+    return params
+
+
+def _module_parameters(module, params, param_map):
+    """The torch module's parameters in the layer's order, checked against the layer's."""
+    own = dict(module.named_parameters())
+    wanted = {n: param_map.get(n, n) for n, _ in params}
+    missing = [f"{n} (as {t!r})" if t != n else n for n, t in wanted.items() if t not in own]
+    extra = sorted(set(own) - set(wanted.values()))
+    if missing:
+        raise CheckError(f"the torch module has no parameter for {', '.join(missing)}; its parameters "
+                         f"are {', '.join(own) or 'none'}: pass param_map={{'yours': 'torch name'}}")
+    if extra:
+        raise CheckError(f"the torch module has parameters your layer lacks: {', '.join(extra)}; "
+                         "build it without them (e.g. torch.nn.Linear(..., bias=False))")
+    for n, p in params:
+        if tuple(own[wanted[n]].shape) != p.data.shape:
+            raise CheckError(f"parameter {n!r} has shape {p.data.shape} but the torch module's "
+                             f"{wanted[n]!r} has {tuple(own[wanted[n]].shape)} (torch stores a Linear "
+                             "weight as (out, in))")
+    return [own[wanted[n]] for n, _ in params]
+
+
+def torch_layer_reference(reference, x, params, g, param_map):
+    """(y, dL/dx, [dL/dparam]) of the reference by autograd in float64, with the layer's values."""
+    import torch
+    what = f"the reference {describe(reference)}"
+    xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+    if isinstance(reference, torch.nn.Module):
+        module = copy.deepcopy(reference).double()
+        tensors = _module_parameters(module, params, param_map)
+        with torch.no_grad():
+            for t, (_, p) in zip(tensors, params):
+                t.copy_(torch.tensor(np.asarray(p.data, dtype=np.float64)))
+        y = call_user(module, xt, what=what)
+    else:
+        tensors = [torch.tensor(np.asarray(p.data, dtype=np.float64), requires_grad=True) for _, p in params]
+        y = call_user(reference, xt, {n: t for (n, _), t in zip(params, tensors)}, what=what)
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != np.shape(g):
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise CheckError(f"{what} returned {got} but your forward returned shape {np.shape(g)}")
+    grads = torch.autograd.grad(y, [xt] + tensors, torch.tensor(np.asarray(g, dtype=np.float64)),
+                                allow_unused=True)
+    grads = [np.zeros(tuple(t.shape)) if gr is None else gr.detach().numpy().copy()
+             for t, gr in zip([xt] + tensors, grads)]
+    return y.detach().numpy().copy(), grads[0], grads[1:]
+
+
+def numerical_layer_reference(layer, x, params, g):
+    """(dL/dx, [dL/dparam]) by central differences, the parameters swapped for float64 copies."""
+    originals = [p.data for _, p in params]
+
+    def forward(arrays):
+        for (_, p), a in zip(params, arrays[1:]):
+            p.data = a
+        return call_user(layer.forward, arrays[0], what=f"{describe(layer)}.forward")
+    try:
+        arrays = [x] + originals
+        nums = [numerical_vjp(forward, arrays, g, i) for i in range(len(arrays))]
+    finally:
+        for (_, p), data in zip(params, originals):
+            p.data = data
+    return nums[0], nums[1:]
+
+
+def _run_layer(layer, params, x, rng, what):
+    """Forward and backward on the layer with zeroed gradients: (y, g, dL/dx, {name: grad})."""
+    for _, p in params:
+        p.grad[...] = 0
+    y = as_array(call_user(layer.forward, x, what=f"{what}.forward"), f"the output of {what}.forward")
+    g = rng.standard_normal(y.shape).astype(y.dtype)
+    dx = call_user(layer.backward, g, what=f"{what}.backward")
+    dx = as_array(dx, f"dL/dx returned by {what}.backward", np.shape(x),
+                  hint="" if dx is not None else " (backward must return dL/dx)")
+    grads = {n: as_array(p.grad.copy(), f"{n}.grad after {what}.backward", p.data.shape) for n, p in params}
+    return y, g, dx, grads
+
+
+def _accumulation_checks(layer, params, g, grads, tol, what):
+    """A second backward must add the same gradient again (2 x), as torch's .grad does."""
+    try:
+        call_user(layer.backward, g, what=f"{what}.backward")
+    except CheckError:
+        return [], {}   # a layer that cannot run backward twice is not judged on it
+    checks, values = [], {}
+    for n, p in params:
+        name = f"{n}.grad after a 2nd backward"
+        checks.append(TensorCheck(compare_arrays(name, p.grad, 2.0 * grads[n], tol)))
+        values[name] = (np.array(p.grad, dtype=np.float64), 2.0 * grads[n])
+    return checks, values
+
+
+def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=3, seed=0,
+                sampler=None, keep_params=False, param_map=None, dtype=None, tolerance=None, name=None):
+    """Check a manual-style layer's backward on random inputs.
+
+    reference: a torch.nn.Module with parameters of the same names and shapes (its values are
+    replaced by the layer's; ``param_map`` renames: {"W": "weight"}), or a function
+    reference(x, params: {name: tensor}) -> y, or None for central finite differences.
+    input_shape: the shape of x, examples in rows, e.g. (4, 3); or ``inputs``: one explicit x.
+    keep_params: use the layer's own values; by default every trial draws new ones from U(-1, 1)
+    (restored afterwards), so that zeros or ones do not hide a mistake. With finite differences,
+    elements whose input sat near a kink are reported in the notes and left out.
+    Returns a CheckResult comparing y, dL/dx and every param.grad, plus that gradients accumulate.
+    """
+    start = time.perf_counter()
+    what = describe(layer)
+    params = layer_parameters(layer)
+    if (input_shape is None) == (inputs is None):
+        raise CheckError("give either input_shape=(N, ...) or inputs=x, not both or neither")
+    if not (isinstance(trials, int) and trials >= 1):
+        raise CheckError(f"trials must be a positive integer, got {trials!r}")
+    if inputs is not None:
+        inputs, trials = as_array(inputs, "inputs"), 1
+    dtype = dtype or precision_of(*(p.data for _, p in params), *([] if inputs is None else [inputs]))
+    precision = Precision(dtype, tolerance)
+    rng, sampler, param_map = np.random.default_rng(seed), sampler or standard_normal, param_map or {}
+    saved = [p.data.copy() for _, p in params]
+    ref_name = ("central finite differences in float64, h = 1e-6·max(1, |x|)" if reference is None
+                else f"torch autograd on {describe(reference)} (float64, your parameter values copied in)")
+    per_trial, values, notes = [], [], []
+    try:
+        for trial in range(1, trials + 1):
+            if not keep_params:
+                for _, p in params:
+                    p.data[...] = rng.uniform(-1.0, 1.0, p.data.shape)
+            x = inputs if inputs is not None else np.asarray(sampler(rng, tuple(input_shape))).astype(dtype)
+            y, g, dx, grads = _run_layer(layer, params, x, rng, what)
+            tol = precision.see(y, dx, *grads.values())
+            checks, vals = [], {}
+            if reference is None:
+                num_x, num_p = numerical_layer_reference(layer, x, params, g)
+                pairs = [("dL/dx", dx, num_x)] + [(f"{n}.grad", grads[n], num) for (n, _), num in zip(params, num_p)]
+                for tname, mine, num in pairs:
+                    check, mine, ref, note = numerical_check(tname, mine, num, precision)
+                    checks.append(check)
+                    vals[tname] = (mine, ref)
+                    if note:
+                        notes.append(f"trial {trial}: {note}")
+            else:
+                y_ref, dx_ref, p_ref = torch_layer_reference(reference, x, params, g, param_map)
+                pairs = [("y (forward)", y, y_ref), ("dL/dx", dx, dx_ref)] + [
+                    (f"{n}.grad", grads[n], r) for (n, _), r in zip(params, p_ref)]
+                for tname, mine, ref in pairs:
+                    checks.append(TensorCheck(compare_arrays(tname, mine, ref, tol)))
+                    vals[tname] = (mine, ref)
+            if trial == 1 and params:
+                more, more_vals = _accumulation_checks(layer, params, g, grads, tol, what)
+                checks += more
+                vals.update(more_vals)
+            for c in checks:
+                c.trial = trial
+            per_trial.append(checks)
+            values.append(vals)
+    finally:
+        for (_, p), data in zip(params, saved):
+            p.data[...] = data
+            p.grad[...] = 0
+    tensors = merge(per_trial)
+    batch = x.shape[0] if np.ndim(x) >= 2 else None
+    mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch)
+    if mismatch is not None and "after a 2nd backward" in mismatch.diff.name:
+        pname = mismatch.diff.name.split(" after", 1)[0]
+        mismatch = Mismatch("backward", mismatch.diff, None, None,
+                            f"every gradient is right once, but a second backward does not add to "
+                            f"{pname}: backward overwrites param.grad; write `param.grad += ...` "
+                            "(gradients accumulate until zero_grad, as in torch)")
+        hint = ""
+    tol = precision.tolerance
+    if reference is None:
+        tol = max((t.diff.tolerance for t in tensors), key=lambda t: t.atol, default=tol)
+    return CheckResult("layer", name or what, ref_name, mismatch is None, tensors, tol, precision.dtype,
+                       trials, mismatch, hint, precision.notes + notes, time.perf_counter() - start, trial)

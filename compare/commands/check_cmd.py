@@ -1,0 +1,137 @@
+"""backprop-oracle check FILE.py:FUNCTION --sizes 2,3,1 ...: a hand-written network backprop
+against torch autograd, every gradient element by element, the first wrong node named.
+
+The network comes from flags, a JSON spec file (--spec; keys: sizes, activation,
+output_activation, loss, and optionally batch, trials, seed, naming, dtype), or a preset
+(--preset: its architecture and its training data). Flags override the file, which overrides
+the preset. Exit 0 when every tensor agrees, 1 on a mismatch, 2 on a usage error.
+"""
+import importlib.util
+import json
+import os
+import re
+import sys
+
+from compare.cli import UsageError, json_path, positive_int
+from manual import ACTIVATIONS, DTYPES, LOSSES
+
+HELP = "check a hand-written network backprop function (params, X, Y) -> (cost, grads) against torch"
+
+SPEC_KEYS = ("sizes", "activation", "output_activation", "loss", "batch", "trials", "seed", "naming", "dtype")
+DEFAULTS = {"activation": "sigmoid", "output_activation": "identity", "loss": "squared_error",
+            "batch": 4, "trials": 2, "seed": 0, "naming": "torch", "dtype": "float64"}
+
+
+def sizes_list(text):
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise UsageError(f"--sizes: expected positive integers separated by commas (inputs,hidden...,"
+                         f"outputs), e.g. 2,3,1; got {text!r}")
+    return sizes
+
+
+def add_arguments(parser):
+    parser.add_argument("target", metavar="FILE.py:FUNCTION",
+                        help="fn(params, X, Y) -> (cost, grads) or (cost, grads, intermediates)")
+    net = parser.add_argument_group("the network (flags, --spec FILE.json, or --preset NAME)")
+    net.add_argument("--sizes", help="layer sizes, inputs first: e.g. 2,3,1")
+    net.add_argument("--activation", choices=list(ACTIVATIONS), help="hidden layers (default sigmoid)")
+    net.add_argument("--output-activation", choices=list(ACTIVATIONS), help="output layer (default identity)")
+    net.add_argument("--loss", choices=list(LOSSES), help="the cost (default squared_error)")
+    net.add_argument("--spec", metavar="FILE.json",
+                     help=f"a JSON object with the keys {', '.join(SPEC_KEYS)} (sizes required)")
+    net.add_argument("--preset", help="take the architecture and the training data from a preset")
+    parser.add_argument("--batch", type=positive_int, help="random examples per trial (default 4)")
+    parser.add_argument("--trials", type=positive_int, help="random draws of parameters and data (default 2)")
+    parser.add_argument("--seed", type=int, help="seed of the random draws (default 0)")
+    parser.add_argument("--naming", choices=["torch", "layers"],
+                        help="parameter names: torch's 0.weight, 0.bias, ... (default) or W1, b1, ...")
+    parser.add_argument("--dtype", choices=list(DTYPES), help="precision handed to your function (default float64)")
+    parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+
+
+def load_function(target):
+    """The function named by FILE.py:FUNCTION, imported from that file."""
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"expected FILE.py:FUNCTION, e.g. student.py:backprop; got {target!r}")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    spec = importlib.util.spec_from_file_location(f"backprop_oracle_user_{stem}", path)
+    if spec is None:
+        raise UsageError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)    # so that the file can import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's file may raise anything while it is imported
+        raise UsageError(f"importing {path} raised {type(e).__name__}: {e}") from None
+    finally:
+        sys.path.remove(folder)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        found = [k for k, v in vars(module).items()
+                 if callable(v) and not k.startswith("_") and not isinstance(v, type)]
+        raise UsageError(f"{path} has no function {name!r}; it defines: {', '.join(found) or 'none'}")
+    return fn
+
+
+def resolve_options(args):
+    """(options, data): the network and run options from preset, spec file and flags, in that order."""
+    options, data = dict(DEFAULTS), None
+    if args.preset:
+        from compare.lockstep import prepare
+        from compare.trace import resolve_run
+        _, spec = resolve_run(args.preset)
+        problem = prepare(spec)
+        options.update(sizes=list(problem.sizes), activation=spec.activation,
+                       output_activation=spec.output_activation, loss=spec.loss, dtype=spec.dtype)
+        data = (problem.X, problem.Y)
+    if args.spec:
+        try:
+            with open(args.spec) as f:
+                loaded = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise UsageError(f"--spec {args.spec}: {e}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--spec {args.spec}: expected a JSON object with keys {', '.join(SPEC_KEYS)}")
+        unknown = sorted(set(loaded) - set(SPEC_KEYS))
+        if unknown:
+            raise UsageError(f"--spec {args.spec}: unknown key(s) {unknown}; keys are: {', '.join(SPEC_KEYS)}")
+        options.update(loaded)
+    flags = {"sizes": sizes_list(args.sizes) if args.sizes else None, "activation": args.activation,
+             "output_activation": args.output_activation, "loss": args.loss, "batch": args.batch,
+             "trials": args.trials, "seed": args.seed, "naming": args.naming, "dtype": args.dtype}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    if "sizes" not in options:
+        raise UsageError("give the network: --sizes 2,3,1 (with --activation, --output-activation, "
+                         "--loss), or --spec FILE.json, or --preset NAME")
+    if data is not None and args.batch:
+        data = (data[0][:args.batch], data[1][:args.batch])
+    return options, data
+
+
+def main(args):
+    from compare.check import CheckError, check_network
+    if args.json:
+        json_path(args.json)
+    options, data = resolve_options(args)
+    fn = load_function(args.target)
+    spec = {k: options[k] for k in ("sizes", "activation", "output_activation", "loss")}
+    try:
+        result = check_network(fn, spec, batch=options["batch"], trials=options["trials"],
+                               seed=options["seed"], naming=options["naming"], dtype=options["dtype"],
+                               data=data, name=args.target)
+    except CheckError as e:
+        raise UsageError(str(e)) from None
+    print(result.report())
+    if args.json:
+        from compare.report import write_json
+        write_json(args.json, result.to_dict())
+    sys.stdout.flush()
+    return 0 if result.passed else 1

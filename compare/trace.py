@@ -1,0 +1,239 @@
+"""One example through a preset's network, node by node, the way the seeds compute it by hand:
+forward (x, z, ŷ, L), backward (∂L/∂ŷ, ∂ŷ/∂z, ∂L/∂z, ∂L/∂W, ∂L/∂b for each layer, from the
+output back), then the update. Each node shows the manual value beside torch's, from
+``retain_grad`` on every intermediate (torch_ref.forward_with_intermediates).
+
+For the OR gate's first example (x = (0, 0), y = 0, w = [0.1, 0.6], b = 0, α = 1) this is seed
+004's computation: ŷ = 0.5, L = 0.125, ∂L/∂w = [0, 0], ∂L/∂b = 0.125, b -> -0.125.
+"""
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compare.diff import compare_arrays
+from compare.localise import layer_numbers
+from compare.presets import PRESETS
+from compare.spec import ExperimentSpec, SpecError
+
+# activation key -> (a = f(z), f'(z) written with a and z); the registry keys of manual/activations.py
+ACTIVATION_FORMULAS = {
+    "identity": ("z", "1"),
+    "step": ("1 if z > 0 else 0", "0 (no gradient)"),
+    "sigmoid": ("1 / (1 + e^-z)", "a (1 − a)"),
+    "tanh": ("tanh(z)", "1 − a²"),
+    "relu": ("max(0, z)", "1 if z > 0 else 0"),
+    "leaky_relu": ("z if z > 0 else 0.01 z", "1 if z > 0 else 0.01"),
+    "softmax": ("e^z / Σ e^z", "a_i (δ_ij − a_j), a Jacobian"),
+}
+
+# loss key -> (L for one example, ∂L/∂ŷ); K outputs. The keys of manual/losses.py.
+LOSS_FORMULAS = {
+    "squared_error": ("½ Σ (y − ŷ)²", "ŷ − y"),
+    "sum_squared_error": ("Σ (y − ŷ)²", "2 (ŷ − y)"),
+    "mse": ("(1/K) Σ (y − ŷ)²", "2 (ŷ − y) / K"),
+    "bce": ("−(1/K) Σ [y log ŷ + (1 − y) log(1 − ŷ)]", "(ŷ − y) / (ŷ (1 − ŷ)) / K"),
+    "cross_entropy": ("−log softmax(ŷ)_y", "softmax(ŷ) − onehot(y)"),
+    "hinge": ("(1/K) Σ max(0, 1 − y ŷ)", "−y / K where 1 − y ŷ > 0"),
+}
+
+_SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+@dataclass(frozen=True)
+class TraceNode:
+    """One node of the hand computation: its symbol, its formula, and both sides' values."""
+    stage: str            # "forward", "backward" or "update"
+    symbol: str           # "z", "∂L/∂b₂", ...
+    formula: str
+    manual: np.ndarray
+    torch: np.ndarray
+    diff: object          # compare.diff.TensorDiff of the two
+
+
+@dataclass
+class ExampleTrace:
+    """Every node of one example's forward pass, backward pass and update, on both sides."""
+    name: str
+    example: int
+    x: np.ndarray
+    y: np.ndarray
+    spec: object          # the ExperimentSpec
+    tolerance: object
+    nodes: list = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return all(n.diff.passed for n in self.nodes)
+
+    def first_disagreement(self):
+        return next((n for n in self.nodes if not n.diff.passed), None)
+
+
+def resolve_run(name):
+    """(run name, ExperimentSpec) for "preset" (its first run) or "preset:label"."""
+    preset_name, _, label = name.partition(":")
+    if preset_name not in PRESETS:
+        raise SpecError(f"unknown preset {preset_name!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[preset_name]
+    if label and label not in preset.runs:
+        labels = ", ".join(f"{preset.name}:{k}" for k in preset.runs if k)
+        raise SpecError(f"preset {preset.name!r} has no run {label!r}; its runs: {labels or preset.name}")
+    label = label or next(iter(preset.runs))
+    return (preset.name if not label else f"{preset.name}:{label}"), preset.runs[label]
+
+
+def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
+    """Trace example ``example`` of a preset (a name, "preset:label") or an ExperimentSpec.
+
+    Builds the run exactly as compare.lockstep.LockstepRun does (data, initial parameters from
+    the spec's initial_params / init), runs one forward and backward pass of that example on
+    both sides with every intermediate kept, then one optimizer step. Returns an ExampleTrace.
+    """
+    from compare.lockstep import LockstepRun
+    if isinstance(preset_or_spec, ExperimentSpec):
+        run_name, spec = name or preset_or_spec.dataset, preset_or_spec
+    else:
+        run_name, spec = resolve_run(preset_or_spec)
+    run = LockstepRun(spec, name=run_name)
+    n = run.problem.X.shape[0]
+    if isinstance(example, bool) or not isinstance(example, (int, np.integer)) or not 0 <= example < n:
+        raise SpecError(f"example must be an index from 0 to {n - 1} ({run_name} has {n} training "
+                        f"examples), got {example!r}")
+    idx = np.array([example])
+    tm, tt = run.manual.trace(idx), run.torch.trace(idx)
+    trace = ExampleTrace(run_name, int(example), run.problem.X[example], run.problem.Y[example],
+                         spec, run.tolerance)
+    _forward_nodes(trace, tm, tt)
+    _backward_nodes(trace, tm, tt, run)
+    before_m, before_t = run.manual.params(), run.torch.params()
+    run.manual.step()
+    run.torch.step()
+    _update_nodes(trace, run, before_m, before_t)
+    return trace
+
+
+def _symbols(kinds):
+    """Per layer l: (z, a, W, b) symbols; one layer is the seeds' z, ŷ, w, b."""
+    L = max(layer_numbers(kinds))
+    out = {}
+    for l in range(1, L + 1):
+        s = "" if L == 1 else str(l).translate(_SUB)
+        out[l] = (f"z{s}", "ŷ" if l == L else f"a{s}", "w" if L == 1 else f"W{s}", f"b{s}")
+    return out
+
+
+def _symbolic(formula, z, a):
+    """A registry formula written for this layer: "a (1 − a)" -> "a₁ (1 − a₁)"."""
+    return re.sub(r"\ba\b", a, re.sub(r"\bz\b", z, formula))
+
+
+def _add(trace, stage, symbol, formula, manual, torch):
+    d = compare_arrays(symbol, manual, torch, trace.tolerance)
+    trace.nodes.append(TraceNode(stage, symbol, formula, np.asarray(manual, dtype=np.float64),
+                                 np.asarray(torch, dtype=np.float64), d))
+
+
+def _forward_nodes(trace, tm, tt):
+    spec, kinds = trace.spec, tm.kinds
+    layers, sym = layer_numbers(kinds), _symbols(kinds)
+    _add(trace, "forward", "x", "the input", trace.x.reshape(1, -1), trace.x.reshape(1, -1))
+    for i, kind in enumerate(kinds):
+        z, a, W, b = sym[layers[i]]
+        prev = "x" if layers[i] == 1 else sym[layers[i] - 1][1]
+        if kind == "linear":
+            formula = f"{prev} {W}ᵀ + {b}"
+        else:
+            formula = f"{kind}({z}) = {_symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], z, a)}"
+        _add(trace, "forward", z if kind == "linear" else a, formula, tm.outputs[i], tt.outputs[i])
+    _add(trace, "forward", "L", f"{LOSS_FORMULAS.get(spec.loss, (spec.loss, ''))[0]}, y = {_fmt(trace.y)}",
+         tm.cost, tt.cost)
+
+
+def _local_derivatives(run, i, z_manual, z_torch):
+    """∂a/∂z of activation module i, element by element, on both sides (None for a Jacobian)."""
+    import torch
+    act_m, act_t = run.manual.model[i], run.torch.model[i]
+    if type(act_m).__name__ in ("Softmax", "Step"):
+        return None, None
+    act_m.forward(z_manual)                       # recompute its cache for this z
+    d_manual = act_m.backward(np.ones_like(z_manual))
+    zt = torch.tensor(z_torch, dtype=run.torch.dtype, requires_grad=True)
+    d_torch, = torch.autograd.grad(act_t(zt), zt, torch.ones_like(zt))
+    return d_manual, d_torch.detach().cpu().numpy()
+
+
+def _backward_nodes(trace, tm, tt, run):
+    kinds = tm.kinds
+    layers, sym = layer_numbers(kinds), _symbols(kinds)
+    loss = trace.spec.loss
+    for i in reversed(range(len(kinds))):
+        l, kind = layers[i], kinds[i]
+        z, a, W, b = sym[l]
+        if kind != "linear":
+            formula = (LOSS_FORMULAS.get(loss, ("", "the loss derivative"))[1] if i == len(kinds) - 1
+                       else f"∂L/∂{sym[l + 1][0]} {sym[l + 1][2]}")
+            _add(trace, "backward", f"∂L/∂{a}", formula, tm.output_grads[i], tt.output_grads[i])
+            d_m, d_t = _local_derivatives(run, i, tm.outputs[i - 1], tt.outputs[i - 1])
+            if d_m is not None:
+                _add(trace, "backward", f"∂{a}/∂{z}", _symbolic(ACTIVATION_FORMULAS.get(kind, ("", kind))[1], z, a),
+                     d_m, d_t)
+        else:
+            _add(trace, "backward", f"∂L/∂{z}", f"∂L/∂{a} · ∂{a}/∂{z}", tm.output_grads[i], tt.output_grads[i])
+            prev = "x" if l == 1 else sym[l - 1][1]
+            _add(trace, "backward", f"∂L/∂{W}", f"∂L/∂{z}ᵀ {prev}", tm.param_grads[f"{i}.weight"],
+                 tt.param_grads[f"{i}.weight"])
+            _add(trace, "backward", f"∂L/∂{b}", f"Σ ∂L/∂{z} over the batch", tm.param_grads[f"{i}.bias"],
+                 tt.param_grads[f"{i}.bias"])
+
+
+def _update_nodes(trace, run, before_m, before_t):
+    spec, kinds = trace.spec, run.manual.kinds
+    sym = _symbols(kinds)
+    after_m, after_t = run.manual.params(), run.torch.params()
+    plain_sgd = spec.optimizer == "sgd" and not any(spec.optimizer_args.values())
+    for name in after_m:
+        i, attr = name.split(".")
+        _, _, W, b = sym[layer_numbers(kinds)[int(i)]]
+        p = W if attr == "weight" else b
+        formula = (f"{p} − α ∂L/∂{p}, α = {spec.lr:g}" if plain_sgd
+                   else f"{spec.optimizer} step, lr {spec.lr:g} {spec.optimizer_args or ''}".rstrip())
+        _add(trace, "update", f"{p} →", f"{formula} (was {_fmt(before_m[name])})", after_m[name], after_t[name])
+
+
+def _fmt(value, limit=6):
+    """A value as the seeds print it: 0.125, [0.1, 0.6], [[1, 2], [3, 4]]; big arrays summarised."""
+    a = np.asarray(value, dtype=np.float64) + 0.0          # + 0.0 turns -0 into 0
+    while a.ndim > 1 and a.shape[0] == 1:
+        a = a[0]                                             # one example or one unit: drop the axis
+    if a.size > limit:
+        return f"{a.shape} array, |max| {np.abs(a).max():.6g}"
+    if a.size == 1:
+        return f"{a.reshape(-1)[0]:.6g}"
+    if a.ndim == 1:
+        return "[" + ", ".join(f"{v:.6g}" for v in a) + "]"
+    return "[" + ", ".join(_fmt(row) if np.ndim(row) else f"{row:.6g}" for row in a) + "]"
+
+
+def format_trace(trace):
+    """The trace as a table: stage, node, formula, manual, torch, and whether they agree."""
+    spec = trace.spec
+    head = (f"{trace.name}, example {trace.example}: x = {_fmt(trace.x)}, y = {_fmt(trace.y)}  "
+            f"({spec.loss} loss, {spec.optimizer} lr {spec.lr:g}, {spec.dtype})")
+    rows = [["", "node", "formula", "manual", "torch", ""]]
+    stage = None
+    for n in trace.nodes:
+        label = n.stage if n.stage != stage else ""
+        stage = n.stage
+        rows.append([label, n.symbol, n.formula, _fmt(n.manual), _fmt(n.torch),
+                     "agree" if n.diff.passed else "DIFFER"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    first = trace.first_disagreement()
+    lines.append("")
+    if first is None:
+        lines.append(f"every node agrees (tolerance atol {trace.tolerance.atol:g} + rtol "
+                     f"{trace.tolerance.rtol:g}·|torch|)")
+    else:
+        lines.append(f"the sides first disagree at {first.symbol}: {first.diff.describe()}")
+    return "\n".join(lines)
