@@ -128,7 +128,7 @@ class Precision:
         if self.dtype != "float32" and (not arrays or precision_of(*arrays) == "float32"):
             self.dtype = "float32"
             message = ("float32 values: compared with float32's tolerance "
-                       f"(atol {tolerance_for('float32').atol:g} + rtol {tolerance_for('float32').rtol:g}·|reference|) against a float64 reference; float64 is the "
+                       f"(atol {tolerance_for('float32').atol:g} + rtol {tolerance_for('float32').rtol:g}·max|reference|) against a float64 reference; float64 is the "
                        "oracle's precision and catches smaller mistakes, so check in float64 where you can")
             warnings.warn(message, PrecisionWarning, stacklevel=4)
             self.notes.append(message)

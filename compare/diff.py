@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compare.tolerances import Tolerance
+from compare.tolerances import Tolerance, tensor_scale
 
 
 def relative_error(a, b):
@@ -14,62 +14,72 @@ def relative_error(a, b):
 @dataclass(frozen=True)
 class TensorDiff:
     """The comparison of one tensor: manual (``a``) against torch (``b``)."""
-    name: str            # e.g. "dL/dW of layer 2 (2.weight)"
+    name: str            # e.g. "dL/dW_2 (2.weight.grad)"
     shape: tuple
     passed: bool
     max_abs: float       # max |a - b|
-    max_rel: float       # max relative_error(a, b)
-    index: tuple         # the worst element: the one furthest outside (or nearest to) the tolerance
+    max_rel: float       # max relative_error(a, b), element by element
+    index: tuple         # the worst element: the largest |a - b| (a NaN on one side only is worst)
     manual: float        # a[index]
     torch: float         # b[index]
     tolerance: Tolerance
+    allowed: float = 0.0  # the largest |a - b| this tensor may have: atol + rtol · max|b|
+
+    @property
+    def scaled(self):
+        """max |a - b| / max |b|: the difference relative to the tensor's scale, what rtol bounds."""
+        scale = (self.allowed - self.tolerance.atol) / self.tolerance.rtol if self.tolerance.rtol else 0.0
+        return self.max_abs / scale if scale > 0 else (0.0 if self.max_abs == 0 else float("inf"))
 
     def describe(self):
         where = f"[{', '.join(map(str, self.index))}]" if self.index else ""
         verdict = "agrees" if self.passed else "DIFFERS"
         return (f"{self.name}{where} {verdict}: manual {self.manual:.12g} vs torch {self.torch:.12g}, "
-                f"|diff| {abs(self.manual - self.torch):.3g} (tolerance {self.tolerance})")
+                f"|diff| {abs(self.manual - self.torch):.3g}, allowed {self.allowed:.3g} "
+                f"(tolerance {self.tolerance})")
 
     def to_dict(self):
         return {"name": self.name, "shape": list(self.shape), "passed": self.passed,
                 "max_abs": self.max_abs, "max_rel": self.max_rel, "index": list(self.index),
-                "manual": self.manual, "torch": self.torch,
+                "manual": self.manual, "torch": self.torch, "allowed": self.allowed,
                 "rtol": self.tolerance.rtol, "atol": self.tolerance.atol}
 
 
 def compare_arrays(name, manual, torch, tolerance):
-    """Compare two arrays of the same shape under ``tolerance``; NaN only matches NaN."""
+    """Compare two arrays of the same shape under ``tolerance`` (compare.tolerances); NaN only matches NaN."""
     a = np.asarray(manual, dtype=np.float64)
     b = np.asarray(torch, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"{name}: manual has shape {a.shape} but torch has {b.shape}")
+    allowed = tolerance.allowed(tensor_scale(b))
     if a.size == 0:
-        return TensorDiff(name, a.shape, True, 0.0, 0.0, (), 0.0, 0.0, tolerance)
+        return TensorDiff(name, a.shape, True, 0.0, 0.0, (), 0.0, 0.0, tolerance, allowed)
     with np.errstate(invalid="ignore", over="ignore"):
-        abs_diff = np.abs(a - b)
-        allowed = tolerance.atol + tolerance.rtol * np.abs(b)
-        ratio = abs_diff / allowed
         nan_a, nan_b = np.isnan(a), np.isnan(b)
-        both_nan = nan_a & nan_b
-        ratio = np.where(both_nan, 0.0, np.where(nan_a | nan_b, np.inf, ratio))
-        same_inf = np.isinf(a) & (a == b)
-        ratio = np.where(same_inf, 0.0, ratio)
-        abs_diff = np.where(both_nan | same_inf, 0.0, abs_diff)
-        rel = np.where(both_nan | same_inf, 0.0, relative_error(a, b))
-    flat = int(np.argmax(ratio))
+        same = (nan_a & nan_b) | (np.isinf(a) & (a == b))
+        abs_diff = np.where(same, 0.0, np.abs(a - b))
+        abs_diff = np.where((nan_a | nan_b) & ~same, np.inf, abs_diff)
+        rel = np.where(same, 0.0, relative_error(a, b))
+        rel = np.where(np.isnan(rel), np.inf, rel)
+    flat = int(np.argmax(abs_diff))
     index = tuple(int(i) for i in np.unravel_index(flat, a.shape))
+    worst = float(abs_diff.flat[flat])
     return TensorDiff(
-        name=name, shape=a.shape, passed=bool(ratio.flat[flat] <= 1.0),
-        max_abs=float(np.nanmax(abs_diff)) if not np.all(np.isnan(abs_diff)) else float("nan"),
-        max_rel=float(np.nanmax(rel)) if not np.all(np.isnan(rel)) else float("nan"),
-        index=index, manual=float(a.flat[flat]), torch=float(b.flat[flat]), tolerance=tolerance)
+        name=name, shape=a.shape, passed=bool(worst <= allowed), max_abs=worst,
+        max_rel=float(rel.max()), index=index, manual=float(a.flat[flat]), torch=float(b.flat[flat]),
+        tolerance=tolerance, allowed=allowed)
 
 
-def quick_diff(manual, torch, tolerance):
-    """(passed, max |a - b|, max relative error) of two flat float64 arrays: the per-step fast
-    path. A NaN on either side fails (and makes the maxima NaN); ``compare_arrays`` then says where."""
-    d = np.abs(manual - torch)
-    passed = bool(np.all(d <= tolerance.atol + tolerance.rtol * np.abs(torch)))
-    if d.size == 0:
+def quick_diff(manual, torch, tolerance, offsets=(0,)):
+    """The per-step fast path over several tensors concatenated into flat float64 arrays, the
+    tensors starting at ``offsets``: (passed, max |a - b|, max |a - b| / max|b| of its tensor).
+    A NaN on either side fails; ``compare_arrays`` then says where."""
+    if manual.size == 0:
         return True, 0.0, 0.0
-    return passed, float(d.max()), float(relative_error(manual, torch).max())
+    d = np.abs(manual - torch)
+    scales = np.maximum.reduceat(np.abs(torch), offsets)           # max |b| of each tensor
+    per_element = np.repeat(scales, np.diff(np.append(offsets, manual.size)))
+    passed = bool(np.all(d <= tolerance.atol + tolerance.rtol * per_element))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = np.where(per_element > 0, d / per_element, np.where(d > 0, np.inf, 0.0))
+    return passed, float(d.max()), float(scaled.max())

@@ -29,6 +29,8 @@ class LockstepResult:
     epoch_cost_manual: list = field(repr=False, default_factory=list)  # batch costs averaged per epoch
     epoch_cost_torch: list = field(repr=False, default_factory=list)
     mismatch: object = None        # the first compare.localise.Mismatch, or None
+    drifts: list = field(default_factory=list)   # Mismatches proven to be rounding drift (stage "drift"),
+                                                  # after each of which torch was set to manual's numbers
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)   # preset-specific figures (e.g. a baseline's accuracy)
 
@@ -53,6 +55,8 @@ class LockstepResult:
             "val_accuracy_manual": self.val_accuracy_manual, "val_accuracy_torch": self.val_accuracy_torch,
             "seconds": self.seconds,
             "mismatch": None if self.mismatch is None else self.mismatch.to_dict(),
+            "resyncs_after_drift": len(self.drifts),
+            "first_drift": self.drifts[0].to_dict() if self.drifts else None,
             "spec": self.spec.to_dict(),
             "extra": self.extra,
         }

@@ -4,6 +4,8 @@ Each side holds its own copy of the data, its model, loss, optimizer and schedul
 (``forward_backward``, ``flat_grads``, ``flat_params``) is what runs at every step; ``trace``
 recomputes one step with every intermediate kept, and runs only when the sides disagree.
 """
+import copy
+
 import numpy as np
 import torch
 
@@ -126,6 +128,8 @@ class TorchSide:
         self.scheduler = torch_ref.make_scheduler(spec.schedule, self.optimizer, **spec.schedule_args)
         self.kinds = module_kinds(self.model)
         self.layout = [(n, tuple(p.shape)) for n, p in self.model.named_parameters()]
+        # Looked up once: Module.parameters() walks the module tree, a cost paid twice every step.
+        self._params = list(self.model.parameters())
         self.data = {}
 
     def tensor(self, array):
@@ -166,11 +170,39 @@ class TorchSide:
         return Trace(self.kinds, [to_numpy(o) for o in outputs], [to_numpy(o.grad) for o in outputs],
                      self.grads(), cost.item())
 
+    def gradients_at(self, params, idx):
+        """(cost, flat gradients) of the batch ``idx`` at the given parameter values, computed on a
+        copy of the model so that this side's own state is untouched."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict({k: torch.tensor(v, dtype=self.dtype, device=self.device) for k, v in params.items()})
+        X, Y = self._batch(idx)
+        cost = self.loss(model(X), Y)
+        cost.backward()
+        return cost.item(), to_numpy(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+
+    @torch.no_grad()
+    def sync_from(self, other):
+        """Take the other side's parameters, optimizer state and learning rate (after rounding
+        drift has been proven, see LockstepRun._drift), so both continue from the same numbers."""
+        params = dict(self.model.named_parameters())
+        for (name, p), state in zip(other.model.named_parameters(), other.optimizer.state):
+            mine = params[name]
+            mine.copy_(torch.tensor(p.data, dtype=self.dtype, device=self.device))
+            own_state = self.optimizer.state[mine]
+            for key, value in state.items():
+                old = own_state.get(key)
+                if key == "step":          # torch keeps Adam's step count as a tensor
+                    own_state[key] = torch.tensor(float(value), dtype=old.dtype if old is not None else None)
+                else:
+                    own_state[key] = torch.tensor(value, dtype=self.dtype, device=self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = other.lr
+
     def flat_grads(self):
-        return to_numpy(torch.cat([p.grad.reshape(-1) for p in self.model.parameters()]))
+        return to_numpy(torch.cat([p.grad.reshape(-1) for p in self._params]))
 
     def flat_params(self):
-        return to_numpy(torch.cat([p.detach().reshape(-1) for p in self.model.parameters()]))
+        return to_numpy(torch.cat([p.detach().reshape(-1) for p in self._params]))
 
     def grads(self):
         return {n: to_numpy(p.grad) for n, p in self.model.named_parameters()}

@@ -232,8 +232,7 @@ def format_trace(trace):
     first = trace.first_disagreement()
     lines.append("")
     if first is None:
-        lines.append(f"every node agrees (tolerance atol {trace.tolerance.atol:g} + rtol "
-                     f"{trace.tolerance.rtol:g}·|torch|)")
+        lines.append(f"every node agrees (tolerance {trace.tolerance})")
     else:
         lines.append(f"the sides first disagree at {first.symbol}: {first.diff.describe()}")
     return "\n".join(lines)

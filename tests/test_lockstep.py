@@ -131,3 +131,29 @@ def test_batch_order_is_the_same_on_both_sides_and_seeded():
 def test_specs_that_make_no_sense_are_rejected(change, message):
     with pytest.raises(SpecError, match=message):
         replace(SPEC, **change).validate()
+
+
+def test_float32_rounding_drift_is_proven_and_resynchronised():
+    """In float32 a long regression run drifts past the tolerance through rounding alone: torch,
+    given the manual side's parameters, computes the same gradients, so the run goes on."""
+    sine = ExperimentSpec(dataset="sine", hidden_sizes=(16,), activation="tanh", output_activation="identity",
+                          loss="mse", optimizer="sgd", lr=0.1, optimizer_args={"momentum": 0.9},
+                          batch_size=32, epochs=100, seed=0, dtype="float32")
+    r = run(sine)
+    assert r.passed, r.mismatch and r.mismatch.describe()
+    assert r.drifts, "expected at least one proven drift in this float32 run"
+    assert r.drifts[0].stage == "drift" and r.drifts[0].step > 1
+    assert "not a formula" in r.drifts[0].reason
+
+
+def test_a_mistake_that_appears_late_is_not_taken_for_drift():
+    calls = {"n": 0}
+
+    def backward(self, g):
+        calls["n"] += 1
+        wrong = calls["n"] > 10                      # correct for the first steps, then wrong
+        return g * self.a * (1 - self.a) * (1.5 if wrong else 1.0)
+    r = run(replace(SPEC, epochs=20), side=planted(manual.Sigmoid, backward=backward))
+    assert not r.passed and r.mismatch.stage == "backward", r.mismatch.describe()
+    assert r.mismatch.step > 1 and not r.drifts
+    assert "activation derivative" in r.mismatch.reason
