@@ -1,10 +1,12 @@
 """One module per subcommand, each with HELP, add_arguments(parser) and main(args) -> exit code."""
 from compare.commands import list_cmd, run_cmd
 from compare.commands import check_cmd, trace_cmd
+from compare.commands import train_cmd
 
 COMMANDS = {
     "run": run_cmd,
     "list": list_cmd,
     "check": check_cmd,
     "trace": trace_cmd,
+    "train": train_cmd,
 }

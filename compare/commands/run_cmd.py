@@ -12,12 +12,22 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     parser.add_argument("--lr", type=positive_float, help="override the learning rate")
     parser.add_argument("--batch-size", type=batch_size, help="override the batch size (a number, or 'full')")
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), help="override the optimizer")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS),
+                        help="override the optimizer; the preset's optimizer arguments the new one does not "
+                             "take (SGD's momentum, Adam's betas) are dropped, weight_decay is kept")
     parser.add_argument("--seed", type=int, help="override the seed of weights, batch order and data")
     parser.add_argument("--dtype", choices=list(DTYPES), help="precision of both sides (default float64)")
     parser.add_argument("--device", help="torch side's device: cpu, cuda, cuda:N or auto")
     parser.add_argument("--json", metavar="FILE", help="also write the whole table, with cost curves, as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr "
+                                                                 "is not a terminal)")
+    parser.add_argument("--mnist-dir", metavar="DIR", help="run the digits preset's 784-16-16-10 network on "
+                        "MNIST: DIR holds the four IDX files (plain or .gz)")
+    parser.add_argument("--mnist-limit", type=positive_int, metavar="N",
+                        help="with --mnist-dir: train on the first N of the 60000 images")
+    parser.add_argument("--logdir", default="runs", metavar="DIR",
+                        help="TensorBoard logs go to DIR/PRESET/TIMESTAMP (default: runs)")
+    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
 
 
 def overrides_from(args):
@@ -28,22 +38,47 @@ def overrides_from(args):
 def main(args):
     # Imported here so that usage errors are reported before torch is loaded.
     from compare.report import format_table, write_json
-    from compare.runner import apply_overrides, resolve_presets, run_preset
+    from compare.cli import UsageError
+    from compare.progress import ProgressBar, progress_wanted
+    from compare.runner import check_overrides, dropped_arguments, resolve_presets, run_preset, use_mnist
     if args.json:
         json_path(args.json)
     presets = resolve_presets(args.presets)
     overrides = overrides_from(args)
+    if args.mnist_limit is not None and args.mnist_dir is None:
+        raise UsageError("--mnist-limit needs --mnist-dir")
+    if args.mnist_dir is not None:
+        presets = use_mnist(presets, args.mnist_dir, args.mnist_limit)
     # Check every override against every preset before anything runs.
+    check_overrides(presets, overrides)
+    if not args.no_tensorboard:
+        from compare.tensorboard import check_logdir
+        check_logdir(args.logdir)
     for preset in presets:
-        for spec in preset.runs.values():
-            apply_overrides(spec, overrides)
+        dropped = sorted({k for spec in preset.runs.values() for k in dropped_arguments(spec, overrides)})
+        if dropped:
+            print(f"{preset.name}: {args.optimizer} takes no {', '.join(dropped)}; dropped from the "
+                  f"preset's optimizer arguments", file=sys.stderr)
+    bars = progress_wanted(args.quiet)
+    loggers = []
+
+    def observers_for(name, spec):
+        observers = [ProgressBar()] if bars else []
+        if not args.no_tensorboard:
+            from compare.tensorboard import TensorBoardLogger
+            loggers.append(TensorBoardLogger(args.logdir, name))
+            observers.append(loggers[-1])
+        return observers
+
     results, goals = [], {}
     for preset in presets:
-        for name, result, goal in run_preset(preset, overrides):
+        for name, result, goal in run_preset(preset, overrides, observers_for):
             results.append(result)
             if goal is not None:
                 goals[name] = goal
     print(format_table(results, goals))
+    if loggers:
+        print(f"TensorBoard logs in {args.logdir}; view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
     if args.json:
         write_json(args.json, {"passed": all(r.passed for r in results),
                                "runs": [dict(r.to_dict(), goal_met=None if r.name not in goals else goals[r.name][0])

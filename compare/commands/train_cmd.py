@@ -1,0 +1,76 @@
+"""backprop-oracle train PRESET... | all: the torch side alone, on CUDA when present, with the same
+TensorBoard dashboards as ``run`` (the torch run only). Under ``torchrun --nproc_per_node=N`` each
+process trains on a shard of every batch (DistributedDataParallel) and rank 0 logs and prints."""
+import contextlib
+import math
+import sys
+
+from compare.cli import UsageError, batch_size, json_path, positive_float, positive_int
+from manual import DTYPES, OPTIMIZERS
+
+HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
+
+
+def add_arguments(parser):
+    parser.add_argument("presets", nargs="+", metavar="PRESET", help="preset names, or 'all'")
+    parser.add_argument("--epochs", type=positive_int, help="override the number of epochs")
+    parser.add_argument("--lr", type=positive_float, help="override the learning rate")
+    parser.add_argument("--batch-size", type=batch_size, help="override the batch size (a number, or 'full')")
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), help="override the optimizer")
+    parser.add_argument("--seed", type=int, help="override the seed of weights, batch order and data")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                        help="precision (default float32, the usual training precision on a GPU; "
+                             "float64 reproduces the lockstep run's torch side exactly)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
+    parser.add_argument("--mnist-dir", metavar="DIR", help="train the digits preset's network on MNIST: DIR holds "
+                        "the four IDX files (plain or .gz)")
+    parser.add_argument("--mnist-limit", type=positive_int, metavar="N",
+                        help="with --mnist-dir: train on the first N of the 60000 images")
+    parser.add_argument("--logdir", default="runs", metavar="DIR", help="TensorBoard folder (default: runs)")
+    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
+    parser.add_argument("--json", metavar="FILE", help="also write the results, with cost curves, as JSON")
+
+
+def main(args):
+    import torch_ref
+    from compare.report import write_json
+    from compare.runner import check_overrides, resolve_presets, single_threaded, use_mnist
+    from compare.tensorboard import TensorBoardLogger, check_logdir
+    from compare.train_torch import format_train_table, process_group, train_torch
+
+    if args.json:
+        json_path(args.json)
+    if not args.no_tensorboard:
+        check_logdir(args.logdir)
+    presets = resolve_presets(args.presets)
+    if args.mnist_limit is not None and args.mnist_dir is None:
+        raise UsageError("--mnist-limit needs --mnist-dir")
+    if args.mnist_dir is not None:
+        presets = use_mnist(presets, args.mnist_dir, args.mnist_limit)
+    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
+                 "seed": args.seed, "dtype": args.dtype, "device": args.device}
+    runs = check_overrides(presets, overrides)   # every override checked before anything trains
+    # Tiny networks on the CPU run fastest on one thread (see compare.runner.single_threaded).
+    threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
+    results, run_dirs = [], {}
+    with process_group(args.device) as dist:
+        first = dist is None or dist.rank == 0   # only rank 0 logs and prints
+        for name, spec in runs:
+            logger = TensorBoardLogger(args.logdir, name, sides=("torch",), diff=False) \
+                if first and not args.no_tensorboard else None
+            with threads():
+                results.append(train_torch(spec, name=name, observers=[logger] if logger else [], distributed=dist))
+            if logger is not None:
+                run_dirs[name] = logger.run_dir
+    if not first:
+        return 0
+    print(format_train_table(results, run_dirs))
+    if run_dirs:
+        print(f"view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, {"runs": [dict(r.to_dict(), logdir=run_dirs.get(r.name)) for r in results]})
+    sys.stdout.flush()
+    diverged = [r.name for r in results if not math.isfinite(r.final_cost_torch)]
+    if diverged:
+        print(f"the cost diverged (NaN or inf) in: {', '.join(diverged)}; lower --lr", file=sys.stderr)
+    return 1 if diverged else 0

@@ -1,0 +1,203 @@
+"""A TensorBoard event file, written in batches so that logging every step stays cheap.
+
+An event file is a sequence of records (TFRecord framing), each one serialized ``Event`` proto:
+
+    uint64 length | uint32 masked_crc32c(length) | bytes data | uint32 masked_crc32c(data)
+
+masked_crc32c(x) = ((c >> 15) | (c << 17)) + 0xa282ead8 (mod 2^32), with c the CRC-32C of x.
+
+Why not torch's SummaryWriter: it writes one event per ``add_scalar`` call and checksums each
+record in pure Python, about a millisecond a step for a handful of scalars here: the OR gate's
+5000 steps would log for longer than they train. This writer puts every scalar of a step into one
+event and checksums a whole batch of records at once with NumPy. Events wait in memory and are
+written at most ``flush_secs`` apart, and always on ``flush()`` and ``close()``.
+
+Scalars are written twice where exactness matters: as TensorBoard scalars (float32; TensorBoard's
+default loader reads scalars as float32 and drops float64 ones) and as float64 tensors, which a
+program reads back bit for bit (EventAccumulator.Tensors).
+"""
+import math
+import os
+import socket
+import struct
+import time
+
+import numpy as np
+from tensorboard.compat.proto.event_pb2 import Event, TaggedRunMetadata
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.types_pb2 import DT_DOUBLE
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+_MASK_DELTA = 0xA282EAD8
+_LONG = 512     # records longer than this are checksummed one by one (images, histograms)
+
+
+def _crc32c_table():
+    """The 256-entry table of CRC-32C (Castagnoli, reflected polynomial 0x82f63b78)."""
+    t = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        t = np.where(t & 1, (t >> 1) ^ np.uint32(0x82F63B78), t >> 1).astype(np.uint32)
+    return t
+
+
+_TABLE = _crc32c_table()
+
+
+def masked_crc32c_many(records):
+    """masked_crc32c of every bytes object in ``records``, as a (len(records),) uint32 array.
+
+    The CRC runs byte by byte, but over all records at once: records are sorted longest first,
+    so at byte i the ones still running are a prefix of the batch. Cost: one NumPy pass per byte
+    of the longest record, whatever the number of records.
+    """
+    n = len(records)
+    lengths = np.fromiter(map(len, records), dtype=np.int64, count=n)
+    order = np.argsort(-lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    width = int(sorted_lengths[0]) if n else 0
+    # (byte position, record), records longest first, zero-padded: built from one joined buffer.
+    flat = np.frombuffer(b"".join([records[i] for i in order]), dtype=np.uint8)
+    starts = np.cumsum(sorted_lengths) - sorted_lengths
+    data = np.zeros((width, n), dtype=np.uint8)
+    data[np.arange(flat.size) - np.repeat(starts, sorted_lengths), np.repeat(np.arange(n), sorted_lengths)] = flat
+    running = n - np.searchsorted(np.sort(lengths), np.arange(width), side="right")  # records longer than i
+    crc = np.full(n, 0xFFFFFFFF, dtype=np.uint32)
+    for i in range(width):
+        k = running[i]
+        c = crc[:k]
+        crc[:k] = _TABLE[(c ^ data[i, :k]) & 0xFF] ^ (c >> 8)
+    crc ^= np.uint32(0xFFFFFFFF)
+    masked = ((crc >> 15) | (crc << 17)) + np.uint32(_MASK_DELTA)   # uint32 arithmetic wraps mod 2^32
+    out = np.empty(n, dtype=np.uint32)
+    out[order] = masked
+    return out
+
+
+def frame_records(payloads):
+    """The TFRecord bytes of serialized events ``payloads``, checksums computed together."""
+    headers = [struct.pack("<Q", len(p)) for p in payloads]
+    short = [i for i, p in enumerate(payloads) if len(p) <= _LONG]
+    crcs = {}
+    if payloads:
+        header_crcs = masked_crc32c_many(headers)
+        short_crcs = masked_crc32c_many([payloads[i] for i in short])
+        crcs = dict(zip(short, short_crcs.tolist()))
+    parts = []
+    for i, (h, hcrc, p) in enumerate(zip(headers, header_crcs.tolist() if payloads else (), payloads)):
+        crc = crcs[i] if i in crcs else masked_crc32c(p)
+        parts += [h, struct.pack("<I", hcrc), p, struct.pack("<I", crc)]
+    return b"".join(parts)
+
+
+def _varint(n):
+    """Protobuf's base-128 varint of a non-negative int."""
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+def scalar_value(tag, value):
+    """A TensorBoard scalar (``simple_value``, a float32): what the Scalars dashboard plots.
+
+    Not a float64 tensor: TensorBoard's default (fast) loader drops float64 scalars."""
+    return Summary.Value(tag=tag, simple_value=float(value))
+
+
+def float64_value(tag, value):
+    """``value`` exactly, as a rank-0 float64 tensor with no plugin: for programs, not dashboards."""
+    return Summary.Value(tag=tag, tensor=TensorProto(dtype=DT_DOUBLE, double_val=[float(value)]))
+
+
+def _head(make, tail):
+    """The encoded Summary field of a value made by ``make(1.0)``, less its last ``tail`` bytes:
+    protobuf writes fields in number order, so the number is last and only it changes."""
+    encoded = make(1.0).SerializeToString()
+    if not encoded.endswith(struct.pack("<d" if tail == 8 else "<f", 1.0)):
+        raise RuntimeError("this protobuf does not write a summary value's number last; "
+                           "compare.event_file.EventFile.add_scalars needs updating")
+    return b"\x0a" + _varint(len(encoded)) + encoded[:-tail]   # Summary field 1 (value), length-delimited
+
+
+class EventFile:
+    """``events.out.tfevents.<time>.<host>.<pid>.<n>`` in ``directory`` (created if missing)."""
+
+    _count = 0
+
+    def __init__(self, directory, flush_secs=1.0):
+        os.makedirs(directory, exist_ok=True)
+        EventFile._count += 1
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{EventFile._count}"
+        self.path = os.path.join(directory, name)
+        self.flush_secs = flush_secs
+        self._file = open(self.path, "wb")
+        self._pending = []        # serialized events not yet on disk
+        self._heads = {}          # tag -> its encoded Summary value field, up to the number's bytes
+        self._last_flush = time.monotonic()
+        self.add_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event):
+        self._pending.append(event.SerializeToString())
+        if time.monotonic() - self._last_flush >= self.flush_secs:
+            self.flush()
+
+    def add_summary(self, summary, step, wall_time=None):
+        self.add_event(Event(wall_time=wall_time or time.time(), step=int(step), summary=summary))
+
+    def add_scalars(self, step, scalars, exact=None, wall_time=None):
+        """One event at ``step`` with every ``scalars`` {tag: value} as a dashboard scalar (float32)
+        and every ``exact`` {tag: value} as a float64 tensor.
+
+        A tag's value is encoded once with the proto classes; afterwards only its number's bytes
+        are replaced. The event around them is written by hand: Event fields 1 wall_time
+        (fixed64), 2 step (varint), 5 summary (length-delimited). A test checks the bytes against
+        the proto classes'.
+        """
+        heads, parts = self._heads, []
+        for tag, value in scalars.items():
+            head = heads.get(tag)
+            if head is None:
+                head = heads[tag] = _head(lambda v: scalar_value(tag, v), 4)
+            try:
+                parts.append(head + struct.pack("<f", value))
+            except OverflowError:   # beyond float32 (a diverging run): TensorBoard shows inf
+                parts.append(head + struct.pack("<f", math.copysign(math.inf, value)))
+        for tag, value in (exact or {}).items():
+            head = heads.get(tag)
+            if head is None:
+                head = heads[tag] = _head(lambda v: float64_value(tag, v), 8)
+            parts.append(head + struct.pack("<d", value))
+        summary = b"".join(parts)
+        self._pending.append(b"\x09" + struct.pack("<d", wall_time or time.time()) + b"\x10" + _varint(int(step))
+                             + b"\x2a" + _varint(len(summary)) + summary)
+        if time.monotonic() - self._last_flush >= self.flush_secs:
+            self.flush()
+
+    def add_graph(self, graph_def, run_metadata=None):
+        """A model graph (GraphDef) and optionally its RunMetadata, as TensorBoard's Graphs tab reads them."""
+        self.add_event(Event(wall_time=time.time(), graph_def=graph_def.SerializeToString()))
+        if run_metadata is not None:
+            tagged = TaggedRunMetadata(tag="step1", run_metadata=run_metadata.SerializeToString())
+            self.add_event(Event(wall_time=time.time(), tagged_run_metadata=tagged))
+
+    def flush(self):
+        if self._pending and not self._file.closed:
+            count = len(self._pending)
+            self._file.write(frame_records(self._pending))
+            self._file.flush()
+            del self._pending[:count]
+        self._last_flush = time.monotonic()
+
+    def close(self):
+        if not self._file.closed:
+            try:
+                self.flush()
+            finally:
+                self._file.close()

@@ -1,0 +1,242 @@
+"""The pictures a run draws, as PNG bytes: decision boundaries, cost curves, digits, a confusion matrix.
+
+Every figure is drawn by matplotlib's Agg backend through ``FigureCanvasAgg`` directly, so no
+display is needed and the process's pyplot backend is left alone. Figures are small and drawn a
+few times a run: a run's pictures should cost well under a second in all.
+"""
+import io
+
+import numpy as np
+from contourpy import contour_generator
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+# The seed's OR-gate figure: red below the boundary (output 0), green above it (output 1).
+BINARY_COLOURS = np.array([[0.84, 0.15, 0.16], [0.17, 0.63, 0.17]])
+SIDE_STYLES = {"manual": dict(color="black", linestyle="-", linewidth=2.2),
+               "torch": dict(color="#1f77b4", linestyle="--", linewidth=1.4)}
+IMAGE_SIDES = {64: 8, 784: 28}   # features -> side of a square digit image (8x8 digits, 28x28 MNIST)
+_DPI = 72
+
+
+def class_colours(num_classes):
+    """(C, 3) RGB: red and green for two classes (as the seed), the tab10 palette for more."""
+    if num_classes <= 2:
+        return BINARY_COLOURS
+    from matplotlib import colormaps
+    return np.array(colormaps["tab10"].colors)[np.arange(num_classes) % 10]
+
+
+def new_figure(width, height):
+    fig = Figure(figsize=(width, height), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig):
+    """The figure as PNG bytes (fast zlib level: these are checksummed and written every run)."""
+    buf = io.BytesIO()
+    fig.canvas.print_png(buf, pil_kwargs={"compress_level": 1})
+    return buf.getvalue()
+
+
+def png_size(png):
+    """(height, width) from a PNG's IHDR chunk."""
+    return int.from_bytes(png[20:24], "big"), int.from_bytes(png[16:20], "big")
+
+
+def predicted_classes(outputs, threshold=0.5):
+    """(N, K) outputs -> (N,) classes: argmax for K > 1, ``outputs > threshold`` for one column."""
+    outputs = np.asarray(outputs)
+    if outputs.shape[1] > 1:
+        return outputs.argmax(axis=1)
+    return (outputs[:, 0] > threshold).astype(np.int64)
+
+
+def boundary_grid(X, resolution=120, margin=0.15):
+    """Points covering the data: (xs (R,), ys (R,), points (R*R, 2)), ``margin`` of the range around."""
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = (hi - lo) * margin + 1e-9
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)   # (R, R), rows follow y
+    return xs, ys, np.column_stack([gx.ravel(), gy.ravel()])
+
+
+class BoundaryFigure:
+    """The decision boundary of 2-D classification data, redrawn cheaply at several steps.
+
+    The background is shaded by the class one side predicts (binary: red = 0, green = 1);
+    each side's boundary is a line (manual solid, torch dashed), so two sides that agree draw one
+    line. Data points are coloured by their true class. The figure is built once; a redraw only
+    changes the shading, the lines (traced by contourpy) and the title.
+    """
+
+    def __init__(self, X, labels, num_classes, sides=("manual", "torch"), resolution=120, max_points=400):
+        self.xs, self.ys, self.points = boundary_grid(X, resolution)
+        self.shape = (len(self.ys), len(self.xs))
+        self.num_classes = max(2, num_classes)
+        self.colours = class_colours(self.num_classes)
+        self.fig = new_figure(4.2, 3.9)
+        ax = self.ax = self.fig.add_axes((0.12, 0.17, 0.84, 0.74))
+        extent = (self.xs[0], self.xs[-1], self.ys[0], self.ys[-1])
+        self.image = ax.imshow(np.ones(self.shape + (3,)), extent=extent, origin="lower", aspect="auto",
+                               interpolation="nearest")
+        keep = np.linspace(0, len(X) - 1, min(len(X), max_points)).astype(int)   # evenly, deterministic
+        Xs, ys = X[keep], labels[keep]
+        size = 70 if len(Xs) <= 20 else 20   # a truth table's four points should stand out
+        if self.num_classes == 2:
+            for c, marker in ((0, "o"), (1, "X")):   # the seed: red dots for 0, green crosses for 1
+                m = ys == c
+                ax.scatter(Xs[m, 0], Xs[m, 1], c=[self.colours[c]], marker=marker, s=size,
+                           edgecolors="black", linewidths=0.5, zorder=3)
+        else:
+            ax.scatter(Xs[:, 0], Xs[:, 1], c=self.colours[ys], s=size * 0.8, edgecolors="black",
+                       linewidths=0.4, zorder=3)
+        self.lines = {}
+        for side in sides:
+            style = SIDE_STYLES.get(side, SIDE_STYLES["torch"])
+            self.lines[side] = ax.add_collection(LineCollection(
+                [], colors=style["color"], linestyles=style["linestyle"], linewidths=style["linewidth"], zorder=2))
+        handles = [Line2D([], [], label=f"{side} boundary", **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
+                   for side in sides]
+        # Below the axes, where it hides no data point.
+        self.fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+        ax.set_xlim(extent[:2])
+        ax.set_ylim(extent[2:])
+        ax.locator_params(nbins=4)
+        ax.tick_params(labelsize=8)
+        self.title = ax.set_title("", fontsize=9)
+
+    def render(self, shade_classes, boundaries, title):
+        """PNG of the figure shaded by ``shade_classes`` (R*R,) with one line per ``boundaries``
+        entry: side name -> (values (R*R,), levels), the boundary being where values cross a level."""
+        light = 0.72 * np.ones(3) + 0.28 * self.colours   # (C, 3), pale versions of the class colours
+        self.image.set_data(light[np.asarray(shade_classes).reshape(self.shape)])
+        for side, collection in self.lines.items():
+            segments = []
+            if side in boundaries:
+                values, levels = boundaries[side]
+                values = np.asarray(values, dtype=np.float64).reshape(self.shape)
+                if np.all(np.isfinite(values)):
+                    generator = contour_generator(self.xs, self.ys, values)
+                    segments = [line for level in levels for line in generator.lines(level)]
+            collection.set_segments(segments)
+        self.title.set_text(title)
+        return figure_png(self.fig)
+
+
+def boundary_values(outputs, threshold):
+    """What a boundary line is drawn on: (values, levels). One output column: the output itself
+    against the threshold (a smooth line); several: the predicted class, a line between classes."""
+    outputs = np.asarray(outputs)
+    if outputs.shape[1] == 1:
+        return outputs[:, 0], [threshold]
+    return predicted_classes(outputs).astype(np.float64), list(np.arange(outputs.shape[1] - 1) + 0.5)
+
+
+def _log_y(ax):
+    """Log scale with a few plain labels ("1e-03"): minor ticks and TeX labels cost more to draw
+    than the rest of the figure."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(numticks=5))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}"))
+
+
+def _thin(n, most=1000):
+    """Indices of at most ``most`` evenly spread points of n, the last included: a screen shows
+    no more, and each drawn point costs."""
+    return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(int)) if n else np.arange(0)
+
+
+def cost_curves(curves, title, xlabel="step"):
+    """Every side's cost per step on one plot, log scale when positive: the manual side a thick
+    solid line, the torch side dashed on top of it. ``curves``: side name -> list of costs.
+    (Their difference per step is the diff run's step/abs_cost_diff.)"""
+    fig = new_figure(5.0, 3.2)
+    ax = fig.add_axes((0.14, 0.15, 0.82, 0.75))
+    arrays = {side: np.asarray(c, dtype=np.float64) for side, c in curves.items()}
+    for side, c in arrays.items():
+        keep = _thin(len(c))
+        ax.plot(keep + 1, c[keep], label=side, **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
+    if all(len(c) and np.all(c[np.isfinite(c)] > 0) for c in arrays.values()):
+        _log_y(ax)
+    ax.set_ylabel("cost", fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=8)
+    return figure_png(fig)
+
+
+def digit_samples(X, labels, predicted, title, columns=8, rows=4):
+    """A grid of the first rows*columns images of X (N, side*side), each captioned below with its
+    predicted label: green where it is right, red "pred (true)" where it is wrong."""
+    side = IMAGE_SIDES[X.shape[1]]
+    n = min(len(X), rows * columns)
+    rows = -(-n // columns)
+    gap, caption = max(1, side // 8), side // 2 + 1   # white space between tiles and under each
+    width, height = side + gap, side + caption
+    mosaic = np.ones((rows * height + gap, columns * width + gap))
+    for i in range(n):
+        r, c = divmod(i, columns)
+        img = X[i].reshape(side, side)
+        span = img.max() - img.min()
+        top, left = gap + r * height, gap + c * width
+        mosaic[top:top + side, left:left + side] = 1.0 - (img - img.min()) / (span if span > 0 else 1.0)
+    inches = 0.75 / width   # inches per mosaic pixel: 0.75 in per tile
+    fig = new_figure(mosaic.shape[1] * inches, mosaic.shape[0] * inches + 0.35)
+    ax = fig.add_axes((0, 0, 1, 1 - 0.35 / (mosaic.shape[0] * inches + 0.35)))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+    for i in range(n):
+        r, c = divmod(i, columns)
+        ok = predicted[i] == labels[i]
+        ax.text(gap + c * width + side / 2 - 0.5, gap + r * height + side + caption / 2 - 0.5,
+                str(predicted[i]) if ok else f"{predicted[i]} ({labels[i]})", fontsize=8,
+                color="#1a7f1a" if ok else "#d62728", ha="center", va="center")
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=9, y=0.99, va="top")
+    return figure_png(fig)
+
+
+def confusion_counts(labels, predicted, num_classes):
+    """(C, C) counts: row = true class, column = predicted class."""
+    return np.bincount(np.asarray(labels) * num_classes + np.asarray(predicted),
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def confusion_matrix(labels, predicted, num_classes, title):
+    counts = confusion_counts(labels, predicted, num_classes)
+    fig = new_figure(4.4, 4.0)
+    ax = fig.add_axes((0.14, 0.12, 0.82, 0.78))
+    ax.imshow(counts, cmap="Blues", interpolation="nearest")
+    top = counts.max() or 1
+    for (i, j), v in np.ndenumerate(counts):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > top / 2 else "black")
+    ticks = np.arange(num_classes)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return figure_png(fig)
+
+
+def regression_fit(X, Y, xs, predictions, title):
+    """1-D regression: the data, and each side's prediction over ``xs`` (side -> (R,) values)."""
+    fig = new_figure(4.6, 3.2)
+    ax = fig.add_axes((0.12, 0.14, 0.84, 0.76))
+    ax.scatter(X[:, 0], Y[:, 0], s=6, color="#999999", label="data")
+    for side, ys in predictions.items():
+        ax.plot(xs, ys, label=side, **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=8)
+    ax.set_title(title, fontsize=9)
+    return figure_png(fig)

@@ -1,0 +1,221 @@
+"""Training with the torch side alone: the data, initial weights and batch order of a lockstep
+run, no comparison, on any device, and optionally on several processes.
+
+``backprop-oracle train PRESET`` runs it. Observers are the lockstep run's (TensorBoardLogger with
+``sides=("torch",)``): StepRecord and EpochRecord come with the manual fields set to None.
+
+Several processes (``torchrun --nproc_per_node=2 -m compare train PRESET``): each rank takes the
+shard ``batch[rank::world]`` of every batch and DistributedDataParallel averages the gradients.
+Every loss here is a mean over examples, so rank r scales its shard's cost by
+len(shard_r) * world / len(batch): the average over ranks of the scaled gradients is then the
+gradient of the whole batch's mean cost, as on one process.
+"""
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+import manual
+import torch_ref
+from compare.lockstep import EpochRecord, StepRecord, prepare
+from compare.result import _json_safe
+from compare.sides import TorchSide
+
+
+@dataclass
+class Distributed:
+    """This process's place among ``world_size`` processes started by torchrun."""
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+@contextmanager
+def process_group(device="cpu"):
+    """torch.distributed's process group when started by torchrun (WORLD_SIZE > 1), yielding a
+    Distributed; otherwise nothing is set up and None is yielded. NCCL on CUDA, gloo on the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield None
+        return
+    import torch.distributed as dist
+    backend = "nccl" if torch_ref.resolve_device(device).type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    try:
+        yield Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    finally:
+        dist.destroy_process_group()
+
+
+@dataclass
+class TrainResult:
+    """The outcome of a torch-only run; fields are named as LockstepResult's torch fields, so the
+    same observers read both."""
+    name: str
+    spec: object
+    device: str
+    world_size: int
+    steps: int
+    epochs: int
+    final_cost_torch: float          # cost of the final parameters on the whole training set
+    train_accuracy_torch: float | None
+    val_cost_torch: float | None
+    val_accuracy_torch: float | None
+    step_cost_torch: list = field(repr=False, default_factory=list)   # the whole batch's cost, before its update
+    epoch_cost_torch: list = field(repr=False, default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def accuracy(self):
+        """Validation accuracy where there is a validation set, else training accuracy."""
+        return self.val_accuracy_torch if self.val_accuracy_torch is not None else self.train_accuracy_torch
+
+    def to_dict(self, curves=True):
+        out = {"preset": self.name, "device": self.device, "world_size": self.world_size,
+               "dtype": self.spec.dtype, "steps": self.steps, "epochs": self.epochs,
+               "final_cost": self.final_cost_torch, "train_accuracy": self.train_accuracy_torch,
+               "val_cost": self.val_cost_torch, "val_accuracy": self.val_accuracy_torch,
+               "seconds": self.seconds, "spec": self.spec.to_dict()}
+        if curves:
+            out.update(step_cost=self.step_cost_torch, epoch_cost=self.epoch_cost_torch)
+        return _json_safe(out)
+
+
+class TorchRun:
+    """The torch side of a LockstepRun on its own; observers may read ``spec``, ``problem``,
+    ``torch``, ``threshold`` and ``name`` (the attributes a LockstepRun offers them)."""
+
+    def __init__(self, spec, *, name=None, dataset=None, observers=(), eval_every=None, distributed=None):
+        self.dist = distributed
+        if distributed is not None and torch_ref.resolve_device(spec.device).type == "cuda":
+            spec = replace(spec, device=f"cuda:{distributed.local_rank}")   # one GPU per process
+        self.spec = spec.validate()
+        self.name = name or spec.dataset
+        self.problem = prepare(spec, dataset)
+        self.observers = list(observers)
+        # The same numbers as LockstepRun: one Generator draws the initial weights, then the batch order.
+        self.rng = np.random.default_rng(spec.seed)
+        template = manual.mlp(self.problem.sizes, spec.activation, spec.output_activation)
+        state = manual.init_parameters(template, spec.init, self.rng, explicit=spec.initial_params,
+                                       dtype=spec.dtype, **spec.init_args)
+        self.torch = TorchSide(spec, self.problem.sizes, state)
+        self.torch.load(self.problem)
+        self.threshold = 0.0 if spec.loss == "hinge" else 0.5
+        self.eval_every = eval_every or max(1, spec.epochs // 100)
+        self.model = self.torch.model
+        self.extra_config = {"device": str(self.torch.device),   # what a TensorBoardLogger's config shows
+                             "processes": 1 if distributed is None else distributed.world_size}
+        if distributed is not None:
+            device = self.torch.device
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.torch.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _notify(self, event, *args):
+        for obs in self.observers:
+            method = getattr(obs, event, None)
+            if method is not None:
+                method(self, *args)
+
+    def batches(self):
+        """One epoch's batch order, drawn as LockstepRun.batches draws it."""
+        n = self.problem.X.shape[0]
+        order = self.rng.permutation(n) if self.spec.shuffle else np.arange(n)
+        size = n if self.spec.batch_size is None else self.spec.batch_size
+        return [order[i:i + size] for i in range(0, n, size)]
+
+    def _forward_backward(self, idx):
+        """The batch's cost; its gradient is left in the parameters' .grad (on every rank)."""
+        side = self.torch
+        if self.dist is None:
+            return side.forward_backward(idx)
+        world = self.dist.world_size
+        shard = idx[self.dist.rank::world]
+        X, Y = side.data["train"]
+        rows = torch.as_tensor(shard, device=side.device)
+        side.optimizer.zero_grad()
+        out = self.model(X[rows])
+        if len(shard):
+            cost = side.loss(out, Y[rows]) * (len(shard) * world / len(idx))
+        else:   # more ranks than examples: this rank still joins the gradient average, with zeros
+            cost = out.sum() * 0.0
+        cost.backward()
+        total = cost.detach().reshape(1).clone()
+        torch.distributed.all_reduce(total)
+        return total.item() / world
+
+    def _evaluate(self, split):
+        cost, out = self.torch.evaluate(split)
+        p = self.problem
+        labels = p.labels if split == "train" else p.labels_val
+        if labels is None or p.task == "regression":
+            return cost, None
+        from compare.data import accuracy
+        return cost, float(accuracy(out, labels, p.task, threshold=self.threshold))
+
+    def run(self):
+        spec, side, n = self.spec, self.torch, self.problem.X.shape[0]
+        step_costs, epoch_costs, step, epochs_done = [], [], 0, 0
+        start = time.perf_counter()
+        self._notify("on_start")
+        try:
+            for epoch in range(1, spec.epochs + 1):
+                total = 0.0
+                for idx in self.batches():
+                    step += 1
+                    cost = self._forward_backward(idx)
+                    # Copying the gradients off the device only pays when someone logs them.
+                    grads = side.flat_grads() if self.observers else None
+                    lr = side.lr
+                    side.step()
+                    step_costs.append(cost)
+                    total += cost * len(idx)
+                    self._notify("on_step", StepRecord(step, epoch, len(idx), None, cost, None, lr, None, grads,
+                                                       side.layout, None, None, None, None))
+                epochs_done = epoch
+                epoch_costs.append(total / n)
+                if self.observers:
+                    self._end_epoch(epoch, step, epoch_costs[-1])
+                side.end_epoch()
+                if not math.isfinite(epoch_costs[-1]):
+                    break   # diverged: the rest would be NaN
+            final_cost, train_acc = self._evaluate("train")
+            val_cost, val_acc = self._evaluate("val") if "val" in side.data else (None, None)
+            result = TrainResult(self.name, spec, str(side.device), 1 if self.dist is None else self.dist.world_size,
+                                 step, epochs_done, final_cost, train_acc, val_cost, val_acc,
+                                 step_costs, epoch_costs, time.perf_counter() - start)
+            self._notify("on_end", result)
+            return result
+        finally:
+            self._notify("on_close")
+
+    def _end_epoch(self, epoch, step, cost):
+        evaluated = epoch % self.eval_every == 0 or epoch == self.spec.epochs
+        acc = vc = va = None
+        if evaluated:
+            _, acc = self._evaluate("train")
+            if "val" in self.torch.data:
+                vc, va = self._evaluate("val")
+        self._notify("on_epoch", EpochRecord(epoch, step, None, cost, None, acc, None, vc, None, va,
+                                             None, self.torch.lr, evaluated))
+
+
+def train_torch(spec, **kwargs):
+    """Build a TorchRun for ``spec`` and run it; returns a TrainResult."""
+    return TorchRun(spec, **kwargs).run()
+
+
+def format_train_table(results, run_dirs=None):
+    """One row per run: device, steps, final cost and accuracy, time, and where it was logged."""
+    run_dirs = run_dirs or {}
+    header = ["preset", "device", "procs", "dtype", "steps", "final cost", "accuracy", "seconds", "logged to"]
+    rows = [[r.name, r.device, str(r.world_size), r.spec.dtype, str(r.steps), f"{r.final_cost_torch:.6g}",
+             "-" if r.accuracy is None else f"{r.accuracy:.3f}", f"{r.seconds:.2f}", run_dirs.get(r.name, "-")]
+            for r in results]
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
