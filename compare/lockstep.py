@@ -60,6 +60,22 @@ def prepare(spec, dataset=None):
         task=ds.task, sizes=sizes)
 
 
+def epoch_batches(rng, n, batch_size, shuffle=True):
+    """One epoch's batches of indices into n examples: a permutation drawn from ``rng`` (or
+    0..n-1 in order), cut into batches of ``batch_size`` (None: one batch of all n)."""
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    size = n if batch_size is None else batch_size
+    return [order[i:i + size] for i in range(0, n, size)]
+
+
+def notify(observers, event, *args):
+    """Call ``event`` (e.g. "on_step") on every observer that has it."""
+    for obs in observers:
+        method = getattr(obs, event, None)
+        if method is not None:
+            method(*args)
+
+
 @dataclass
 class StepRecord:
     step: int                 # 1-based, counted over the whole run
@@ -134,17 +150,11 @@ class LockstepRun:
         self.eval_every = eval_every or max(1, spec.epochs // 100)
 
     def _notify(self, event, *args):
-        for obs in self.observers:
-            method = getattr(obs, event, None)
-            if method is not None:
-                method(self, *args)
+        notify(self.observers, event, self, *args)
 
     def batches(self):
         """The batch order of one epoch, drawn once and used by both sides."""
-        n = self.problem.X.shape[0]
-        order = self.rng.permutation(n) if self.spec.shuffle else np.arange(n)
-        size = n if self.spec.batch_size is None else self.spec.batch_size
-        return [order[i:i + size] for i in range(0, n, size)]
+        return epoch_batches(self.rng, self.problem.X.shape[0], self.spec.batch_size, self.spec.shuffle)
 
     def _accuracy(self, outputs, labels):
         if labels is None or self.problem.task == "regression":

@@ -21,7 +21,7 @@ import torch
 
 import manual
 import torch_ref
-from compare.lockstep import EpochRecord, StepRecord, prepare
+from compare.lockstep import EpochRecord, StepRecord, epoch_batches, notify, prepare
 from compare.result import _json_safe
 from compare.sides import TorchSide
 
@@ -115,17 +115,11 @@ class TorchRun:
                 self.torch.model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def _notify(self, event, *args):
-        for obs in self.observers:
-            method = getattr(obs, event, None)
-            if method is not None:
-                method(self, *args)
+        notify(self.observers, event, self, *args)
 
     def batches(self):
         """One epoch's batch order, drawn as LockstepRun.batches draws it."""
-        n = self.problem.X.shape[0]
-        order = self.rng.permutation(n) if self.spec.shuffle else np.arange(n)
-        size = n if self.spec.batch_size is None else self.spec.batch_size
-        return [order[i:i + size] for i in range(0, n, size)]
+        return epoch_batches(self.rng, self.problem.X.shape[0], self.spec.batch_size, self.spec.shuffle)
 
     def _forward_backward(self, idx):
         """The batch's cost; its gradient is left in the parameters' .grad (on every rank)."""

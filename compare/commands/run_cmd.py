@@ -1,38 +1,17 @@
 """backprop-oracle run PRESET... | all: each preset in lockstep, then one verdict table."""
 import sys
 
-from compare.cli import batch_size, json_path, positive_float, positive_int
-from manual import DTYPES, OPTIMIZERS
+from compare.cli import json_path
+from compare.commands.options import add_preset_arguments, overrides_from
 
 HELP = "run presets in lockstep on both sides and print the verdict"
 
 
 def add_arguments(parser):
-    parser.add_argument("presets", nargs="+", metavar="PRESET", help="preset names, or 'all'")
-    parser.add_argument("--epochs", type=positive_int, help="override the number of epochs")
-    parser.add_argument("--lr", type=positive_float, help="override the learning rate")
-    parser.add_argument("--batch-size", type=batch_size, help="override the batch size (a number, or 'full')")
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS),
-                        help="override the optimizer; the preset's optimizer arguments the new one does not "
-                             "take (SGD's momentum, Adam's betas) are dropped, weight_decay is kept")
-    parser.add_argument("--seed", type=int, help="override the seed of weights, batch order and data")
-    parser.add_argument("--dtype", choices=list(DTYPES), help="precision of both sides (default float64)")
-    parser.add_argument("--device", help="torch side's device: cpu, cuda, cuda:N or auto")
-    parser.add_argument("--json", metavar="FILE", help="also write the whole table, with cost curves, as JSON")
+    add_preset_arguments(parser, dtype_default=None, dtype_help="precision of both sides (default float64)",
+                         device_default=None, device_help="torch side's device: cpu, cuda, cuda:N or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr "
                                                                  "is not a terminal)")
-    parser.add_argument("--mnist-dir", metavar="DIR", help="run the digits preset's 784-16-16-10 network on "
-                        "MNIST: DIR holds the four IDX files (plain or .gz)")
-    parser.add_argument("--mnist-limit", type=positive_int, metavar="N",
-                        help="with --mnist-dir: train on the first N of the 60000 images")
-    parser.add_argument("--logdir", default="runs", metavar="DIR",
-                        help="TensorBoard logs go to DIR/PRESET/TIMESTAMP (default: runs)")
-    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
-
-
-def overrides_from(args):
-    return {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-            "optimizer": args.optimizer, "seed": args.seed, "dtype": args.dtype, "device": args.device}
 
 
 def main(args):

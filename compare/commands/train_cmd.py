@@ -5,30 +5,17 @@ import contextlib
 import math
 import sys
 
-from compare.cli import UsageError, batch_size, json_path, positive_float, positive_int
-from manual import DTYPES, OPTIMIZERS
+from compare.cli import UsageError, json_path
+from compare.commands.options import add_preset_arguments, overrides_from
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
 
 
 def add_arguments(parser):
-    parser.add_argument("presets", nargs="+", metavar="PRESET", help="preset names, or 'all'")
-    parser.add_argument("--epochs", type=positive_int, help="override the number of epochs")
-    parser.add_argument("--lr", type=positive_float, help="override the learning rate")
-    parser.add_argument("--batch-size", type=batch_size, help="override the batch size (a number, or 'full')")
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), help="override the optimizer")
-    parser.add_argument("--seed", type=int, help="override the seed of weights, batch order and data")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
-                        help="precision (default float32, the usual training precision on a GPU; "
-                             "float64 reproduces the lockstep run's torch side exactly)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
-    parser.add_argument("--mnist-dir", metavar="DIR", help="train the digits preset's network on MNIST: DIR holds "
-                        "the four IDX files (plain or .gz)")
-    parser.add_argument("--mnist-limit", type=positive_int, metavar="N",
-                        help="with --mnist-dir: train on the first N of the 60000 images")
-    parser.add_argument("--logdir", default="runs", metavar="DIR", help="TensorBoard folder (default: runs)")
-    parser.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
-    parser.add_argument("--json", metavar="FILE", help="also write the results, with cost curves, as JSON")
+    add_preset_arguments(parser, dtype_default="float32",
+                         dtype_help="precision (default float32, the usual training precision on a GPU; "
+                                    "float64 reproduces the lockstep run's torch side exactly)",
+                         device_default="auto", device_help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
 
 
 def main(args):
@@ -47,8 +34,7 @@ def main(args):
         raise UsageError("--mnist-limit needs --mnist-dir")
     if args.mnist_dir is not None:
         presets = use_mnist(presets, args.mnist_dir, args.mnist_limit)
-    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
-                 "seed": args.seed, "dtype": args.dtype, "device": args.device}
+    overrides = overrides_from(args)
     runs = check_overrides(presets, overrides)   # every override checked before anything trains
     # Tiny networks on the CPU run fastest on one thread (see compare.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
