@@ -285,17 +285,17 @@ DATASETS = {
 def load_dataset(name, *, seed=0, **kwargs):
     """Build the data set registered under ``name``; ``kwargs`` are that loader's options."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
     loader = DATASETS[name]
     options = {p.name: p for p in inspect.signature(loader).parameters.values()
                if p.kind is inspect.Parameter.KEYWORD_ONLY}
     accepted = ", ".join(options) or "none"
     for key in kwargs:
         if key not in options:
-            raise ValueError(f"{name}: unknown option {key!r}; accepted options: {accepted}")
+            raise DataError(f"{name}: unknown option {key!r}; accepted options: {accepted}")
     for key, p in options.items():
         if p.default is inspect.Parameter.empty and key not in kwargs:
-            raise ValueError(f"{name}: needs {key}=...; accepted options: {accepted}")
+            raise DataError(f"{name}: needs {key}=...; accepted options: {accepted}")
     return loader(seed, **kwargs)
 
 
@@ -317,7 +317,7 @@ def _zero_one(labels, num_classes, dtype):
 
 def _plus_minus_one(labels, num_classes, dtype):
     if num_classes != 2:
-        raise ValueError(f"hinge is a binary loss (targets -1/+1) but there are {num_classes} classes; "
+        raise DataError(f"hinge is a binary loss (targets -1/+1) but there are {num_classes} classes; "
                          f"use cross_entropy for more than two classes")
     return (2.0 * labels - 1.0).reshape(-1, 1).astype(dtype)  # (N, 1): class 0 -> -1, class 1 -> +1
 
@@ -349,22 +349,22 @@ def encode_targets(labels, loss, num_classes, dtype="float64"):
     (N, K) floats pass through (as ``dtype``) for the squared losses only.
     """
     if loss not in TARGET_ENCODERS:
-        raise ValueError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSS_NAMES)}")
+        raise DataError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSS_NAMES)}")
     dtype = _FLOAT_DTYPES.get(dtype, dtype)
     if dtype not in (np.float64, np.float32):
-        raise ValueError(f"unsupported dtype {dtype!r}; choose one of: {', '.join(_FLOAT_DTYPES)}")
+        raise DataError(f"unsupported dtype {dtype!r}; choose one of: {', '.join(_FLOAT_DTYPES)}")
     dtype = np.dtype(dtype)
     labels = np.asarray(labels)
     if labels.ndim == 2 and np.issubdtype(labels.dtype, np.floating):
         if loss not in REGRESSION_LOSSES:
-            raise ValueError(f"{loss} is a classification loss but the targets are regression values of "
+            raise DataError(f"{loss} is a classification loss but the targets are regression values of "
                              f"shape {labels.shape}; use one of: {', '.join(REGRESSION_LOSSES)}")
         return labels.astype(dtype, copy=True)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be (N,) integer class labels or (N, K) float regression targets, "
+        raise DataError(f"labels must be (N,) integer class labels or (N, K) float regression targets, "
                          f"got shape {labels.shape} dtype {labels.dtype}")
     if num_classes is None:
-        raise ValueError(f"{loss}: num_classes is needed to encode class labels")
+        raise DataError(f"{loss}: num_classes is needed to encode class labels")
     _check_labels("labels", labels, num_classes)
     return TARGET_ENCODERS[loss](labels, num_classes, dtype)
 
@@ -377,19 +377,19 @@ def accuracy(scores_or_probs, labels, task, threshold=0.5):
     (N, 1) column of 0/1 or -1/+1 (positive means class 1), or (N, C) one-hot.
     """
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        raise DataError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     if task == "regression":
-        raise ValueError("accuracy is undefined for regression; compare the mse instead")
+        raise DataError("accuracy is undefined for regression; compare the mse instead")
     scores, labels = np.asarray(scores_or_probs), np.asarray(labels)
     if scores.shape[0] != labels.shape[0] or scores.shape[0] == 0:
-        raise ValueError(f"accuracy: {scores.shape[0]} predictions for {labels.shape[0]} labels; "
+        raise DataError(f"accuracy: {scores.shape[0]} predictions for {labels.shape[0]} labels; "
                          f"need the same, non-zero number")
     if scores.ndim == 2 and scores.shape[1] > 1:
         predicted = scores.argmax(axis=1)
     elif task == "binary":
         predicted = (scores.reshape(-1) > threshold).astype(np.int64)
     else:
-        raise ValueError(f"accuracy: multiclass scores need one column per class, got shape {scores.shape}")
+        raise DataError(f"accuracy: multiclass scores need one column per class, got shape {scores.shape}")
     if labels.ndim == 2 and labels.shape[1] > 1:
         truth = labels.argmax(axis=1)
     else:
