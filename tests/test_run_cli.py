@@ -157,6 +157,8 @@ def test_mnist_network_is_784_16_16_10(tmp_path):
     (preset,) = compare.runner.use_mnist([PRESETS["digits"]], str(tmp_path / "mnist"), 100)
     lockstep = LockstepRun(preset.runs[""])
     assert lockstep.problem.sizes == (784, 16, 16, 10), lockstep.problem.sizes
+    count = sum(p.data.size for p in lockstep.manual.model.parameters())
+    assert count == 13_002, f"the 3Blue1Brown network has 13,002 weights and biases, this one {count}"
 
 
 # ---- the command as a process: exit codes, no traceback, no bar when piped ---------------------
