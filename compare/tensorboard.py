@@ -69,11 +69,12 @@ def check_logdir(path):
     from compare.cli import UsageError
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--logdir: {path} is a file; give a folder (it is created if missing)")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        raise UsageError(f"--logdir: cannot create or write in {path}; choose another folder")
+    try:   # creating it is the only sure test (permissions, read-only or virtual file systems)
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--logdir: cannot create {path} ({e.strerror}); choose another folder") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"--logdir: cannot write in {path}; choose another folder")
     return path
 
 

@@ -53,3 +53,11 @@ def test_list_shows_the_or_gate_with_its_seed(tmp_path):
 def test_console_script_is_the_same_as_python_m_compare():
     from compare.cli import main
     assert main(["list"]) == 0
+
+
+@pytest.mark.parametrize("logdir,message", [("a-file", "is a file"), ("a-file/runs", "cannot create")])
+def test_a_logdir_that_cannot_be_written_is_a_usage_error(tmp_path, logdir, message):
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = cli("run", "or-gate", "--epochs", "2", "--logdir", logdir, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
