@@ -27,8 +27,6 @@ def main(args):
 
     if args.json:
         json_path(args.json)
-    if not args.no_tensorboard:
-        check_logdir(args.logdir)
     presets = resolve_presets(args.presets)
     if args.mnist_limit is not None and args.mnist_dir is None:
         raise UsageError("--mnist-limit needs --mnist-dir")
@@ -36,6 +34,8 @@ def main(args):
         presets = use_mnist(presets, args.mnist_dir, args.mnist_limit)
     overrides = overrides_from(args)
     runs = check_overrides(presets, overrides)   # every override checked before anything trains
+    if not args.no_tensorboard:
+        check_logdir(args.logdir)                # created only once everything else is known good
     # Tiny networks on the CPU run fastest on one thread (see compare.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
     results, run_dirs = [], {}
