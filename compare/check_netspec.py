@@ -66,8 +66,8 @@ def parameter_names(spec, naming):
 
 def random_batch(spec, batch, rng, dtype):
     """X ~ N(0, 1) of shape (batch, inputs) and the targets of random class labels, encoded for
-    the loss by compare.data.encode_targets ((N, 1) 0/1, (N, C) one-hot, (N,) indices, -1/+1)."""
-    from compare.data import encode_targets
+    the loss by compare.targets.encode_targets ((N, 1) 0/1, (N, C) one-hot, (N,) indices, -1/+1)."""
+    from compare.targets import encode_targets
     X = rng.standard_normal((batch, spec.sizes[0])).astype(dtype)
     classes = 2 if spec.sizes[-1] == 1 else spec.sizes[-1]
     try:

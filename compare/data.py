@@ -1,7 +1,7 @@
 """Data sets as NumPy arrays, made once from a seed, for both sides of a comparison.
 
 Examples are rows: X is (N, features) float64. Classification labels are (N,) int64 class
-indices; regression targets are (N, outputs) float64. ``encode_targets`` turns labels into what
+indices; regression targets are (N, outputs) float64. compare/targets.py turns labels into what
 each loss expects. Only NumPy and scikit-learn are used here, never torch: the arrays are
 copied into each side by whoever runs it.
 """
@@ -78,7 +78,7 @@ def _first_non_finite(name, which, a):
                     f"{'s' if len(bad) > 1 else ''} in all); clean or drop that example")
 
 
-def _check_labels(name, y, num_classes):
+def check_labels(name, y, num_classes):
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise DataError(f"{name}: num_classes must be an integer >= 2, got {num_classes!r}")
     if y.ndim != 1:
@@ -114,7 +114,7 @@ def validate_arrays(X, y, num_classes=None, name="data"):
         got = "a scalar" if y.ndim == 0 else f"{y.shape[0]} targets"
         raise DataError(f"{name}: X has {X.shape[0]} rows but y has {got}; give one target per example")
     if num_classes is not None:
-        _check_labels(name, y, num_classes)
+        check_labels(name, y, num_classes)
     elif not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
         raise DataError(f"{name}: targets must be real numbers, got dtype {y.dtype}")
     else:
@@ -297,103 +297,3 @@ def load_dataset(name, *, seed=0, **kwargs):
         if p.default is inspect.Parameter.empty and key not in kwargs:
             raise DataError(f"{name}: needs {key}=...; accepted options: {accepted}")
     return loader(seed, **kwargs)
-
-
-# ---- targets and scoring ------------------------------------------------------------------------
-
-def one_hot(labels, num_classes, dtype=np.float64):
-    """(N,) class indices -> (N, C) rows with a single 1 at the label."""
-    out = np.zeros((len(labels), num_classes), dtype=dtype)
-    out[np.arange(len(labels)), labels] = 1
-    return out
-
-
-def _zero_one(labels, num_classes, dtype):
-    # One output unit for two classes (sigmoid + threshold), one unit per class otherwise.
-    if num_classes == 2:
-        return labels.reshape(-1, 1).astype(dtype)  # (N, 1)
-    return one_hot(labels, num_classes, dtype)  # (N, C)
-
-
-def _plus_minus_one(labels, num_classes, dtype):
-    if num_classes != 2:
-        raise DataError(f"hinge is a binary loss (targets -1/+1) but there are {num_classes} classes; "
-                         f"use cross_entropy for more than two classes")
-    return (2.0 * labels - 1.0).reshape(-1, 1).astype(dtype)  # (N, 1): class 0 -> -1, class 1 -> +1
-
-
-def _indices(labels, num_classes, dtype):
-    return labels.astype(np.int64)  # (N,): cross_entropy takes class indices, as torch's does
-
-
-# loss name -> label encoder. The keys mirror manual.LOSSES (not imported: compare/data.py needs
-# neither network); a test asserts the two key sets are equal.
-TARGET_ENCODERS = {
-    "squared_error": _zero_one,
-    "sum_squared_error": _zero_one,
-    "mse": _zero_one,
-    "bce": _zero_one,
-    "cross_entropy": _indices,
-    "hinge": _plus_minus_one,
-}
-LOSS_NAMES = tuple(TARGET_ENCODERS)
-REGRESSION_LOSSES = ("squared_error", "sum_squared_error", "mse")
-_FLOAT_DTYPES = {"float64": np.float64, "float32": np.float32}
-
-
-def encode_targets(labels, loss, num_classes, dtype="float64"):
-    """Labels -> the target array ``loss`` expects.
-
-    cross_entropy: (N,) int64 indices. bce and the squared losses: (N, 1) 0/1 for two classes,
-    (N, C) one-hot otherwise. hinge: (N, 1) of -1/+1, two classes only. Regression targets
-    (N, K) floats pass through (as ``dtype``) for the squared losses only.
-    """
-    if loss not in TARGET_ENCODERS:
-        raise DataError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSS_NAMES)}")
-    dtype = _FLOAT_DTYPES.get(dtype, dtype)
-    if dtype not in (np.float64, np.float32):
-        raise DataError(f"unsupported dtype {dtype!r}; choose one of: {', '.join(_FLOAT_DTYPES)}")
-    dtype = np.dtype(dtype)
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and np.issubdtype(labels.dtype, np.floating):
-        if loss not in REGRESSION_LOSSES:
-            raise DataError(f"{loss} is a classification loss but the targets are regression values of "
-                             f"shape {labels.shape}; use one of: {', '.join(REGRESSION_LOSSES)}")
-        return labels.astype(dtype, copy=True)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"labels must be (N,) integer class labels or (N, K) float regression targets, "
-                         f"got shape {labels.shape} dtype {labels.dtype}")
-    if num_classes is None:
-        raise DataError(f"{loss}: num_classes is needed to encode class labels")
-    _check_labels("labels", labels, num_classes)
-    return TARGET_ENCODERS[loss](labels, num_classes, dtype)
-
-
-def accuracy(scores_or_probs, labels, task, threshold=0.5):
-    """Fraction of examples whose predicted class is the label.
-
-    Prediction: one output column -> class 1 where score > threshold (0.5 for probabilities,
-    0 for logits or hinge scores); several columns -> argmax. Labels may be (N,) indices, a
-    (N, 1) column of 0/1 or -1/+1 (positive means class 1), or (N, C) one-hot.
-    """
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    if task == "regression":
-        raise DataError("accuracy is undefined for regression; compare the mse instead")
-    scores, labels = np.asarray(scores_or_probs), np.asarray(labels)
-    if scores.shape[0] != labels.shape[0] or scores.shape[0] == 0:
-        raise DataError(f"accuracy: {scores.shape[0]} predictions for {labels.shape[0]} labels; "
-                         f"need the same, non-zero number")
-    if scores.ndim == 2 and scores.shape[1] > 1:
-        predicted = scores.argmax(axis=1)
-    elif task == "binary":
-        predicted = (scores.reshape(-1) > threshold).astype(np.int64)
-    else:
-        raise DataError(f"accuracy: multiclass scores need one column per class, got shape {scores.shape}")
-    if labels.ndim == 2 and labels.shape[1] > 1:
-        truth = labels.argmax(axis=1)
-    else:
-        truth = labels.reshape(-1)
-        if task == "binary":
-            truth = (truth > 0).astype(np.int64)  # 0/1 and -1/+1 both mean "positive is class 1"
-    return float(np.mean(predicted == truth))

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 import manual
-from compare.data import accuracy, encode_targets, load_dataset
+from compare.data import load_dataset
+from compare.targets import accuracy, encode_targets
 from compare.diff import compare_arrays, quick_diff
 from compare.localise import Mismatch, localise
 from compare.result import LockstepResult

@@ -147,7 +147,7 @@ class TorchRun:
         labels = p.labels if split == "train" else p.labels_val
         if labels is None or p.task == "regression":
             return cost, None
-        from compare.data import accuracy
+        from compare.targets import accuracy
         return cost, float(accuracy(out, labels, p.task, threshold=self.threshold))
 
     def run(self):
