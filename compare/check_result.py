@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compare.report import aligned
+
 
 def ratio(diff):
     """How far a TensorDiff's worst element is from passing: |a - b| / (atol + rtol max|b|), > 1 fails."""
@@ -125,9 +127,7 @@ def format_report(result):
             status += f" ({t.skipped_near_kink} near a kink)"
         rows.append([d.name, _shape(d), _index(d), f"{d.manual:.10g}", f"{d.torch:.10g}",
                      f"{abs(d.manual - d.torch):.2e}", f"{d.max_rel:.2e}", status])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    for r in rows:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    lines += aligned(rows, indent="  ")
     if result.mismatch is not None:
         m, d = result.mismatch, result.mismatch.diff
         trial = f" (trial {result.mismatch_trial})" if result.trials > 1 and result.mismatch_trial else ""

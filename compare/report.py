@@ -12,6 +12,16 @@ def _acc(x):
     return "-" if x is None else f"{x:.3f}"
 
 
+def aligned(rows, *, rule=False, indent=""):
+    """Text lines of ``rows`` (lists of strings) in left-aligned columns two spaces apart; with
+    ``rule`` a line of dashes under the first row (the header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    if rule:
+        lines.insert(1, indent + "  ".join("-" * w for w in widths))
+    return lines
+
+
 COLUMNS = ["preset", "steps", "max|Δgrad|", "max rel Δgrad", "max|Δparam|", "max|Δcost|",
            "cost manual", "cost torch", "acc manual", "acc torch", "goal", "verdict"]
 
@@ -33,10 +43,7 @@ def format_table(results, goals=None):
 
     ``goals`` maps a run's name to (met, text) for the preset's stated accuracy or cost.
     """
-    table = [COLUMNS] + list(rows(results, goals))
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = aligned([COLUMNS] + list(rows(results, goals)), rule=True)
     tol = {f"{r.spec.dtype}: {r.tolerance}" for r in results}
     lines.append("")
     lines.append("tolerance per element: " + "; ".join(sorted(tol)))

@@ -14,6 +14,7 @@ import numpy as np
 from compare.diff import compare_arrays
 from compare.localise import layer_numbers
 from compare.presets import PRESETS
+from compare.report import aligned
 from compare.spec import ExperimentSpec, SpecError
 
 # activation key -> (a = f(z), f'(z) written with a and z); the registry keys of manual/activations.py
@@ -227,8 +228,7 @@ def format_trace(trace):
         stage = n.stage
         rows.append([label, n.symbol, n.formula, _fmt(n.manual), _fmt(n.torch),
                      "agree" if n.diff.passed else "DIFFER"])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = [head, ""] + aligned(rows)
     first = trace.first_disagreement()
     lines.append("")
     if first is None:

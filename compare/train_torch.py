@@ -22,6 +22,7 @@ import torch
 import manual
 import torch_ref
 from compare.lockstep import EpochRecord, StepRecord, epoch_batches, notify, prepare
+from compare.report import aligned
 from compare.result import _json_safe
 from compare.sides import TorchSide
 
@@ -209,7 +210,4 @@ def format_train_table(results, run_dirs=None):
     rows = [[r.name, r.device, str(r.world_size), r.spec.dtype, str(r.steps), f"{r.final_cost_torch:.6g}",
              "-" if r.accuracy is None else f"{r.accuracy:.3f}", f"{r.seconds:.2f}", run_dirs.get(r.name, "-")]
             for r in results]
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(aligned([header] + rows, rule=True))
