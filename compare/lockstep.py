@@ -61,6 +61,35 @@ def prepare(spec, dataset=None):
         task=ds.task, sizes=sizes)
 
 
+def initial_state(spec, sizes, rng):
+    """The initial parameters of ``spec``'s network, {name: array}, drawn from ``rng`` (explicit
+    values where the spec gives them). Both sides, and a torch-only run, start from these."""
+    template = manual.mlp(sizes, spec.activation, spec.output_activation)
+    return manual.init_parameters(template, spec.init, rng, explicit=spec.initial_params, dtype=spec.dtype,
+                                  **spec.init_args)
+
+
+def decision_threshold(loss):
+    """Where a one-column output switches from class 0 to 1: 0 for hinge's scores, 0.5 for probabilities."""
+    return 0.0 if loss == "hinge" else 0.5
+
+
+def evaluate(side, problem, split, threshold):
+    """(cost, accuracy) of a side's current parameters on a whole split ("train" or "val");
+    accuracy is None for regression."""
+    cost, out = side.evaluate(split)
+    labels = problem.labels if split == "train" else problem.labels_val
+    if labels is None or problem.task == "regression":
+        return cost, None
+    return cost, float(accuracy(out, labels, problem.task, threshold=threshold))
+
+
+def default_eval_every(epochs):
+    """Accuracy and validation cost are measured about 100 times a run (and always at the end):
+    at every one of the OR gate's 5000 one-step epochs they would cost more than training."""
+    return max(1, epochs // 100)
+
+
 def epoch_batches(rng, n, batch_size, shuffle=True):
     """One epoch's batches of indices into n examples: a permutation drawn from ``rng`` (or
     0..n-1 in order), cut into batches of ``batch_size`` (None: one batch of all n)."""
@@ -130,9 +159,7 @@ class LockstepRun:
         self.stop_on_mismatch = stop_on_mismatch
         # Numbers are made once: one Generator draws the initial weights, then the batch order.
         self.rng = np.random.default_rng(spec.seed)
-        template = manual.mlp(self.problem.sizes, spec.activation, spec.output_activation)
-        self.initial_state = manual.init_parameters(
-            template, spec.init, self.rng, explicit=spec.initial_params, dtype=spec.dtype, **spec.init_args)
+        self.initial_state = initial_state(spec, self.problem.sizes, self.rng)
         self.manual = (manual_side or ManualSide)(spec, self.problem.sizes, self.initial_state)
         try:
             self.torch = TorchSide(spec, self.problem.sizes, self.initial_state)
@@ -145,10 +172,8 @@ class LockstepRun:
             raise ValueError(f"the two models' parameters differ: {self.manual.layout} vs {self.torch.layout}")
         # where each parameter starts in the flat vectors that are compared at every step
         self.offsets = np.cumsum([0] + [int(np.prod(shape)) for _, shape in self.manual.layout[:-1]])
-        self.threshold = 0.0 if spec.loss == "hinge" else 0.5
-        # Accuracy and validation cost are measured about 100 times a run (always at the end):
-        # at every one of the OR gate's 5000 one-step epochs they would cost more than training.
-        self.eval_every = eval_every or max(1, spec.epochs // 100)
+        self.threshold = decision_threshold(spec.loss)
+        self.eval_every = eval_every or default_eval_every(spec.epochs)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -157,14 +182,8 @@ class LockstepRun:
         """The batch order of one epoch, drawn once and used by both sides."""
         return epoch_batches(self.rng, self.problem.X.shape[0], self.spec.batch_size, self.spec.shuffle)
 
-    def _accuracy(self, outputs, labels):
-        if labels is None or self.problem.task == "regression":
-            return None
-        return float(accuracy(outputs, labels, self.problem.task, threshold=self.threshold))
-
     def _evaluate(self, side, split):
-        cost, out = side.evaluate(split)
-        return cost, self._accuracy(out, self.problem.labels if split == "train" else self.problem.labels_val)
+        return evaluate(side, self.problem, split, self.threshold)
 
     def run(self):
         spec, p, tol = self.spec, self.problem, self.tolerance

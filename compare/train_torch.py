@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-import manual
 import torch_ref
-from compare.lockstep import EpochRecord, StepRecord, epoch_batches, notify, prepare
+from compare.lockstep import (EpochRecord, StepRecord, decision_threshold, default_eval_every, epoch_batches,
+                              evaluate, initial_state, notify, prepare)
 from compare.report import aligned
 from compare.result import _json_safe
 from compare.sides import TorchSide
@@ -100,13 +100,10 @@ class TorchRun:
         self.observers = list(observers)
         # The same numbers as LockstepRun: one Generator draws the initial weights, then the batch order.
         self.rng = np.random.default_rng(spec.seed)
-        template = manual.mlp(self.problem.sizes, spec.activation, spec.output_activation)
-        state = manual.init_parameters(template, spec.init, self.rng, explicit=spec.initial_params,
-                                       dtype=spec.dtype, **spec.init_args)
-        self.torch = TorchSide(spec, self.problem.sizes, state)
+        self.torch = TorchSide(spec, self.problem.sizes, initial_state(spec, self.problem.sizes, self.rng))
         self.torch.load(self.problem)
-        self.threshold = 0.0 if spec.loss == "hinge" else 0.5
-        self.eval_every = eval_every or max(1, spec.epochs // 100)
+        self.threshold = decision_threshold(spec.loss)
+        self.eval_every = eval_every or default_eval_every(spec.epochs)
         self.model = self.torch.model
         self.extra_config = {"device": str(self.torch.device),   # what a TensorBoardLogger's config shows
                              "processes": 1 if distributed is None else distributed.world_size}
@@ -143,13 +140,7 @@ class TorchRun:
         return total.item() / world
 
     def _evaluate(self, split):
-        cost, out = self.torch.evaluate(split)
-        p = self.problem
-        labels = p.labels if split == "train" else p.labels_val
-        if labels is None or p.task == "regression":
-            return cost, None
-        from compare.targets import accuracy
-        return cost, float(accuracy(out, labels, p.task, threshold=self.threshold))
+        return evaluate(self.torch, self.problem, split, self.threshold)
 
     def run(self):
         spec, side, n = self.spec, self.torch, self.problem.X.shape[0]
