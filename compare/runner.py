@@ -2,6 +2,7 @@
 import inspect
 import os
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from threadpoolctl import threadpool_limits
@@ -14,14 +15,10 @@ from compare.presets import PRESETS, get_preset, on_mnist
 from compare.spec import SpecError
 from manual import OPTIMIZERS
 
-# Command-line names of the overrides that apply to every run of a preset.
-OVERRIDABLE = ("epochs", "lr", "batch_size", "optimizer", "seed", "dtype", "device")
-
-
 def resolve_presets(names):
     """Preset objects for names given on the command line; "all" is every preset, in order."""
     if not names:
-        raise_missing()
+        raise SpecError(f"name a preset to run, or 'all'; presets: {', '.join(PRESETS)}")
     if "all" in names:
         return list(PRESETS.values())
     seen, out = set(), []
@@ -30,10 +27,6 @@ def resolve_presets(names):
             out.append(get_preset(n))
             seen.add(n)
     return out
-
-
-def raise_missing():
-    raise SpecError(f"name a preset to run, or 'all'; presets: {', '.join(PRESETS)}")
 
 
 def optimizer_arguments(name):
@@ -52,11 +45,9 @@ def apply_overrides(spec, overrides):
     if changes.get("optimizer", spec.optimizer) != spec.optimizer and changes["optimizer"] in OPTIMIZERS:
         takes = optimizer_arguments(changes["optimizer"])
         changes["optimizer_args"] = {k: v for k, v in spec.optimizer_args.items() if k in takes}
-    if changes.get("batch_size") == "full":
-        changes["batch_size"] = None
-        spec = spec.with_overrides(**{k: v for k, v in changes.items() if k != "batch_size"})
-        from dataclasses import replace
-        return replace(spec, batch_size=None).validate()
+    if changes.get("batch_size") == "full":   # with_overrides skips None, so set the full batch here
+        del changes["batch_size"]
+        spec = replace(spec, batch_size=None)
     return spec.with_overrides(**changes)
 
 
@@ -119,6 +110,18 @@ def use_mnist(presets, directory, limit=None):
             raise SpecError(f"--mnist-dir: {os.path.join(directory, stem)} not found (nor {stem}.gz); "
                             f"the directory must hold all four MNIST files")
     return [on_mnist(p, directory, limit) if p.name == "digits" else p for p in presets]
+
+
+def select_runs(names, overrides, mnist_dir=None, mnist_limit=None):
+    """What a command line asks for: the presets named (with digits on MNIST when ``mnist_dir``
+    is given) and every run's spec with ``overrides`` applied, all checked before anything runs.
+    Returns (presets, [(run name, spec), ...])."""
+    presets = resolve_presets(names)
+    if mnist_limit is not None and mnist_dir is None:
+        raise SpecError("--mnist-limit needs --mnist-dir")
+    if mnist_dir is not None:
+        presets = use_mnist(presets, mnist_dir, mnist_limit)
+    return presets, check_overrides(presets, overrides)
 
 
 @contextmanager

@@ -17,19 +17,12 @@ def add_arguments(parser):
 def main(args):
     # Imported here so that usage errors are reported before torch is loaded.
     from compare.report import format_table, write_json
-    from compare.cli import UsageError
     from compare.progress import ProgressBar, progress_wanted
-    from compare.runner import check_overrides, dropped_arguments, resolve_presets, run_preset, use_mnist
+    from compare.runner import dropped_arguments, run_preset, select_runs
     if args.json:
         json_path(args.json)
-    presets = resolve_presets(args.presets)
     overrides = overrides_from(args)
-    if args.mnist_limit is not None and args.mnist_dir is None:
-        raise UsageError("--mnist-limit needs --mnist-dir")
-    if args.mnist_dir is not None:
-        presets = use_mnist(presets, args.mnist_dir, args.mnist_limit)
-    # Check every override against every preset before anything runs.
-    check_overrides(presets, overrides)
+    presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
     if not args.no_tensorboard:
         from compare.tensorboard import check_logdir
         check_logdir(args.logdir)

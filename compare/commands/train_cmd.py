@@ -5,7 +5,7 @@ import contextlib
 import math
 import sys
 
-from compare.cli import UsageError, json_path
+from compare.cli import json_path
 from compare.commands.options import add_preset_arguments, overrides_from
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
@@ -21,19 +21,13 @@ def add_arguments(parser):
 def main(args):
     import torch_ref
     from compare.report import write_json
-    from compare.runner import check_overrides, resolve_presets, single_threaded, use_mnist
+    from compare.runner import select_runs, single_threaded
     from compare.tensorboard import TensorBoardLogger, check_logdir
     from compare.train_torch import format_train_table, process_group, train_torch
 
     if args.json:
         json_path(args.json)
-    presets = resolve_presets(args.presets)
-    if args.mnist_limit is not None and args.mnist_dir is None:
-        raise UsageError("--mnist-limit needs --mnist-dir")
-    if args.mnist_dir is not None:
-        presets = use_mnist(presets, args.mnist_dir, args.mnist_limit)
-    overrides = overrides_from(args)
-    runs = check_overrides(presets, overrides)   # every override checked before anything trains
+    _, runs = select_runs(args.presets, overrides_from(args), args.mnist_dir, args.mnist_limit)
     if not args.no_tensorboard:
         check_logdir(args.logdir)                # created only once everything else is known good
     # Tiny networks on the CPU run fastest on one thread (see compare.runner.single_threaded).
