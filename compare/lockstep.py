@@ -21,7 +21,7 @@ from compare.targets import accuracy, encode_targets
 from compare.diff import compare_arrays, quick_diff
 from compare.localise import Mismatch, localise
 from compare.result import LockstepResult
-from compare.sides import ManualSide, TorchSide, unflatten
+from compare.sides import ManualSide, TorchSide, layout_offsets, unflatten
 from compare.spec import SpecError
 from compare.tolerances import tolerance_for
 
@@ -171,7 +171,7 @@ class LockstepRun:
         if self.manual.layout != self.torch.layout:
             raise ValueError(f"the two models' parameters differ: {self.manual.layout} vs {self.torch.layout}")
         # where each parameter starts in the flat vectors that are compared at every step
-        self.offsets = np.cumsum([0] + [int(np.prod(shape)) for _, shape in self.manual.layout[:-1]])
+        self.offsets = layout_offsets(self.manual.layout)
         self.threshold = decision_threshold(spec.loss)
         self.eval_every = eval_every or default_eval_every(spec.epochs)
 

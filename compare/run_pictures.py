@@ -39,7 +39,7 @@ class RunPictures:
     def __init__(self, run, name, sides):
         p = self.problem = run.problem
         self.name, self.sides = name, sides
-        self.threshold = getattr(run, "threshold", 0.5)
+        self.threshold = run.threshold
         self.boundary = self.fit_xs = None
         if p.X.shape[1] == 2 and p.labels is not None:
             num_classes = int(max(p.labels.max() + 1, 2))

@@ -35,6 +35,11 @@ def to_numpy(t):
     return None if t is None else t.detach().to("cpu", torch.float64, copy=True).numpy()
 
 
+def layout_offsets(layout):
+    """Where each parameter of ``layout`` [(name, shape), ...] starts in the flat vectors."""
+    return np.cumsum([0] + [int(np.prod(shape)) for _, shape in layout[:-1]])
+
+
 def unflatten(flat, layout):
     """Split a flat vector into {name: array} by ``layout`` [(name, shape), ...]."""
     out, start = {}, 0

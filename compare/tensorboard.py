@@ -33,6 +33,7 @@ import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from compare.event_file import EventFile
+from compare.sides import layout_offsets
 
 SIDES = ("manual", "torch")
 # HParams metric -> the result field it comes from (with "_manual" or "_torch" appended).
@@ -136,14 +137,13 @@ class TensorBoardLogger:
         p, spec = run.problem, run.spec
         self.name = self.run_name or run.name
         self.sides = {s: getattr(run, s) for s in self.side_names}
-        self.threshold = getattr(run, "threshold", 0.5)
         self.run_dir = make_run_dir(self.logdir, self.name)
         try:
             names = self.side_names + (("diff",) if self.diff else ())
             self.files = {s: EventFile(os.path.join(self.run_dir, s), self.flush_secs) for s in names}
             layout = next(iter(self.sides.values())).layout
             self.norm_tags = [f"grad_norm/{n}" for n, _ in layout]
-            self.offsets = np.cumsum([0] + [int(np.prod(shape)) for _, shape in layout[:-1]])
+            self.offsets = layout_offsets(layout)
             batch = spec.batch_size or len(p.X)
             self.total = spec.epochs * math.ceil(len(p.X) / batch)
             self.hist_steps = set(np.linspace(0, self.total, self.histograms + 1).round().astype(int)[1:].tolist())
