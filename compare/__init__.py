@@ -1,18 +1,39 @@
 """compare: runs manual/ and torch_ref/ side by side, and checks hand-derived gradients.
 
-The checks load on first use (they import torch), so ``import compare`` stays fast:
+Everything loads on first use (the checks and the lockstep run import torch), so ``import compare``
+stays fast:
 
     from compare import check_function, check_layer, check_network, assert_gradients_match
+    from compare import ExperimentSpec, run_lockstep, PRESETS, load_dataset
+
+The rooms, from the bottom of the arrows up (each subpackage's docstring says what it may import):
+
+    errors, tables   shared by every room: the user's-mistake errors, text tables
+    data             data sets, IDX files, target encodings
+    verdict          tolerances, element-by-element diffs, localising the first wrong node
+    experiments      ExperimentSpec and the presets
+    lockstep         both sides run step by step and compared; results, reports, the torch-only run
+    check            the public gradient checks and the pytest plugin
+    dashboards       TensorBoard logs, pictures, progress bars
+    cli              the command line
 """
 _LAZY = {
-    "check_function": "compare.check",
-    "check_layer": "compare.check",
-    "check_network": "compare.check",
-    "assert_gradients_match": "compare.check",
-    "CheckResult": "compare.check",
-    "CheckError": "compare.check",
-    "trace_example": "compare.trace",
-    "format_trace": "compare.trace",
+    "check_function": "compare.check.api",
+    "check_layer": "compare.check.api",
+    "check_network": "compare.check.api",
+    "assert_gradients_match": "compare.check.api",
+    "CheckResult": "compare.check.api",
+    "CheckError": "compare.errors",
+    "SpecError": "compare.errors",
+    "DataError": "compare.errors",
+    "ExperimentSpec": "compare.experiments.spec",
+    "PRESETS": "compare.experiments.presets",
+    "load_dataset": "compare.data.datasets",
+    "run_lockstep": "compare.lockstep.run",
+    "LockstepRun": "compare.lockstep.run",
+    "LockstepResult": "compare.lockstep.result",
+    "trace_example": "compare.lockstep.trace",
+    "format_trace": "compare.lockstep.trace",
 }
 
 __all__ = list(_LAZY)
@@ -23,3 +44,7 @@ def __getattr__(name):
         raise AttributeError(f"module 'compare' has no attribute {name!r}")
     import importlib
     return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

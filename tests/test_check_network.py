@@ -229,7 +229,7 @@ def test_a_bad_spec_is_a_clear_error():
                                                   ("cross_entropy", 3, np.int64), ("hinge", 1, np.float64)])
 def test_random_targets_are_encoded_for_the_loss(loss, outputs, dtype):
     out_act = "identity" if loss in ("cross_entropy", "hinge") else "sigmoid"
-    from compare.check_netspec import NetworkSpec, random_batch
+    from compare.check.netspec import NetworkSpec, random_batch
     _, Y = random_batch(NetworkSpec((2, outputs), "sigmoid", out_act, loss), 64, np.random.default_rng(0), "float64")
     assert Y.dtype == dtype
     values = {"squared_error": {0, 1}, "bce": {0, 1}, "cross_entropy": {0, 1, 2}, "hinge": {-1, 1}}[loss]

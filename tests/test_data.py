@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import manual
-from compare.data import DATASETS, DataError, Dataset, load_dataset, train_val_split, validate_arrays
-from compare.targets import LOSS_NAMES, accuracy, encode_targets
+from compare.data.datasets import DATASETS, DataError, Dataset, load_dataset, train_val_split, validate_arrays
+from compare.data.targets import LOSS_NAMES, accuracy, encode_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -369,8 +369,8 @@ def test_accuracy_errors():
 # ---- the one-way arrow -------------------------------------------------------------------------
 
 def test_data_modules_do_not_import_torch():
-    code = ("import sys, compare.data, compare.idx, compare.targets; "
+    code = ("import sys, compare.data.datasets, compare.data.idx, compare.data.targets; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'manual', 'torch_ref')); "
             "assert not bad, bad[:3]")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, f"importing compare.data pulled in: {done.stderr.strip().splitlines()[-1:]}"
+    assert done.returncode == 0, f"importing compare.data.datasets pulled in: {done.stderr.strip().splitlines()[-1:]}"

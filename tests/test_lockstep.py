@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import manual
-from compare.lockstep import LockstepRun
-from compare.sides import ManualSide
-from compare.spec import ExperimentSpec, SpecError
+from compare.lockstep.run import LockstepRun
+from compare.lockstep.sides import ManualSide
+from compare.experiments.spec import ExperimentSpec, SpecError
 
 SPEC = ExperimentSpec(dataset="xor", hidden_sizes=(3,), activation="sigmoid", output_activation="sigmoid",
                       loss="squared_error", optimizer="sgd", lr=0.5, epochs=3, seed=1)

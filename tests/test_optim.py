@@ -6,7 +6,7 @@ import torch
 
 import manual
 import torch_ref
-from compare.tolerances import Tolerance
+from compare.verdict.tolerances import Tolerance
 from tests.helpers import assert_close
 
 rng = np.random.default_rng(2)

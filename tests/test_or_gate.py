@@ -10,8 +10,8 @@ import torch
 
 import manual
 import torch_ref
-from compare.lockstep import LockstepRun
-from compare.presets import PRESETS
+from compare.lockstep.run import LockstepRun
+from compare.experiments.presets import PRESETS
 from tests.helpers import assert_close, assert_seed_value
 
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import compare.runner
+import compare.cli.runner
 from compare.cli import main
-from compare.idx import MNIST_FILES, write_idx
-from compare.lockstep import LockstepRun
-from compare.presets import PRESETS
-from compare.progress import ProgressBar, progress_wanted, total_steps
-from compare.sides import ManualSide
+from compare.data.idx import MNIST_FILES, write_idx
+from compare.lockstep.run import LockstepRun
+from compare.experiments.presets import PRESETS
+from compare.dashboards.progress import ProgressBar, progress_wanted, total_steps
+from compare.lockstep.sides import ManualSide
 
 ALL_RUNS = [name for p in PRESETS.values() for name in p.run_names()]
 
@@ -76,7 +76,7 @@ class OffByOnePercent(ManualSide):
 
 
 def test_disagreement_exits_1(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(compare.runner, "LockstepRun", functools.partial(LockstepRun, manual_side=OffByOnePercent))
+    monkeypatch.setattr(compare.cli.runner, "LockstepRun", functools.partial(LockstepRun, manual_side=OffByOnePercent))
     code, out, err = run(capsys, "and-gate", "--epochs", "5", "--no-tensorboard", "--json", str(tmp_path / "r.json"))
     assert code == 1, (out, err)
     report = read_json(tmp_path / "r.json")
@@ -154,7 +154,7 @@ def test_mnist_dir_runs_the_784_input_network(capsys, tmp_path):
 
 def test_mnist_network_is_784_16_16_10(tmp_path):
     fake_mnist_from_digits(tmp_path / "mnist")
-    (preset,) = compare.runner.use_mnist([PRESETS["digits"]], str(tmp_path / "mnist"), 100)
+    (preset,) = compare.cli.runner.use_mnist([PRESETS["digits"]], str(tmp_path / "mnist"), 100)
     lockstep = LockstepRun(preset.runs[""])
     assert lockstep.problem.sizes == (784, 16, 16, 10), lockstep.problem.sizes
     count = sum(p.data.size for p in lockstep.manual.model.parameters())

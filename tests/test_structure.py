@@ -45,3 +45,93 @@ def test_file_names_mirror_each_other():
     t = {p.name for p in (ROOT / "torch_ref").glob("*.py")}
     # manual/ needs a Module base class that torch provides itself; torch_ref/ needs a device choice.
     assert m - {"module.py"} == t - {"device.py"}, f"only in manual: {sorted(m - t)}, only in torch_ref: {sorted(t - m)}"
+
+
+# The rooms of compare/ and the rooms each may import (besides itself). Arrows run one way, from
+# the command line at the top down to the shared errors and tables; see compare/__init__.py.
+ROOMS = {
+    "errors": set(),
+    "tables": set(),
+    "data": {"errors"},
+    "verdict": {"errors"},
+    "experiments": {"errors", "data"},
+    "lockstep": {"errors", "tables", "data", "verdict", "experiments"},
+    "check": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
+    "dashboards": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
+    "cli": {"errors", "tables", "data", "verdict", "experiments", "lockstep", "check", "dashboards"},
+}
+PUBLIC_FACE = {"__init__.py", "__main__.py"}
+
+
+def room_of(path):
+    rel = path.relative_to(ROOT / "compare")
+    return rel.parts[0].removesuffix(".py")
+
+
+def room_imports():
+    """{(importing file, imported room)} for every import of compare.X inside compare/."""
+    found = set()
+    for path in (ROOT / "compare").rglob("*.py"):
+        if path.parent == ROOT / "compare" and path.name in PUBLIC_FACE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules = [node.module] + ([f"compare.{a.name}" for a in node.names] if node.module == "compare" else [])
+            for name in modules:
+                parts = name.split(".")
+                if parts[0] == "compare" and len(parts) > 1:
+                    found.add((path, parts[1]))
+    return found
+
+
+def test_compare_top_holds_only_the_public_face_and_shared_modules():
+    top = {p.name for p in (ROOT / "compare").glob("*.py")}
+    rooms = {p.name for p in (ROOT / "compare").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert top == PUBLIC_FACE | {"errors.py", "tables.py"}, f"modules at the top of compare/: {sorted(top)}"
+    assert rooms | {"errors", "tables"} == set(ROOMS), f"rooms: {sorted(rooms)}, expected {sorted(ROOMS)}"
+
+
+def test_rooms_import_one_way():
+    wrong = sorted(f"{p.relative_to(ROOT)} imports compare.{room} (compare/{room_of(p)} may import only "
+                   f"{sorted(ROOMS[room_of(p)]) or 'nothing of compare'})"
+                   for p, room in room_imports() if room != room_of(p) and room not in ROOMS[room_of(p)])
+    assert not wrong, "arrows that run the wrong way:\n" + "\n".join(wrong)
+
+
+def test_room_map_has_no_circle():
+    # The allowed arrows themselves must form no circle, or the test above would permit one.
+    seen, done = set(), set()
+
+    def visit(room, path):
+        assert room not in seen - done, f"circle: {' -> '.join(path + [room])}"
+        if room in done:
+            return
+        seen.add(room)
+        for nxt in ROOMS[room]:
+            visit(nxt, path + [room])
+        done.add(room)
+
+    for room in ROOMS:
+        visit(room, [])
+
+
+def test_each_room_says_what_it_is_for_and_stays_small():
+    for room in set(ROOMS) - {"errors", "tables"}:
+        init = ROOT / "compare" / room / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "import" in doc.lower(), f"compare/{room}/__init__.py needs a docstring saying what it is for and may import"
+        lines = sum(len(p.read_text().splitlines()) for p in (ROOT / "compare" / room).rglob("*.py"))
+        assert lines <= 1500, f"compare/{room} has {lines} lines; split it into rooms of one concern each"
+
+
+def test_the_room_test_catches_a_wrong_arrow(tmp_path, monkeypatch):
+    # A data module importing the lockstep run must be reported: the test above can fail.
+    fake = tmp_path / "compare" / "data"
+    fake.mkdir(parents=True)
+    (fake / "bad.py").write_text("from compare.lockstep.run import LockstepRun\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert {(fake / "bad.py", "lockstep")} == room_imports()
+    assert "lockstep" not in ROOMS[room_of(fake / "bad.py")]

@@ -15,11 +15,11 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.util import tensor_util
 
-from compare.event_file import EventFile, float64_value, masked_crc32c_many, scalar_value
-from compare.lockstep import LockstepRun
-from compare.presets import PRESETS, get_preset
-from compare.runner import apply_overrides
-from compare.tensorboard import TensorBoardLogger, make_run_dir, safe_name
+from compare.dashboards.event_file import EventFile, float64_value, masked_crc32c_many, scalar_value
+from compare.lockstep.run import LockstepRun
+from compare.experiments.presets import PRESETS, get_preset
+from compare.cli.runner import apply_overrides
+from compare.dashboards.tensorboard import TensorBoardLogger, make_run_dir, safe_name
 
 STEPS = 40
 EVERYTHING = {k: 0 for k in ("scalars", "tensors", "images", "histograms", "compressedHistograms", "audio")}

@@ -16,10 +16,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from compare.lockstep import LockstepRun
-from compare.presets import get_preset
-from compare.runner import apply_overrides
-from compare.tensorboard import TensorBoardLogger
+from compare.lockstep.run import LockstepRun
+from compare.experiments.presets import get_preset
+from compare.cli.runner import apply_overrides
+from compare.dashboards.tensorboard import TensorBoardLogger
 
 STEPS = 30
 HOST = "127.0.0.1"

@@ -4,8 +4,8 @@ import pytest
 
 import manual
 from compare.cli import main
-from compare.spec import SpecError
-from compare.trace import ACTIVATION_FORMULAS, LOSS_FORMULAS, format_trace, trace_example
+from compare.experiments.spec import SpecError
+from compare.lockstep.trace import ACTIVATION_FORMULAS, LOSS_FORMULAS, format_trace, trace_example
 
 
 def node(trace, symbol):

@@ -17,9 +17,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 from compare.cli import main
-from compare.lockstep import run_lockstep
-from compare.presets import get_preset
-from compare.runner import apply_overrides
+from compare.lockstep.run import run_lockstep
+from compare.experiments.presets import get_preset
+from compare.cli.runner import apply_overrides
 
 EPOCHS = 25
 

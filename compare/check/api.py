@@ -7,13 +7,13 @@
 
 Each returns a CheckResult: ``passed``, every tensor's worst element with both values, absolute
 and relative error and the tolerance, the first wrong tensor with the reason in plain words,
-and ``report()``. Relative error is |a - b| / max(1e-8, |a| + |b|) (compare.diff.relative_error).
+and ``report()``. Relative error is |a - b| / max(1e-8, |a| + |b|) (compare.verdict.diff.relative_error).
 """
-from compare.check_common import CheckError, PrecisionWarning
-from compare.check_functions import check_function
-from compare.check_layers import check_layer
-from compare.check_networks import NetworkSpec, check_network
-from compare.check_result import CheckResult
+from compare.check.common import CheckError, PrecisionWarning
+from compare.check.functions import check_function
+from compare.check.layers import check_layer
+from compare.check.networks import NetworkSpec, check_network
+from compare.check.result import CheckResult
 
 __all__ = ["check_function", "check_layer", "check_network", "assert_gradients_match",
            "GradientChecker", "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec"]

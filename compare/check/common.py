@@ -7,12 +7,8 @@ import warnings
 
 import numpy as np
 
-from compare.tolerances import tolerance_for
-
-
-class CheckError(ValueError):
-    """A check that cannot run as asked (bad shapes, a function that raises, NaN in its output);
-    the message names the problem and the fix."""
+from compare.errors import CheckError
+from compare.verdict.tolerances import tolerance_for
 
 
 class PrecisionWarning(UserWarning):

@@ -1,6 +1,6 @@
 """The first wrong node of a network check, in plain words.
 
-compare.localise walks the two traces and names the first tensor that differs; its reason
+compare.verdict.localise walks the two traces and names the first tensor that differs; its reason
 assumes the tensor checked just before (the one "on the output side") was returned and agreed.
 Where the user's function returned fewer intermediates, that premise may not hold, and this
 module says instead what the returned tensors do allow one to conclude. The rules of the
@@ -15,8 +15,8 @@ batch sum is) and the fault is in dL/dW_l's own formula; the reverse means dL/db
 """
 from dataclasses import replace
 
-from compare.check_hints import explain_difference
-from compare.localise import layer_numbers
+from compare.check.hints import explain_difference
+from compare.verdict.localise import layer_numbers
 
 
 def module_key(kind, layer, grad):
@@ -103,7 +103,7 @@ def explain_mismatch(found, checks, values, tm, tt, given, spec, names, batch):
     by_name = {c.diff.name: c for c in checks}
     if found is None:   # every tensor agrees on the walk: cannot happen with the same tolerance
         first = next(c for c in checks if not c.passed)
-        from compare.localise import Mismatch
+        from compare.verdict.localise import Mismatch
         return Mismatch("backward", first.diff, None, None, "this tensor differs"), "", []
     node, layer = _node(found, tt.kinds, names)
     passed = {n: c.passed for n, c in by_name.items()}

@@ -10,13 +10,13 @@ import time
 
 import numpy as np
 
-from compare.check_common import (CheckError, Precision, as_array, call_user, describe, precision_of,
+from compare.check.common import (CheckError, Precision, as_array, call_user, describe, precision_of,
                                   standard_normal)
-from compare.check_hints import first_wrong
-from compare.check_result import CheckResult, TensorCheck, merge
-from compare.diff import compare_arrays
-from compare.finite_diff import describe_kinks, numerical_vjp
-from compare.tolerances import Tolerance
+from compare.check.finite_diff import describe_kinks, numerical_vjp
+from compare.check.hints import first_wrong
+from compare.check.result import CheckResult, TensorCheck, merge
+from compare.verdict.diff import compare_arrays
+from compare.verdict.tolerances import Tolerance
 
 MAX_REDRAWS = 10   # new random inputs drawn for a trial whose input sat near a kink
 

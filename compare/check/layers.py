@@ -11,14 +11,14 @@ import time
 
 import numpy as np
 
-from compare.check_common import (CheckError, Precision, as_array, call_user, describe,
+from compare.check.common import (CheckError, Precision, as_array, call_user, describe,
                                   precision_of, standard_normal)
-from compare.check_functions import numerical_check
-from compare.check_hints import first_wrong
-from compare.check_result import CheckResult, TensorCheck, merge
-from compare.diff import compare_arrays
-from compare.finite_diff import numerical_vjp
-from compare.localise import Mismatch
+from compare.check.finite_diff import numerical_vjp
+from compare.check.functions import numerical_check
+from compare.check.hints import first_wrong
+from compare.check.result import CheckResult, TensorCheck, merge
+from compare.verdict.diff import compare_arrays
+from compare.verdict.localise import Mismatch
 
 
 def layer_parameters(layer):

@@ -5,9 +5,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from compare.check_common import CheckError
-from compare.localise import Trace, layer_numbers
-from compare.spec import ExperimentSpec
+from compare.check.common import CheckError
+from compare.experiments.spec import ExperimentSpec
+from compare.verdict.localise import Trace, layer_numbers
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def parameter_names(spec, naming):
 
 def random_batch(spec, batch, rng, dtype):
     """X ~ N(0, 1) of shape (batch, inputs) and the targets of random class labels, encoded for
-    the loss by compare.targets.encode_targets ((N, 1) 0/1, (N, C) one-hot, (N,) indices, -1/+1)."""
-    from compare.targets import encode_targets
+    the loss by compare.data.targets.encode_targets ((N, 1) 0/1, (N, C) one-hot, (N,) indices, -1/+1)."""
+    from compare.data.targets import encode_targets
     X = rng.standard_normal((batch, spec.sizes[0])).astype(dtype)
     classes = 2 if spec.sizes[-1] == 1 else spec.sizes[-1]
     try:
@@ -101,7 +101,7 @@ class TorchNetwork:
     def __init__(self, spec):
         import torch
         import torch_ref
-        from compare.sides import module_kinds
+        from compare.lockstep.sides import module_kinds
         self.torch, self.torch_ref = torch, torch_ref
         self.model = torch_ref.mlp(spec.sizes, spec.activation, spec.output_activation, dtype="float64")
         self.loss = torch_ref.make_loss(spec.loss)
@@ -109,10 +109,10 @@ class TorchNetwork:
         self.layers = layer_numbers(self.kinds)
 
     def trace(self, state, X, Y, keep=None):
-        """A compare.localise.Trace of one forward and backward pass with these parameter values.
+        """A compare.verdict.localise.Trace of one forward and backward pass with these parameter values.
         ``keep``: the modules whose outputs (and their gradients) to copy out; None: every one."""
         torch = self.torch
-        from compare.sides import to_numpy
+        from compare.lockstep.sides import to_numpy
         # torch.tensor copies: the two sides never share memory, so they cannot agree falsely.
         with torch.no_grad():
             for n, p in self.model.named_parameters():

@@ -5,7 +5,7 @@ The user's function takes (params, X, Y) and returns (cost, grads) or (cost, gra
     params         {name: array} with torch's shapes: W_l (out, in), b_l (out,). Names are torch's
                    ("0.weight", "0.bias", "2.weight", ...) or, with naming="layers", the seeds'
                    ("W1", "b1", "W2", ...).
-    X, Y           a batch, examples in rows: X (N, inputs); Y as compare.targets.encode_targets
+    X, Y           a batch, examples in rows: X (N, inputs); Y as compare.data.targets.encode_targets
                    makes it for the loss ((N, outputs) 0/1 or one-hot; (N,) class indices for
                    cross_entropy; -1/+1 for hinge).
     cost           the number the loss gives for the batch (its reduction as manual/losses.py states).
@@ -15,7 +15,7 @@ The user's function takes (params, X, Y) and returns (cost, grads) or (cost, gra
                    "dz{l}" = dCost/dz_l, "da{l}" = dCost/da_l.
 
 Every tensor is compared element by element with torch's (the same parameter values copied in
-with torch.tensor, float64). The first wrong node is found by compare.localise, walking forward
+with torch.tensor, float64). The first wrong node is found by compare.verdict.localise, walking forward
 from the input, then the cost, then backward from the output layer; with fewer intermediates
 the reason says what the returned tensors allow one to conclude.
 """
@@ -25,12 +25,12 @@ from dataclasses import replace
 import numpy as np
 
 import manual
-from compare.check_common import CheckError, Precision, as_array, call_user, describe, precision_of
-from compare.check_explain import explain_mismatch, module_key, param_tensor_name
-from compare.check_netspec import NetworkSpec, TorchNetwork, param_shapes, parameter_names, random_batch
-from compare.check_result import CheckResult, TensorCheck, merge
-from compare.diff import compare_arrays
-from compare.localise import Trace, layer_numbers, localise
+from compare.check.common import CheckError, Precision, as_array, call_user, describe, precision_of
+from compare.check.explain import explain_mismatch, module_key, param_tensor_name
+from compare.check.netspec import NetworkSpec, TorchNetwork, param_shapes, parameter_names, random_batch
+from compare.check.result import CheckResult, TensorCheck, merge
+from compare.verdict.diff import compare_arrays
+from compare.verdict.localise import Trace, layer_numbers, localise
 
 __all__ = ["check_network", "NetworkSpec"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.report import aligned
+from compare.tables import aligned
 
 
 def ratio(diff):
@@ -20,7 +20,7 @@ def ratio(diff):
 
 @dataclass
 class TensorCheck:
-    """One tensor's comparison: ``diff`` (a compare.diff.TensorDiff, "manual" holding yours and
+    """One tensor's comparison: ``diff`` (a compare.verdict.diff.TensorDiff, "manual" holding yours and
     "torch" the reference) is the worst element over all trials, found in ``trial`` (1-based)."""
     diff: object
     trial: int = 1
@@ -58,10 +58,10 @@ class CheckResult:
     reference: str            # e.g. "torch autograd on torch_ref.mlp(2-3-1, ...)"
     passed: bool
     tensors: list             # TensorCheck, in the order a person would check them
-    tolerance: object         # the compare.tolerances.Tolerance used (per tensor for finite differences)
+    tolerance: object         # the compare.verdict.tolerances.Tolerance used (per tensor for finite differences)
     dtype: str                # precision of the values checked: "float64" or "float32"
     trials: int
-    mismatch: object = None   # the first wrong tensor: a compare.localise.Mismatch with the reason
+    mismatch: object = None   # the first wrong tensor: a compare.verdict.localise.Mismatch with the reason
     hint: str = ""            # what the difference's pattern suggests (a factor, a sign, a transpose)
     notes: list = field(default_factory=list)   # kinks, redrawn inputs, float32, what to return next
     seconds: float = 0.0

@@ -8,11 +8,11 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import torch_ref
-from compare.data import load_dataset
-from compare.idx import MNIST_FILES
-from compare.lockstep import LockstepRun
-from compare.presets import PRESETS, get_preset, on_mnist
-from compare.spec import SpecError
+from compare.data.datasets import load_dataset
+from compare.data.idx import MNIST_FILES
+from compare.experiments.presets import PRESETS, get_preset, on_mnist
+from compare.experiments.spec import SpecError
+from compare.lockstep.run import LockstepRun
 from manual import OPTIMIZERS
 
 def resolve_presets(names):
@@ -94,7 +94,7 @@ def check_overrides(presets, overrides):
 
 
 def use_mnist(presets, directory, limit=None):
-    """``presets`` with "digits" switched to MNIST from ``directory`` (compare.presets.on_mnist).
+    """``presets`` with "digits" switched to MNIST from ``directory`` (compare.experiments.presets.on_mnist).
 
     Raises SpecError when the directory or one of its four IDX files is missing, or when no
     digits preset was asked for (MNIST has no other preset to go to).

@@ -121,7 +121,7 @@ def _head(make, tail):
     encoded = make(1.0).SerializeToString()
     if not encoded.endswith(struct.pack("<d" if tail == 8 else "<f", 1.0)):
         raise RuntimeError("this protobuf does not write a summary value's number last; "
-                           "compare.event_file.EventFile.add_scalars needs updating")
+                           "compare.dashboards.event_file.EventFile.add_scalars needs updating")
     return b"\x0a" + _varint(len(encoded)) + encoded[:-tail]   # Summary field 1 (value), length-delimited
 
 

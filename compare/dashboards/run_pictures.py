@@ -1,13 +1,13 @@
 """Which pictures a run draws, and of what: the boundary (or fit) at a few steps, the cost curves,
 and for digit images a grid of samples and a confusion matrix.
 
-Each call returns [(side, tag, file name, PNG bytes), ...]; compare.tensorboard writes them.
+Each call returns [(side, tag, file name, PNG bytes), ...]; compare.dashboards.tensorboard writes them.
 """
 import numpy as np
 import torch
 
-from compare import plots
-from compare.sides import to_numpy
+from compare.dashboards import plots
+from compare.lockstep.sides import to_numpy
 
 
 def side_outputs(side, X):

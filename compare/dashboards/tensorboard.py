@@ -1,5 +1,5 @@
 """TensorBoard logging of a run, as an observer of compare.lockstep.LockstepRun (or of the
-torch-only compare.train_torch.TorchRun).
+torch-only compare.lockstep.train_torch.TorchRun).
 
 Layout: ``<logdir>/<run name>/<timestamp>/`` holds one TensorBoard run per side, ``manual/`` and
 ``torch/``, with the same tags, so TensorBoard draws their curves on top of each other; ``diff/``
@@ -32,8 +32,9 @@ from datetime import datetime
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from compare.event_file import EventFile
-from compare.sides import layout_offsets
+from compare.dashboards.event_file import EventFile
+from compare.errors import UsageError
+from compare.lockstep.sides import layout_offsets
 
 SIDES = ("manual", "torch")
 # HParams metric -> the result field it comes from (with "_manual" or "_torch" appended).
@@ -65,9 +66,8 @@ def make_run_dir(logdir, run_name, now=None):
 
 
 def check_logdir(path):
-    """Raise compare.cli.UsageError if runs cannot be written under ``path`` (checked before a run
+    """Raise compare.errors.UsageError if runs cannot be written under ``path`` (checked before a run
     starts, so that a long run never ends in a write error); the folder is created when needed."""
-    from compare.cli import UsageError
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--logdir: {path} is a file; give a folder (it is created if missing)")
     try:   # creating it is the only sure test (permissions, read-only or virtual file systems)
@@ -94,7 +94,7 @@ def write_atomic(path, data):
 
 def image_summary(tag, png):
     """A Summary holding a PNG (RGBA, as matplotlib writes it) for TensorBoard's Images tab."""
-    from compare.plots import png_size
+    from compare.dashboards.plots import png_size
     height, width = png_size(png)
     return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
         height=height, width=width, colorspace=4, encoded_image_string=png))])
@@ -151,7 +151,7 @@ class TensorBoardLogger:
             self._log_config(run)
             self._log_graph(run)
             self._histograms(0)
-            from compare.run_pictures import RunPictures
+            from compare.dashboards.run_pictures import RunPictures
             self.pictures = RunPictures(run, self.name, self.sides)
             self._add_images(self.pictures.snapshot(0), 0)
         except BaseException:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare import idx
+from compare.data import idx
+from compare.errors import DataError
 
 
 def _sklearn_datasets():
@@ -20,10 +21,6 @@ def _sklearn_datasets():
     return datasets
 
 TASKS = ("binary", "multiclass", "regression")
-
-
-class DataError(ValueError):
-    """Arrays that cannot be trained on; the message names the problem and the fix."""
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: == on arrays is elementwise, not a yes/no

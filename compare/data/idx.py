@@ -15,6 +15,7 @@ import os
 import zlib
 
 import numpy as np
+from compare.errors import IdxError
 
 # type code -> big-endian NumPy dtype, as the IDX spec lists them.
 IDX_TYPES = {
@@ -35,10 +36,6 @@ MNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-
-
-class IdxError(ValueError):
-    """A file that is missing or is not a well-formed IDX file; the message names the file."""
 
 
 def _read_bytes(path):

@@ -7,7 +7,7 @@ tests/test_presets.py hold each preset to its Expectation.
 """
 from dataclasses import dataclass, field, replace
 
-from compare.spec import ExperimentSpec, SpecError
+from compare.experiments.spec import ExperimentSpec, SpecError
 
 
 @dataclass(frozen=True)

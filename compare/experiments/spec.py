@@ -8,15 +8,12 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
-
-
-class SpecError(ValueError):
-    """An experiment spec (or an override of one) that makes no sense."""
+from compare.errors import SpecError
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    dataset: str = "or"                    # a compare.data key
+    dataset: str = "or"                    # a compare.data.datasets key
     dataset_args: dict = field(default_factory=dict)   # e.g. {"noise": 0.1}
     hidden_sizes: tuple = ()               # () is a single layer: inputs -> outputs
     activation: str = "sigmoid"            # hidden layers

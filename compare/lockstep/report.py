@@ -3,6 +3,8 @@ import json
 import os
 import tempfile
 
+from compare.tables import aligned
+
 
 def _num(x, fmt=".3g"):
     return "-" if x is None else format(x, fmt)
@@ -10,16 +12,6 @@ def _num(x, fmt=".3g"):
 
 def _acc(x):
     return "-" if x is None else f"{x:.3f}"
-
-
-def aligned(rows, *, rule=False, indent=""):
-    """Text lines of ``rows`` (lists of strings) in left-aligned columns two spaces apart; with
-    ``rule`` a line of dashes under the first row (the header)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    if rule:
-        lines.insert(1, indent + "  ".join("-" * w for w in widths))
-    return lines
 
 
 COLUMNS = ["preset", "steps", "max|Δgrad|", "max rel Δgrad", "max|Δparam|", "max|Δcost|",

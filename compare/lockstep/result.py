@@ -28,7 +28,7 @@ class LockstepResult:
     step_cost_torch: list = field(repr=False, default_factory=list)
     epoch_cost_manual: list = field(repr=False, default_factory=list)  # batch costs averaged per epoch
     epoch_cost_torch: list = field(repr=False, default_factory=list)
-    mismatch: object = None        # the first compare.localise.Mismatch, or None
+    mismatch: object = None        # the first compare.verdict.localise.Mismatch, or None
     drifts: list = field(default_factory=list)   # Mismatches proven to be rounding drift (stage "drift"),
                                                   # after each of which torch was set to manual's numbers
     seconds: float = 0.0

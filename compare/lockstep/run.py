@@ -3,7 +3,7 @@ batch order, compared at every step.
 
 At each step both sides run forward and backward on the same batch; every parameter gradient
 (and the cost) is compared; both sides take their optimizer step; every parameter is compared.
-The first disagreement is localised (compare.localise) and the run stops there.
+The first disagreement is localised (compare.verdict.localise) and the run stops there.
 
 Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(run, record)``,
 ``on_epoch(run, record)``, ``on_end(run, result)`` and, always, even on an error or Ctrl-C,
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 import manual
-from compare.data import load_dataset
-from compare.targets import accuracy, encode_targets
-from compare.diff import compare_arrays, quick_diff
-from compare.localise import Mismatch, localise
-from compare.result import LockstepResult
-from compare.sides import ManualSide, TorchSide, layout_offsets, unflatten
-from compare.spec import SpecError
-from compare.tolerances import tolerance_for
+from compare.data.datasets import load_dataset
+from compare.data.targets import accuracy, encode_targets
+from compare.experiments.spec import SpecError
+from compare.lockstep.result import LockstepResult
+from compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
+from compare.verdict.diff import compare_arrays, quick_diff
+from compare.verdict.localise import Mismatch, localise
+from compare.verdict.tolerances import tolerance_for
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 
 import manual
 import torch_ref
-from compare.localise import Trace
+from compare.verdict.localise import Trace
 
 _MANUAL_KINDS = {cls: key for key, cls in manual.ACTIVATIONS.items()}
 _TORCH_KINDS = {cls: key for key, cls in torch_ref.ACTIVATIONS.items()}

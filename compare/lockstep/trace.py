@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.diff import compare_arrays
-from compare.localise import layer_numbers
-from compare.presets import PRESETS
-from compare.report import aligned
-from compare.spec import ExperimentSpec, SpecError
+from compare.experiments.presets import PRESETS
+from compare.experiments.spec import ExperimentSpec, SpecError
+from compare.tables import aligned
+from compare.verdict.diff import compare_arrays
+from compare.verdict.localise import layer_numbers
 
 # activation key -> (a = f(z), f'(z) written with a and z); the registry keys of manual/activations.py
 ACTIVATION_FORMULAS = {
@@ -49,7 +49,7 @@ class TraceNode:
     formula: str
     manual: np.ndarray
     torch: np.ndarray
-    diff: object          # compare.diff.TensorDiff of the two
+    diff: object          # compare.verdict.diff.TensorDiff of the two
 
 
 @dataclass
@@ -91,7 +91,7 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
     the spec's initial_params / init), runs one forward and backward pass of that example on
     both sides with every intermediate kept, then one optimizer step. Returns an ExampleTrace.
     """
-    from compare.lockstep import LockstepRun
+    from compare.lockstep.run import LockstepRun
     if isinstance(preset_or_spec, ExperimentSpec):
         run_name, spec = name or preset_or_spec.dataset, preset_or_spec
     else:

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 import torch_ref
-from compare.lockstep import (EpochRecord, StepRecord, decision_threshold, default_eval_every, epoch_batches,
+from compare.lockstep.run import (EpochRecord, StepRecord, decision_threshold, default_eval_every, epoch_batches,
                               evaluate, initial_state, notify, prepare)
-from compare.report import aligned
-from compare.result import _json_safe
-from compare.sides import TorchSide
+from compare.lockstep.result import _json_safe
+from compare.lockstep.sides import TorchSide
+from compare.tables import aligned
 
 
 @dataclass

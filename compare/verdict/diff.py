@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compare.tolerances import Tolerance, tensor_scale
+from compare.verdict.tolerances import Tolerance, tensor_scale
 
 
 def relative_error(a, b):
@@ -46,7 +46,7 @@ class TensorDiff:
 
 
 def compare_arrays(name, manual, torch, tolerance):
-    """Compare two arrays of the same shape under ``tolerance`` (compare.tolerances); NaN only matches NaN."""
+    """Compare two arrays of the same shape under ``tolerance`` (compare.verdict.tolerances); NaN only matches NaN."""
     a = np.asarray(manual, dtype=np.float64)
     b = np.asarray(torch, dtype=np.float64)
     if a.shape != b.shape:

@@ -12,7 +12,8 @@ import os
 import re
 import sys
 
-from compare.cli import UsageError, json_path, positive_int
+from compare.cli.arguments import json_path, positive_int
+from compare.errors import UsageError
 from manual import ACTIVATIONS, DTYPES, LOSSES
 
 HELP = "check a hand-written network backprop function (params, X, Y) -> (cost, grads) against torch"
@@ -85,8 +86,8 @@ def resolve_options(args):
     """(options, data): the network and run options from preset, spec file and flags, in that order."""
     options, data = dict(DEFAULTS), None
     if args.preset:
-        from compare.lockstep import prepare
-        from compare.trace import resolve_run
+        from compare.lockstep.run import prepare
+        from compare.lockstep.trace import resolve_run
         _, spec = resolve_run(args.preset)
         problem = prepare(spec)
         options.update(sizes=list(problem.sizes), activation=spec.activation,
@@ -117,7 +118,7 @@ def resolve_options(args):
 
 
 def main(args):
-    from compare.check import CheckError, check_network
+    from compare.check.api import CheckError, check_network
     if args.json:
         json_path(args.json)
     options, data = resolve_options(args)
@@ -131,7 +132,7 @@ def main(args):
         raise UsageError(str(e)) from None
     print(result.report())
     if args.json:
-        from compare.report import write_json
+        from compare.lockstep.report import write_json
         write_json(args.json, result.to_dict())
     sys.stdout.flush()
     return 0 if result.passed else 1

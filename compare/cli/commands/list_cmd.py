@@ -1,7 +1,7 @@
 """backprop-oracle list: the presets and what each demonstrates."""
 import textwrap
 
-from compare.presets import PRESETS
+from compare.experiments.presets import PRESETS
 
 HELP = "list the presets"
 

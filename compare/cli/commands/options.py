@@ -1,6 +1,6 @@
 """Command-line options that ``run`` and ``train`` share: the overrides of a preset's spec,
 MNIST, TensorBoard and the JSON report."""
-from compare.cli import batch_size, positive_float, positive_int
+from compare.cli.arguments import batch_size, positive_float, positive_int
 from manual import DTYPES, OPTIMIZERS
 
 

@@ -1,8 +1,8 @@
 """backprop-oracle run PRESET... | all: each preset in lockstep, then one verdict table."""
 import sys
 
-from compare.cli import json_path
-from compare.commands.options import add_preset_arguments, overrides_from
+from compare.cli.arguments import json_path
+from compare.cli.commands.options import add_preset_arguments, overrides_from
 
 HELP = "run presets in lockstep on both sides and print the verdict"
 
@@ -16,15 +16,15 @@ def add_arguments(parser):
 
 def main(args):
     # Imported here so that usage errors are reported before torch is loaded.
-    from compare.report import format_table, write_json
-    from compare.progress import ProgressBar, progress_wanted
-    from compare.runner import dropped_arguments, run_preset, select_runs
+    from compare.lockstep.report import format_table, write_json
+    from compare.dashboards.progress import ProgressBar, progress_wanted
+    from compare.cli.runner import dropped_arguments, run_preset, select_runs
     if args.json:
         json_path(args.json)
     overrides = overrides_from(args)
     presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
     if not args.no_tensorboard:
-        from compare.tensorboard import check_logdir
+        from compare.dashboards.tensorboard import check_logdir
         check_logdir(args.logdir)
     for preset in presets:
         dropped = sorted({k for spec in preset.runs.values() for k in dropped_arguments(spec, overrides)})
@@ -37,7 +37,7 @@ def main(args):
     def observers_for(name, spec):
         observers = [ProgressBar()] if bars else []
         if not args.no_tensorboard:
-            from compare.tensorboard import TensorBoardLogger
+            from compare.dashboards.tensorboard import TensorBoardLogger
             loggers.append(TensorBoardLogger(args.logdir, name))
             observers.append(loggers[-1])
         return observers

@@ -5,8 +5,8 @@ import contextlib
 import math
 import sys
 
-from compare.cli import json_path
-from compare.commands.options import add_preset_arguments, overrides_from
+from compare.cli.arguments import json_path
+from compare.cli.commands.options import add_preset_arguments, overrides_from
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
 
@@ -20,17 +20,17 @@ def add_arguments(parser):
 
 def main(args):
     import torch_ref
-    from compare.report import write_json
-    from compare.runner import select_runs, single_threaded
-    from compare.tensorboard import TensorBoardLogger, check_logdir
-    from compare.train_torch import format_train_table, process_group, train_torch
+    from compare.lockstep.report import write_json
+    from compare.cli.runner import select_runs, single_threaded
+    from compare.dashboards.tensorboard import TensorBoardLogger, check_logdir
+    from compare.lockstep.train_torch import format_train_table, process_group, train_torch
 
     if args.json:
         json_path(args.json)
     _, runs = select_runs(args.presets, overrides_from(args), args.mnist_dir, args.mnist_limit)
     if not args.no_tensorboard:
         check_logdir(args.logdir)                # created only once everything else is known good
-    # Tiny networks on the CPU run fastest on one thread (see compare.runner.single_threaded).
+    # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
     results, run_dirs = [], {}
     with process_group(args.device) as dist:

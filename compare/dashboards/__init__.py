@@ -1,0 +1,12 @@
+"""Dashboards: what a run looks like. TensorBoard logs of both sides and of their differences, the
+event-file writer behind them, the pictures (decision boundaries, fits, cost curves, weights) and
+the progress bar, each an observer of a lockstep run or a function that returns a figure.
+
+Imports compare.lockstep (the records it observes), compare.errors, matplotlib and tensorboard's
+protos; never the checks or the command line.
+
+    tensorboard   TensorBoardLogger, check_logdir, make_run_dir
+    event_file    EventFile: batched, checksummed TensorBoard records
+    plots         the figures;  run_pictures  which figures a run gets
+    progress      ProgressBar, progress_wanted
+"""
