@@ -12,7 +12,8 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     data             data sets, IDX files, target encodings
     verdict          tolerances, element-by-element diffs, localising the first wrong node
     experiments      ExperimentSpec and the presets
-    lockstep         both sides run step by step and compared; results, reports, the torch-only run
+    lockstep         both sides run step by step and compared, differences proven; results, reports
+    train            the torch side trained alone (GPU, DDP)
     check            the public gradient checks and the pytest plugin
     dashboards       TensorBoard logs, pictures, progress bars
     cli              the command line

@@ -57,8 +57,9 @@ ROOMS = {
     "experiments": {"errors", "data"},
     "lockstep": {"errors", "tables", "data", "verdict", "experiments"},
     "check": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
+    "train": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
     "dashboards": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
-    "cli": {"errors", "tables", "data", "verdict", "experiments", "lockstep", "check", "dashboards"},
+    "cli": {"errors", "tables", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards"},
 }
 PUBLIC_FACE = {"__init__.py", "__main__.py"}
 

@@ -1,5 +1,5 @@
 """TensorBoard logging of a run, as an observer of compare.lockstep.LockstepRun (or of the
-torch-only compare.lockstep.train_torch.TorchRun).
+torch-only compare.train.torch_only.TorchRun).
 
 Layout: ``<logdir>/<run name>/<timestamp>/`` holds one TensorBoard run per side, ``manual/`` and
 ``torch/``, with the same tags, so TensorBoard draws their curves on top of each other; ``diff/``

@@ -1,9 +1,9 @@
 """The lockstep engine: both sides built from one spec, run on the same batches from the same
-initial weights, compared at every step; the result and its report; one example traced through
-the network; and the torch side trained alone (on a GPU, across processes).
+initial weights, compared at every step; every difference proven at its node; divergence; the
+result and its report; and one example traced through the network.
 
     a preset -> spec -> sides (ManualSide, TorchSide) -> run (compare every step) -> verdict.localise
-             -> result (LockstepResult) -> report (table, JSON)
+             -> proof (the node alone, on identical inputs) -> result (LockstepResult) -> report
 
 Imports manual, torch_ref, compare.data, compare.experiments, compare.verdict, compare.errors and
 compare.tables; never the checks, the dashboards or the command line (they observe a run through
@@ -12,7 +12,8 @@ its observer calls, see run.LockstepRun).
     sides        ManualSide / TorchSide behind one interface
     run          LockstepRun, run_lockstep
     result       LockstepResult
+    proof        a difference's node recomputed alone on identical inputs: wrong, or amplified rounding
+    divergence   the rule for a diverged run, its report and a learning rate that does not diverge
     report       format_table, write_json
     trace        trace_example: one example's forward and backward, number by number
-    train_torch  the torch side alone (TorchRun), with DDP under torchrun
 """

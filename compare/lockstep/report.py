@@ -27,7 +27,7 @@ def rows(results, goals=None):
                _num(r.final_cost_manual, ".6g"), _num(r.final_cost_torch, ".6g"),
                _acc(r.accuracy_manual), _acc(r.accuracy_torch),
                "-" if goal is None else ("met" if goal[0] else "MISSED"),
-               ("agree" if not r.drifts else f"agree*{len(r.drifts)}") if r.passed else "DIFFER"]
+               r.verdict]
 
 
 def format_table(results, goals=None):
@@ -42,8 +42,11 @@ def format_table(results, goals=None):
     for r in results:
         if r.drifts:
             lines.append("")
-            lines.append(f"{r.name}: rounding drift, {len(r.drifts)} time(s); the first "
+            lines.append(f"{r.name}: rounding proven and resynchronised {len(r.drifts)} time(s); the first "
                          f"{r.drifts[0].describe()}")
+        if r.divergence is not None:
+            lines.append("")
+            lines.append(f"{r.name}: {r.divergence.describe()}")
         if r.mismatch is not None:
             lines.append("")
             lines.append(f"{r.name}: the sides disagree {r.mismatch.describe()}")

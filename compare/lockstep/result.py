@@ -29,10 +29,20 @@ class LockstepResult:
     epoch_cost_manual: list = field(repr=False, default_factory=list)  # batch costs averaged per epoch
     epoch_cost_torch: list = field(repr=False, default_factory=list)
     mismatch: object = None        # the first compare.verdict.localise.Mismatch, or None
-    drifts: list = field(default_factory=list)   # Mismatches proven to be rounding drift (stage "drift"),
-                                                  # after each of which torch was set to manual's numbers
+    drifts: list = field(default_factory=list)   # Mismatches proven to be rounding (stage "drift": the
+                                                  # runs drifted; "amplified": a node magnified it), after
+                                                  # each of which torch was set to manual's numbers
+    divergence: object = None      # a compare.lockstep.divergence.Divergence where the run diverged
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)   # preset-specific figures (e.g. a baseline's accuracy)
+
+    @property
+    def verdict(self):
+        """"agree", "agree*N" (N proven rounding resyncs), "agree (diverged at step S)" or "DIFFER"."""
+        if not self.passed:
+            return "DIFFER"
+        text = "agree" if not self.drifts else f"agree*{len(self.drifts)}"
+        return text if self.divergence is None else f"{text} (diverged at step {self.divergence.step})"
 
     @property
     def accuracy_manual(self):
@@ -55,8 +65,10 @@ class LockstepResult:
             "val_accuracy_manual": self.val_accuracy_manual, "val_accuracy_torch": self.val_accuracy_torch,
             "seconds": self.seconds,
             "mismatch": None if self.mismatch is None else self.mismatch.to_dict(),
+            "verdict": self.verdict,
             "resyncs_after_drift": len(self.drifts),
             "first_drift": self.drifts[0].to_dict() if self.drifts else None,
+            "divergence": None if self.divergence is None else self.divergence.to_dict(),
             "spec": self.spec.to_dict(),
             "extra": self.extra,
         }

@@ -9,6 +9,7 @@ Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(
 ``on_epoch(run, record)``, ``on_end(run, result)`` and, always, even on an error or Ctrl-C,
 ``on_close(run)``. Each method is optional.
 """
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -19,11 +20,17 @@ import manual
 from compare.data.datasets import load_dataset
 from compare.data.targets import accuracy, encode_targets
 from compare.experiments.spec import SpecError
+from compare.lockstep.divergence import Divergence, advice, exploded
+from compare.lockstep.proof import prove_node, prove_update
 from compare.lockstep.result import LockstepResult
 from compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
 from compare.verdict.diff import compare_arrays, quick_diff
 from compare.verdict.localise import Mismatch, localise
 from compare.verdict.tolerances import tolerance_for
+
+
+# Differences proven to be rounding, after which torch takes the manual side's numbers.
+RESYNCED = ("drift", "amplified")
 
 
 @dataclass
@@ -190,105 +197,171 @@ class LockstepRun:
         m, t = self.manual, self.torch
         curves = {"step_m": [], "step_t": [], "epoch_m": [], "epoch_t": []}
         maxima = dict(grad_abs=0.0, grad_rel=0.0, param_abs=0.0, cost_abs=0.0)
-        mismatch, step, epochs_done, drifts = None, 0, 0, []
+        mismatch, divergence, step, epochs_done, resyncs = None, None, 0, 0, []
+        first_cost = last_finite = None
+        # The parameters before each update, for proving the update (see compare.lockstep.proof).
+        params_m = m.flat_params()
         start = time.perf_counter()
         self._notify("on_start")
-        try:
-            for epoch in range(1, spec.epochs + 1):
-                total_m = total_t = 0.0
-                for idx in self.batches():
-                    step += 1
-                    cost_m, cost_t = m.forward_backward(idx), t.forward_backward(idx)
-                    grads_m, grads_t = m.flat_grads(), t.flat_grads()
-                    ok, g_abs, g_rel = quick_diff(grads_m, grads_t, tol, self.offsets)
-                    c_abs = abs(cost_m - cost_t)
-                    cost_ok = c_abs <= tol.allowed(abs(cost_t))
-                    lr_m, lr_t = m.lr, t.lr
-                    p_abs = 0.0
-                    if not (ok and cost_ok):
-                        mismatch = self._localise(idx, step)
-                        if mismatch.stage == "drift":
-                            # The formulas agree; rounding moved the runs apart. Continue from the
-                            # same numbers so that every later step is checked as tightly.
-                            drifts.append(replace(mismatch, step=step, epoch=epoch))
-                            t.sync_from(m)
-                            t.forward_backward(idx)
-                            mismatch = None
-                    if mismatch is None:
-                        m.step()
-                        t.step()
-                        params_ok, p_abs, _ = quick_diff(m.flat_params(), t.flat_params(), tol, self.offsets)
-                        if not params_ok:
-                            mismatch = self._update_mismatch()
-                    maxima["grad_abs"] = max(maxima["grad_abs"], g_abs)
-                    maxima["grad_rel"] = max(maxima["grad_rel"], g_rel)
-                    maxima["param_abs"] = max(maxima["param_abs"], p_abs)
-                    maxima["cost_abs"] = max(maxima["cost_abs"], c_abs)
-                    curves["step_m"].append(cost_m)
-                    curves["step_t"].append(cost_t)
-                    total_m += cost_m * len(idx)
-                    total_t += cost_t * len(idx)
-                    self._notify("on_step", StepRecord(step, epoch, len(idx), cost_m, cost_t, lr_m, lr_t,
-                                                       grads_m, grads_t, m.layout, g_abs, g_rel, p_abs, c_abs))
-                    if mismatch is not None:
-                        mismatch = replace(mismatch, step=step, epoch=epoch)
-                        if self.stop_on_mismatch:
+        # Divergence is reported once, as a result (compare.lockstep.divergence), not as a flood of
+        # overflow warnings from every NumPy operation after it.
+        with np.errstate(all="ignore"):
+            try:
+                for epoch in range(1, spec.epochs + 1):
+                    total_m = total_t = 0.0
+                    for idx in self.batches():
+                        step += 1
+                        lr_m, lr_t = m.lr, t.lr
+                        state_m = m.optimizer_state()
+                        cost_m, cost_t = m.forward_backward(idx), t.forward_backward(idx)
+                        grads_m, grads_t = m.flat_grads(), t.flat_grads()
+                        first_cost = cost_m if first_cost is None else first_cost
+                        ok, g_abs, g_rel = quick_diff(grads_m, grads_t, tol, self.offsets)
+                        c_abs = abs(cost_m - cost_t)
+                        cost_ok = c_abs <= tol.allowed(abs(cost_t))
+                        p_abs = 0.0
+                        bad = self._diverging_sides(cost_m, cost_t, grads_m, grads_t, first_cost,
+                                                    checked=ok and cost_ok)
+                        if abs(lr_m - lr_t) > tol.allowed(abs(lr_t)):
+                            mismatch = self._schedule_mismatch(lr_m, lr_t, epoch)
+                        elif not (ok and cost_ok) and len(bad) < 2:
+                            mismatch = self._localise(idx, step)
+                            if mismatch.stage in RESYNCED:
+                                resyncs.append(replace(mismatch, step=step, epoch=epoch))
+                                t.sync_from(m, grads=True)
+                                mismatch = None
+                        if mismatch is None and bad:
+                            # Both sides, or one whose difference was just proven to be rounding.
+                            where = "cost" if any(exploded(c, first_cost) for c in (cost_m, cost_t)) else "gradients"
+                            divergence = Divergence(step, epoch, ("manual", "torch"), where, cost_m, cost_t,
+                                                    last_finite)
+                        if mismatch is None and divergence is None:
+                            m.step()
+                            t.step()
+                            before, params_m = params_m, m.flat_params()
+                            params_ok, p_abs, _ = quick_diff(params_m, t.flat_params(), tol, self.offsets)
+                            if not params_ok:
+                                mismatch = self._update_mismatch(before, state_m, grads_m, grads_t, params_m, lr_t)
+                                if mismatch.stage in RESYNCED:
+                                    resyncs.append(replace(mismatch, step=step, epoch=epoch))
+                                    t.sync_from(m)
+                                    mismatch = None
+                            if mismatch is None and not np.isfinite(params_m).all():
+                                divergence = Divergence(step, epoch, ("manual", "torch"),
+                                                        "parameters after the update", cost_m, cost_t, cost_m)
+                        if math.isfinite(cost_m):
+                            last_finite = cost_m
+                        maxima["grad_abs"] = max(maxima["grad_abs"], g_abs)
+                        maxima["grad_rel"] = max(maxima["grad_rel"], g_rel)
+                        maxima["param_abs"] = max(maxima["param_abs"], p_abs)
+                        maxima["cost_abs"] = max(maxima["cost_abs"], c_abs)
+                        curves["step_m"].append(cost_m)
+                        curves["step_t"].append(cost_t)
+                        total_m += cost_m * len(idx)
+                        total_t += cost_t * len(idx)
+                        self._notify("on_step", StepRecord(step, epoch, len(idx), cost_m, cost_t, lr_m, lr_t,
+                                                           grads_m, grads_t, m.layout, g_abs, g_rel, p_abs, c_abs))
+                        if mismatch is not None:
+                            mismatch = replace(mismatch, step=step, epoch=epoch)
+                            if self.stop_on_mismatch:
+                                break
+                        if divergence is not None:
                             break
-                if mismatch is not None and self.stop_on_mismatch:
-                    break
-                epochs_done = epoch
-                curves["epoch_m"].append(total_m / p.X.shape[0])
-                curves["epoch_t"].append(total_t / p.X.shape[0])
-                self._end_epoch(epoch, step, curves["epoch_m"][-1], curves["epoch_t"][-1])
-                m.end_epoch()
-                t.end_epoch()
-            result = LockstepResult(
-                name=self.name, spec=spec, passed=mismatch is None, steps=step, epochs=epochs_done,
-                tolerance=tol, max_abs_grad_diff=maxima["grad_abs"], max_rel_grad_diff=maxima["grad_rel"],
-                max_abs_param_diff=maxima["param_abs"], max_abs_cost_diff=maxima["cost_abs"],
-                step_cost_manual=curves["step_m"], step_cost_torch=curves["step_t"],
-                epoch_cost_manual=curves["epoch_m"], epoch_cost_torch=curves["epoch_t"],
-                mismatch=mismatch, drifts=drifts, seconds=time.perf_counter() - start, **self._final())
-            self._notify("on_end", result)
-            return result
-        finally:
-            self._notify("on_close")
+                    if (mismatch is not None and self.stop_on_mismatch) or divergence is not None:
+                        break
+                    epochs_done = epoch
+                    curves["epoch_m"].append(total_m / p.X.shape[0])
+                    curves["epoch_t"].append(total_t / p.X.shape[0])
+                    self._end_epoch(epoch, step, curves["epoch_m"][-1], curves["epoch_t"][-1])
+                    m.end_epoch()
+                    t.end_epoch()
+                if divergence is not None:
+                    divergence = replace(divergence, advice=advice(self, step))
+                result = LockstepResult(
+                    name=self.name, spec=spec, passed=mismatch is None, steps=step, epochs=epochs_done,
+                    tolerance=tol, max_abs_grad_diff=maxima["grad_abs"], max_rel_grad_diff=maxima["grad_rel"],
+                    max_abs_param_diff=maxima["param_abs"], max_abs_cost_diff=maxima["cost_abs"],
+                    step_cost_manual=curves["step_m"], step_cost_torch=curves["step_t"],
+                    epoch_cost_manual=curves["epoch_m"], epoch_cost_torch=curves["epoch_t"],
+                    mismatch=mismatch, drifts=resyncs, divergence=divergence,
+                    seconds=time.perf_counter() - start, **self._final())
+                self._notify("on_end", result)
+                return result
+            finally:
+                self._notify("on_close")
+
+    @staticmethod
+    def _diverging_sides(cost_m, cost_t, grads_m, grads_t, first_cost, checked):
+        """The sides whose cost or gradients broke the divergence rule (compare.lockstep.divergence).
+        Gradients that were just checked to agree are finite (quick_diff fails on NaN and inf)."""
+        return [name for name, cost, grads in (("manual", cost_m, grads_m), ("torch", cost_t, grads_t))
+                if exploded(cost, first_cost) or not (checked or np.isfinite(grads).all())]
 
     def _localise(self, idx, step):
-        """Recompute the disagreeing step on both sides with every intermediate kept, and walk it."""
-        tm, tt = self.manual.trace(idx), self.torch.trace(idx)
-        found = localise(tm, tt, self.tolerance, self.spec.loss)
-        if found is not None:
-            return self._drift(found, idx, tm.cost) if step > 1 else found
-        # Every intermediate agrees on the recomputation: the difference is not in the formulas.
-        diffs = [compare_arrays(f"{n}.grad", tm.param_grads[n], tt.param_grads[n], self.tolerance)
-                 for n in tm.param_grads] + [compare_arrays("cost", tm.cost, tt.cost, self.tolerance)]
-        worst = max(diffs, key=lambda d: d.max_abs)
-        return Mismatch("backward", worst, None, None,
-                        "the gradients differed but agree when recomputed: a side is not deterministic")
+        """Find and prove the first node where the sides differ at this step.
 
-    def _drift(self, found, idx, cost_m):
-        """After step 1 the sides hold slightly different parameters. If torch, given the manual
-        side's exact parameters, computes the manual side's gradients, the formulas agree and the
-        difference is rounding that training amplified (chaotic dynamics, float32)."""
-        cost_t, grads_t = self.torch.gradients_at(self.manual.params(), idx)
-        ok, g_abs, _ = quick_diff(self.manual.flat_grads(), grads_t, self.tolerance, self.offsets)
-        if not (ok and abs(cost_m - cost_t) <= self.tolerance.allowed(abs(cost_t))):
-            return found
-        return replace(found, stage="drift", reason=(
-            f"not a formula: recomputed at the manual side's exact parameters, torch's gradients "
-            f"agree (max |diff| {g_abs:.3g}). The two runs drifted apart through rounding that "
-            f"training amplified step after step ({self.spec.dtype}, lr {self.spec.lr}); the torch "
-            f"side was set to the manual side's parameters and optimizer state, and the run went on"))
+        After step 1 torch first takes the manual side's exact parameters and optimizer state: if its
+        gradients then agree, the runs had drifted apart through rounding that training amplified
+        (stage "drift"). Otherwise both sides recompute the step with every intermediate kept, the
+        walk finds the first tensor that differs, and its node is recomputed alone on identical
+        inputs (compare.lockstep.proof): wrong there, it is a mistake; right there, the difference
+        is rounding amplified by the computation (stage "amplified")."""
+        m, t, tol = self.manual, self.torch, self.tolerance
+        if step > 1:
+            t.sync_from(m)
+            cost_t = t.forward_backward(idx)
+            ok, g_abs, _ = quick_diff(m.flat_grads(), t.flat_grads(), tol, self.offsets)
+            cost_m = m.forward_backward(idx)
+            if ok and abs(cost_m - cost_t) <= tol.allowed(abs(cost_t)):
+                d = compare_arrays("gradients", m.flat_grads(), t.flat_grads(), tol)
+                return Mismatch("drift", d, None, None, (
+                    f"not a formula: recomputed at the manual side's exact parameters, torch's gradients "
+                    f"agree (max |diff| {g_abs:.3g}). The two runs drifted apart through rounding that "
+                    f"training amplified step after step ({self.spec.dtype}, lr {self.spec.lr}); the torch "
+                    f"side was set to the manual side's parameters and optimizer state, and the run went on"))
+        tm, tt = m.trace(idx), t.trace(idx)
+        found = localise(tm, tt, tol, self.spec.loss)
+        if found is None:
+            # Every intermediate agrees on the recomputation: the difference is not in the formulas.
+            diffs = [compare_arrays(f"{n}.grad", tm.param_grads[n], tt.param_grads[n], tol)
+                     for n in tm.param_grads] + [compare_arrays("cost", tm.cost, tt.cost, tol)]
+            worst = max(diffs, key=lambda d: d.max_abs)
+            return Mismatch("backward", worst, None, None,
+                            "the gradients differed but agree when recomputed: a side is not deterministic")
+        X, Y = m.data["train"]
+        proof = prove_node(found, tm, tt, t, X[idx], Y[idx], m.params(), tol, self.spec.dtype)
+        if proof.wrong:
+            return replace(found, proof=proof, reason=f"{found.reason}\n  -> {proof.describe()}")
+        return replace(found, stage="amplified", proof=proof, reason=(
+            f"{proof.describe()}; the torch side took the manual side's numbers and the run went on"))
 
-    def _update_mismatch(self):
+    def _update_mismatch(self, before, state, grads, grads_t, after, lr):
+        """The parameters differ after the step although the gradients agreed: prove the update."""
         pm, pt = self.manual.params(), self.torch.params()
         diffs = [compare_arrays(n, pm[n], pt[n], self.tolerance) for n in pm]
-        bad = next(d for d in diffs if not d.passed)
+        bad = max(diffs, key=lambda d: (not d.passed, d.scaled))
+        # The gradients as they went into the two updates (after a resync, torch's are manual's).
+        grads_diff = compare_arrays("gradients", grads, self.torch.flat_grads(), self.tolerance)
+        proof = prove_update(self.spec, self.torch, self.manual.layout, before, state, grads, after, lr,
+                             self.tolerance, bad, grads_diff)
+        if not proof.wrong:
+            return Mismatch("amplified", bad, None, None, (
+                f"{proof.describe()}; the torch side took the manual side's parameters and optimizer state, "
+                "and the run went on"), node="optimizer", proof=proof)
         return Mismatch("update", bad, None, None,
                         f"the gradients agreed but {bad.name} differs after the optimizer step: the "
-                        f"{self.spec.optimizer} update rule (arguments: lr {self.spec.lr}, "
-                        f"{self.spec.optimizer_args or 'defaults'}) or the learning-rate schedule")
+                        f"{self.spec.optimizer} update rule (arguments: lr {lr:g}, "
+                        f"{self.spec.optimizer_args or 'defaults'})\n  -> {proof.describe()}",
+                        node="optimizer", proof=proof)
+
+    def _schedule_mismatch(self, lr_m, lr_t, epoch):
+        """The learning rates differ at the start of a step: both schedules had the same inputs
+        (the initial rate, its arguments and the number of epochs done), so the schedule is wrong."""
+        d = compare_arrays("learning rate", lr_m, lr_t, self.tolerance)
+        return Mismatch("update", d, None, None,
+                        f"after {epoch - 1} epoch(s) from the same initial rate {self.spec.lr:g}, the learning "
+                        f"rates differ: the {self.spec.schedule} schedule "
+                        f"({self.spec.schedule_args or 'no arguments'}) is wrong", node="schedule")
 
     def _end_epoch(self, epoch, step, cost_m, cost_t):
         p = self.problem

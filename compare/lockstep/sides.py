@@ -40,6 +40,20 @@ def layout_offsets(layout):
     return np.cumsum([0] + [int(np.prod(shape)) for _, shape in layout[:-1]])
 
 
+@torch.no_grad()
+def load_optimizer_state(optimizer, params, states, dtype, device):
+    """Give a torch optimizer over ``params`` the per-parameter ``states`` of a manual optimizer
+    (dicts with torch's keys: momentum_buffer, step, exp_avg, exp_avg_sq), as copies."""
+    for p, state in zip(params, states):
+        own = optimizer.state[p]
+        for key, value in state.items():
+            old = own.get(key)
+            if key == "step":          # torch keeps Adam's step count as a tensor
+                own[key] = torch.tensor(float(value), dtype=old.dtype if old is not None else torch.float32)
+            else:
+                own[key] = torch.tensor(value, dtype=dtype, device=device)
+
+
 def unflatten(flat, layout):
     """Split a flat vector into {name: array} by ``layout`` [(name, shape), ...]."""
     out, start = {}, 0
@@ -97,6 +111,12 @@ class ManualSide:
 
     def params(self):
         return {n: p.data.astype(np.float64) for n, p in self.model.named_parameters()}
+
+    def optimizer_state(self):
+        """A copy of the optimizer's per-parameter state (momentum buffers, Adam's moments and step);
+        plain SGD keeps none, and copies nothing."""
+        return [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()} if s else s
+                for s in self.optimizer.state]
 
     def step(self):
         self.optimizer.step()
@@ -186,20 +206,16 @@ class TorchSide:
         return cost.item(), to_numpy(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
 
     @torch.no_grad()
-    def sync_from(self, other):
-        """Take the other side's parameters, optimizer state and learning rate (after rounding
-        drift has been proven, see LockstepRun._drift), so both continue from the same numbers."""
-        params = dict(self.model.named_parameters())
-        for (name, p), state in zip(other.model.named_parameters(), other.optimizer.state):
-            mine = params[name]
+    def sync_from(self, other, grads=False):
+        """Take the other side's parameters, optimizer state and learning rate (and, with ``grads``,
+        its gradients), so both continue from the same numbers. Done only after the difference has
+        been proven to be rounding (see LockstepRun._localise and compare.lockstep.proof)."""
+        for mine, p in zip(self._params, other.model.parameters()):
             mine.copy_(torch.tensor(p.data, dtype=self.dtype, device=self.device))
-            own_state = self.optimizer.state[mine]
-            for key, value in state.items():
-                old = own_state.get(key)
-                if key == "step":          # torch keeps Adam's step count as a tensor
-                    own_state[key] = torch.tensor(float(value), dtype=old.dtype if old is not None else None)
-                else:
-                    own_state[key] = torch.tensor(value, dtype=self.dtype, device=self.device)
+            if grads:
+                mine.grad.copy_(torch.tensor(p.grad, dtype=self.dtype, device=self.device))
+        self.optimizer.state.clear()
+        load_optimizer_state(self.optimizer, self._params, other.optimizer.state, self.dtype, self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = other.lr
 

@@ -35,14 +35,39 @@ class Mismatch:
     step: int | None = None
     epoch: int | None = None
     agreed: list = field(default_factory=list)   # names of the tensors checked before it, all agreeing
+    node: str | None = None   # the computation blamed, one of NODES (None where none is)
+    node_module: int | None = None   # the module that computes it (the loss and optimizer: None)
+    proof: object = None      # what recomputing the node alone on identical inputs showed (lockstep)
 
     def describe(self):
         when = "" if self.step is None else f"at step {self.step} (epoch {self.epoch}): "
-        return f"{when}{self.diff.describe()}\n  -> {self.reason}"
+        what = self.diff.describe()
+        if self.stage in ("drift", "amplified"):     # proven rounding: not a verdict against a formula
+            what = what.replace(" DIFFERS: ", " differs by rounding: ", 1)
+        return f"{when}{what}\n  -> {self.reason}"
 
     def to_dict(self):
-        return {"stage": self.stage, "step": self.step, "epoch": self.epoch, "layer": self.layer,
-                "module": self.module, "tensor": self.diff.to_dict(), "reason": self.reason}
+        out = {"stage": self.stage, "step": self.step, "epoch": self.epoch, "layer": self.layer,
+               "module": self.module, "node": self.node, "node_module": self.node_module,
+               "tensor": self.diff.to_dict(), "reason": self.reason}
+        if self.proof is not None:
+            out["proof"] = self.proof.to_dict()
+        return out
+
+
+# The computations a mismatch can be blamed on: the node that produced the first wrong tensor.
+NODES = {
+    "linear": "the linear map z = a W^T + b (forward)",
+    "activation": "an activation function (forward)",
+    "loss": "the loss function (forward)",
+    "loss_derivative": "the loss derivative dL/d(output)",
+    "activation_derivative": "an activation derivative (backward)",
+    "linear_input_grad": "a linear layer's input gradient dL/da = dL/dz W",
+    "linear_param_grad": "a linear layer's parameter gradient dL/dW = dL/dz^T a, dL/db = sum dL/dz",
+    "backward": "a module's backward",
+    "optimizer": "the optimizer's update rule",
+    "schedule": "the learning-rate schedule",
+}
 
 
 def layer_numbers(kinds):
@@ -77,7 +102,8 @@ def localise(manual, torch, tolerance, loss_name="the loss"):
             what = ("the linear map z = a W^T + b" if kind == "linear"
                     else f"the activation function {kind}")
             return Mismatch("forward", d, l, i, f"the forward pass differs first at layer {l}: {what} "
-                            f"(module {i}); everything before it agreed", agreed=agreed)
+                            f"(module {i}); everything before it agreed", agreed=agreed,
+                            node="linear" if kind == "linear" else "activation", node_module=i)
         agreed.append(d.name)
 
     # 2. the cost
@@ -86,7 +112,7 @@ def localise(manual, torch, tolerance, loss_name="the loss"):
         return Mismatch("cost", d, last_layer, None,
                         f"the forward pass agrees but the cost differs: the loss function {loss_name} "
                         "(check its formula and reduction: mean over examples or over elements, "
-                        "the factor 1/2)", agreed=agreed)
+                        "the factor 1/2)", agreed=agreed, node="loss")
     agreed.append(d.name)
 
     # 3. backward, from the output layer: per layer dL/da, dL/dz, dL/dW, dL/db
@@ -97,8 +123,9 @@ def localise(manual, torch, tolerance, loss_name="the loss"):
             d = compare_arrays(f"dL/d{sym}_{l} (gradient at module {i}'s output, {kind})",
                                manual.output_grads[i], torch.output_grads[i], tolerance)
             if not d.passed:
+                node, node_module = backward_node(kinds, i)
                 return Mismatch("backward", d, l, i, _backward_reason(kinds, layers, i, loss_name),
-                                agreed=agreed)
+                                agreed=agreed, node=node, node_module=node_module)
             agreed.append(d.name)
         if kind == "linear":
             for pname, symbol in ((f"{i}.weight", "W"), (f"{i}.bias", "b")):
@@ -112,9 +139,20 @@ def localise(manual, torch, tolerance, loss_name="the loss"):
                     return Mismatch("backward", d, l, i,
                                     f"dL/d{symbol} of layer {l} is wrong while dL/dz of layer {l} is "
                                     f"right: the linear layer's parameter gradient ({formula})",
-                                    agreed=agreed)
+                                    agreed=agreed, node="linear_param_grad", node_module=i)
                 agreed.append(d.name)
     return None
+
+
+def backward_node(kinds, i):
+    """(node, module) that computes dL/d(output of module i): the loss derivative for the last
+    module, else the backward of module i + 1."""
+    if i == len(kinds) - 1:
+        return "loss_derivative", None
+    nxt = kinds[i + 1]
+    if nxt == "linear":
+        return "linear_input_grad", i + 1
+    return ("activation_derivative" if kinds[i] == "linear" else "backward"), i + 1
 
 
 def _backward_reason(kinds, layers, i, loss_name):

@@ -23,7 +23,7 @@ def main(args):
     from compare.lockstep.report import write_json
     from compare.cli.runner import select_runs, single_threaded
     from compare.dashboards.tensorboard import TensorBoardLogger, check_logdir
-    from compare.lockstep.train_torch import format_train_table, process_group, train_torch
+    from compare.train.torch_only import format_train_table, process_group, train_torch
 
     if args.json:
         json_path(args.json)
