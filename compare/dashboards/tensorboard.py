@@ -302,8 +302,15 @@ class TensorBoardLogger:
         lines = [f"**{self.name}**: {result.steps} steps, {result.epochs} epochs."]
         if passed is not None:
             mismatch = getattr(result, "mismatch", None)
-            lines.append("The sides agree at every step." if passed else
+            lines.append(f"Verdict: **{result.verdict}**.")
+            lines.append("The sides agree at every step they were compared." if passed else
                          f"The sides disagree {mismatch.describe() if mismatch is not None else ''}")
+            if result.drifts:
+                lines.append(f"Rounding proven and resynchronised {len(result.drifts)} time(s); the first "
+                             f"{result.drifts[0].describe()}")
+        divergence = getattr(result, "divergence", None)
+        if divergence is not None:
+            lines.append(divergence.describe() + ".")
         for s in self.side_names:
             cost = getattr(result, f"final_cost_{s}")
             lines.append(f"- {s}: final cost {cost:.6g}")

@@ -32,11 +32,10 @@ class Divergence:
     """Where and how a run diverged."""
     step: int
     epoch: int
-    sides: tuple               # ("manual", "torch"), or the one side that diverged
+    sides: tuple               # ("manual", "torch"), or the one side that diverged (a torch-only run)
     where: str                 # "cost", "gradients" or "parameters after the update"
-    cost_manual: float
-    cost_torch: float
-    last_finite_cost: float | None   # the manual side's last finite batch cost before it
+    costs: dict                # side -> its batch cost at that step
+    last_finite_cost: float | None   # the first side's last finite batch cost before that step
     advice: str = ""
 
     @property
@@ -45,8 +44,8 @@ class Divergence:
 
     def describe(self):
         who = "both sides" if self.both else f"the {self.sides[0]} side"
-        costs = f"cost manual {self.cost_manual:.6g}, torch {self.cost_torch:.6g}"
-        if self.where == "cost" and all(math.isfinite(c) for c in (self.cost_manual, self.cost_torch)):
+        costs = "cost " + ", ".join(f"{side} {cost:.6g}" for side, cost in self.costs.items())
+        if self.where == "cost" and all(math.isfinite(c) for c in self.costs.values()):
             what = f"the cost exploded ({costs}, over {EXPLOSION:g} x max(1, the first cost))"
         elif self.where == "cost":
             what = f"the cost is no longer finite ({costs})"
@@ -58,8 +57,7 @@ class Divergence:
 
     def to_dict(self):
         return {"step": self.step, "epoch": self.epoch, "sides": list(self.sides), "where": self.where,
-                "cost_manual": self.cost_manual, "cost_torch": self.cost_torch,
-                "last_finite_cost": self.last_finite_cost, "advice": self.advice}
+                "costs": self.costs, "last_finite_cost": self.last_finite_cost, "advice": self.advice}
 
 
 def advice(run, step):

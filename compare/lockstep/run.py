@@ -233,8 +233,8 @@ class LockstepRun:
                         if mismatch is None and bad:
                             # Both sides, or one whose difference was just proven to be rounding.
                             where = "cost" if any(exploded(c, first_cost) for c in (cost_m, cost_t)) else "gradients"
-                            divergence = Divergence(step, epoch, ("manual", "torch"), where, cost_m, cost_t,
-                                                    last_finite)
+                            divergence = Divergence(step, epoch, ("manual", "torch"), where,
+                                                    {"manual": cost_m, "torch": cost_t}, last_finite)
                         if mismatch is None and divergence is None:
                             m.step()
                             t.step()
@@ -247,8 +247,8 @@ class LockstepRun:
                                     t.sync_from(m)
                                     mismatch = None
                             if mismatch is None and not np.isfinite(params_m).all():
-                                divergence = Divergence(step, epoch, ("manual", "torch"),
-                                                        "parameters after the update", cost_m, cost_t, cost_m)
+                                divergence = Divergence(step, epoch, ("manual", "torch"), "parameters after the update",
+                                                        {"manual": cost_m, "torch": cost_t}, cost_m)
                         if math.isfinite(cost_m):
                             last_finite = cost_m
                         maxima["grad_abs"] = max(maxima["grad_abs"], g_abs)
@@ -308,13 +308,13 @@ class LockstepRun:
         is rounding amplified by the computation (stage "amplified")."""
         m, t, tol = self.manual, self.torch, self.tolerance
         if step > 1:
+            apart = self._worst_grad(m.flat_grads(), t.flat_grads())     # as the two runs computed them
             t.sync_from(m)
             cost_t = t.forward_backward(idx)
             ok, g_abs, _ = quick_diff(m.flat_grads(), t.flat_grads(), tol, self.offsets)
             cost_m = m.forward_backward(idx)
             if ok and abs(cost_m - cost_t) <= tol.allowed(abs(cost_t)):
-                d = compare_arrays("gradients", m.flat_grads(), t.flat_grads(), tol)
-                return Mismatch("drift", d, None, None, (
+                return Mismatch("drift", apart, None, None, (
                     f"not a formula: recomputed at the manual side's exact parameters, torch's gradients "
                     f"agree (max |diff| {g_abs:.3g}). The two runs drifted apart through rounding that "
                     f"training amplified step after step ({self.spec.dtype}, lr {self.spec.lr}); the torch "
@@ -334,6 +334,12 @@ class LockstepRun:
             return replace(found, proof=proof, reason=f"{found.reason}\n  -> {proof.describe()}")
         return replace(found, stage="amplified", proof=proof, reason=(
             f"{proof.describe()}; the torch side took the manual side's numbers and the run went on"))
+
+    def _worst_grad(self, flat_m, flat_t):
+        """The TensorDiff of the parameter gradient that differs most (relative to its tolerance)."""
+        gm, gt = unflatten(flat_m, self.manual.layout), unflatten(flat_t, self.manual.layout)
+        diffs = [compare_arrays(f"{n}.grad", gm[n], gt[n], self.tolerance) for n in gm]
+        return max(diffs, key=lambda d: d.max_abs / d.allowed)
 
     def _update_mismatch(self, before, state, grads, grads_t, after, lr):
         """The parameters differ after the step although the gradients agreed: prove the update."""

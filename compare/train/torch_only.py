@@ -22,6 +22,7 @@ import torch
 import torch_ref
 from compare.lockstep.run import (EpochRecord, StepRecord, decision_threshold, default_eval_every, epoch_batches,
                               evaluate, initial_state, notify, prepare)
+from compare.lockstep.divergence import Divergence, advice, exploded
 from compare.lockstep.result import _json_safe
 from compare.lockstep.sides import TorchSide
 from compare.tables import aligned
@@ -69,6 +70,7 @@ class TrainResult:
     step_cost_torch: list = field(repr=False, default_factory=list)   # the whole batch's cost, before its update
     epoch_cost_torch: list = field(repr=False, default_factory=list)
     seconds: float = 0.0
+    divergence: object = None        # a compare.lockstep.divergence.Divergence where the run diverged
 
     @property
     def accuracy(self):
@@ -80,7 +82,8 @@ class TrainResult:
                "dtype": self.spec.dtype, "steps": self.steps, "epochs": self.epochs,
                "final_cost": self.final_cost_torch, "train_accuracy": self.train_accuracy_torch,
                "val_cost": self.val_cost_torch, "val_accuracy": self.val_accuracy_torch,
-               "seconds": self.seconds, "spec": self.spec.to_dict()}
+               "seconds": self.seconds, "spec": self.spec.to_dict(),
+               "divergence": None if self.divergence is None else self.divergence.to_dict()}
         if curves:
             out.update(step_cost=self.step_cost_torch, epoch_cost=self.epoch_cost_torch)
         return _json_safe(out)
@@ -100,7 +103,8 @@ class TorchRun:
         self.observers = list(observers)
         # The same numbers as LockstepRun: one Generator draws the initial weights, then the batch order.
         self.rng = np.random.default_rng(spec.seed)
-        self.torch = TorchSide(spec, self.problem.sizes, initial_state(spec, self.problem.sizes, self.rng))
+        self.initial_state = initial_state(spec, self.problem.sizes, self.rng)
+        self.torch = TorchSide(spec, self.problem.sizes, self.initial_state)
         self.torch.load(self.problem)
         self.threshold = decision_threshold(spec.loss)
         self.eval_every = eval_every or default_eval_every(spec.epochs)
@@ -145,6 +149,7 @@ class TorchRun:
     def run(self):
         spec, side, n = self.spec, self.torch, self.problem.X.shape[0]
         step_costs, epoch_costs, step, epochs_done = [], [], 0, 0
+        divergence = first = last_finite = None
         start = time.perf_counter()
         self._notify("on_start")
         try:
@@ -153,6 +158,13 @@ class TorchRun:
                 for idx in self.batches():
                     step += 1
                     cost = self._forward_backward(idx)
+                    first = cost if first is None else first
+                    if exploded(cost, first):
+                        # The same rule as the lockstep run's; the cost is the whole batch's on every rank.
+                        divergence = Divergence(step, epoch, ("torch",), "cost", {"torch": cost}, last_finite)
+                        step_costs.append(cost)
+                        break
+                    last_finite = cost
                     # Copying the gradients off the device only pays when someone logs them.
                     grads = side.flat_grads() if self.observers else None
                     lr = side.lr
@@ -161,18 +173,20 @@ class TorchRun:
                     total += cost * len(idx)
                     self._notify("on_step", StepRecord(step, epoch, len(idx), None, cost, None, lr, None, grads,
                                                        side.layout, None, None, None, None))
+                if divergence is not None:
+                    break
                 epochs_done = epoch
                 epoch_costs.append(total / n)
                 if self.observers:
                     self._end_epoch(epoch, step, epoch_costs[-1])
                 side.end_epoch()
-                if not math.isfinite(epoch_costs[-1]):
-                    break   # diverged: the rest would be NaN
+            if divergence is not None and (self.dist is None or self.dist.rank == 0):
+                divergence = replace(divergence, advice=advice(self, divergence.step))
             final_cost, train_acc = self._evaluate("train")
             val_cost, val_acc = self._evaluate("val") if "val" in side.data else (None, None)
             result = TrainResult(self.name, spec, str(side.device), 1 if self.dist is None else self.dist.world_size,
                                  step, epochs_done, final_cost, train_acc, val_cost, val_acc,
-                                 step_costs, epoch_costs, time.perf_counter() - start)
+                                 step_costs, epoch_costs, time.perf_counter() - start, divergence)
             self._notify("on_end", result)
             return result
         finally:

@@ -12,6 +12,9 @@ def add_arguments(parser):
                          device_default=None, device_help="torch side's device: cpu, cuda, cuda:N or auto")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr "
                                                                  "is not a terminal)")
+    parser.add_argument("--fail-on-divergence", action="store_true",
+                        help="exit with code 1 when a run diverges, even where both sides diverge together "
+                             "(which is agreement, exit code 0, by default)")
 
 
 def main(args):
@@ -56,4 +59,7 @@ def main(args):
                                "runs": [dict(r.to_dict(), goal_met=None if r.name not in goals else goals[r.name][0])
                                         for r in results]})
     sys.stdout.flush()
-    return 0 if all(r.passed for r in results) else 1
+    failed = not all(r.passed for r in results)
+    if args.fail_on_divergence:
+        failed = failed or any(r.divergence is not None for r in results)
+    return 1 if failed else 0

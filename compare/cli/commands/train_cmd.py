@@ -50,7 +50,8 @@ def main(args):
     if args.json:
         write_json(args.json, {"runs": [dict(r.to_dict(), logdir=run_dirs.get(r.name)) for r in results]})
     sys.stdout.flush()
-    diverged = [r.name for r in results if not math.isfinite(r.final_cost_torch)]
-    if diverged:
-        print(f"the cost diverged (NaN or inf) in: {', '.join(diverged)}; lower --lr", file=sys.stderr)
+    diverged = [r for r in results if r.divergence is not None or not math.isfinite(r.final_cost_torch)]
+    for r in diverged:
+        what = r.divergence.describe() if r.divergence is not None else "the final cost is not finite; lower --lr"
+        print(f"{r.name}: {what}", file=sys.stderr)
     return 1 if diverged else 0

@@ -1,0 +1,159 @@
+"""The oracle still catches every real mistake: one formula at a time is planted into the manual side
+(at run time, undone after each test), and the lockstep run must say DIFFER, name the node that is
+wrong, and show it wrong on identical inputs; none may be explained away as rounding.
+
+Each mistake is one a student makes when deriving backpropagation by hand: a derivative written
+as the function, a missing transpose, a lost 1/N, a momentum buffer started wrongly, Adam without
+its bias correction, a weight decay with the wrong sign, a schedule that counts epochs from 0.
+"""
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+import manual
+from compare.experiments.spec import ExperimentSpec
+from compare.lockstep.run import LockstepRun
+from tests.random_data import random_dataset
+
+BASE = ExperimentSpec(dataset="random", hidden_sizes=(4,), activation="tanh", output_activation="identity",
+                      loss="mse", optimizer="sgd", lr=0.1, epochs=3, batch_size=4, init="xavier_uniform", seed=3)
+
+
+@dataclass
+class Mutation:
+    target: object          # the class whose method is replaced
+    method: str
+    body: object            # the wrong method
+    node: str               # the node the report must name
+    module: int | None      # the module that computes it (None: the loss, the optimizer, the schedule)
+    spec: dict              # changes to BASE
+    data: dict              # random_dataset arguments
+
+
+def sgd_step(first_buffer=None, dampen=True, look_ahead=True, decay_sign=1.0):
+    """manual.SGD.step with one of its lines changed."""
+    def step(self):
+        for p, state in zip(self.params, self.state):
+            g = p.grad
+            if self.weight_decay != 0:
+                g = g + decay_sign * self.weight_decay * p.data
+            if self.momentum != 0:
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = np.array(g if first_buffer is None else first_buffer(self, g))
+                else:
+                    buf *= self.momentum
+                    buf += ((1 - self.dampening) if dampen else 1.0) * g
+                g = g + self.momentum * buf if (self.nesterov and look_ahead) else buf
+            p.data -= self.lr * g
+    return step
+
+
+def adam_without_bias_correction(self):
+    beta1, beta2 = self.betas
+    for p, state in zip(self.params, self.state):
+        g = p.grad
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+        state["step"] += 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (1 - beta1) * (g - m)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        p.data -= self.lr * m / (np.sqrt(v) + self.eps)
+
+
+def steplr_counting_from_zero(self):
+    return self.optimizer.lr * (self.gamma if (self.last_epoch - 1) % self.step_size == 0 else 1.0)
+
+
+def linear_backward_without_transpose(self, dL_dy):
+    self.weight.grad += dL_dy.T @ self.x
+    self.bias.grad += dL_dy.sum(axis=0)
+    return dL_dy @ self.weight.data.T          # should be dL_dy @ W: square layers keep the shapes
+
+
+def linear_bias_mean(self, dL_dy):
+    self.weight.grad += dL_dy.T @ self.x
+    self.bias.grad += dL_dy.mean(axis=0)        # should be the sum over the batch
+    return dL_dy @ self.weight.data
+
+
+A = manual.activations
+L = manual.losses
+MULTI = dict(task="multiclass", classes=3)
+MUTATIONS = {
+    "sigmoid' = s": Mutation(A.Sigmoid, "backward", lambda self, g: g * self.a, "activation_derivative", 1,
+                             dict(activation="sigmoid"), {}),
+    "tanh' = 1 - a": Mutation(A.Tanh, "backward", lambda self, g: g * (1 - self.a), "activation_derivative", 1,
+                              {}, {}),
+    "relu' = 1": Mutation(A.ReLU, "backward", lambda self, g: g, "activation_derivative", 1,
+                          dict(activation="relu"), {}),
+    "leaky_relu' swapped": Mutation(A.LeakyReLU, "backward",
+                                    lambda self, g: np.where(self.z > 0, g * self.negative_slope, g),
+                                    "activation_derivative", 1, dict(activation="leaky_relu"), {}),
+    "softmax Jacobian diagonal only": Mutation(A.Softmax, "backward", lambda self, g: self.a * g,
+                                               "activation_derivative", 3,
+                                               dict(output_activation="softmax", loss="mse"), MULTI),
+    "linear dL/da = dL/dz W^T": Mutation(manual.Linear, "backward", linear_backward_without_transpose,
+                                         "linear_input_grad", 4, dict(hidden_sizes=(4, 4)),
+                                         dict(features=4, outputs=4)),
+    "linear dL/db = mean": Mutation(manual.Linear, "backward", linear_bias_mean, "linear_param_grad", 2, {}, {}),
+    "squared_error without 1/N": Mutation(L.SquaredError, "grad", staticmethod(lambda x, y: x - y),
+                                          "loss_derivative", None, dict(loss="squared_error"), {}),
+    "squared_error cost without 1/2": Mutation(
+        L.SquaredError, "loss", staticmethod(lambda x, y: np.sum((y - x) ** 2) / x.shape[0]), "loss", None,
+        dict(loss="squared_error"), {}),
+    "sum_squared_error without 2": Mutation(L.SumSquaredError, "grad",
+                                            staticmethod(lambda x, y: (x - y) / x.shape[0]), "loss_derivative",
+                                            None, dict(loss="sum_squared_error"), {}),
+    "mse over N, not N K": Mutation(L.MSELoss, "grad", staticmethod(lambda x, y: 2 * (x - y) / x.shape[0]),
+                                    "loss_derivative", None, {}, dict(outputs=3)),
+    "bce without 1/N": Mutation(
+        L.BCELoss, "grad", classmethod(lambda cls, p, y: (p - y) / np.maximum((1 - p) * p, cls.EPSILON)),
+        "loss_derivative", None, dict(output_activation="sigmoid", loss="bce"), dict(task="binary")),
+    "cross_entropy without 1/N": Mutation(
+        L.CrossEntropyLoss, "grad",
+        lambda self, z, y: manual.activations.softmax(z, 1) * self._probabilities(z, y).sum(1, keepdims=True)
+        - self._probabilities(z, y), "loss_derivative", None, dict(loss="cross_entropy"), MULTI),
+    "hinge without 1/N": Mutation(L.HingeLoss, "grad", staticmethod(lambda s, y: -y * ((1 - y * s) > 0)),
+                                  "loss_derivative", None, dict(loss="hinge"), dict(task="binary")),
+    "momentum's first buffer dampened": Mutation(
+        manual.SGD, "step", sgd_step(first_buffer=lambda self, g: (1 - self.dampening) * g), "optimizer", None,
+        dict(optimizer_args={"momentum": 0.9, "dampening": 0.5}), {}),
+    "dampening ignored": Mutation(manual.SGD, "step", sgd_step(dampen=False), "optimizer", None,
+                                  dict(optimizer_args={"momentum": 0.9, "dampening": 0.5}), {}),
+    "nesterov without look-ahead": Mutation(manual.SGD, "step", sgd_step(look_ahead=False), "optimizer", None,
+                                            dict(optimizer_args={"momentum": 0.9, "nesterov": True}), {}),
+    "weight decay's sign": Mutation(manual.SGD, "step", sgd_step(decay_sign=-1.0), "optimizer", None,
+                                    dict(optimizer_args={"weight_decay": 0.1}), {}),
+    "adam without bias correction": Mutation(manual.Adam, "step", adam_without_bias_correction, "optimizer",
+                                             None, dict(optimizer="adam", lr=0.01), {}),
+    "StepLR counting epochs from 0": Mutation(
+        manual.lr_scheduler.StepLR, "get_lr", steplr_counting_from_zero, "schedule", None,
+        dict(schedule="step", schedule_args={"step_size": 2, "gamma": 0.5}), {}),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", list(MUTATIONS))
+def test_planted_mistake_is_named_at_its_node(name, dtype, monkeypatch):
+    mutation = MUTATIONS[name]
+    spec = replace(BASE, dtype=dtype, **mutation.spec)
+    data = random_dataset(seed=5, **mutation.data)
+    assert LockstepRun(spec, dataset=data).run().passed, f"{name}: the correct side must agree first"
+    monkeypatch.setattr(mutation.target, mutation.method, mutation.body)
+    r = LockstepRun(spec, dataset=data).run()
+    mm = r.mismatch
+    assert not r.passed and mm is not None, f"{name} ({dtype}): a planted mistake was not caught: {r.verdict}"
+    assert mm.stage != "amplified" and not [d for d in r.drifts if d.stage == "amplified" and d.step == mm.step]
+    assert mm.node == mutation.node, f"{name}: blamed {mm.node}, expected {mutation.node}\n{mm.describe()}"
+    assert mm.node_module == mutation.module, f"{name}: blamed module {mm.node_module}\n{mm.describe()}"
+    if mutation.node != "schedule":
+        assert mm.proof is not None and mm.proof.wrong, f"{name}: no proof on identical inputs\n{mm.describe()}"
+        assert "the node itself is wrong" in mm.reason, mm.describe()
+
+
+def test_there_are_at_least_fifteen_mistakes():
+    assert len(MUTATIONS) >= 15
