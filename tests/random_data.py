@@ -14,5 +14,5 @@ def random_dataset(seed, n=12, features=3, task="regression", classes=2, outputs
         return Dataset("random", X, y, None, None, None, "regression", f"random regression, {n} rows")
     classes = 2 if task == "binary" else classes
     y = rng.integers(0, classes, size=n)
-    y[:classes] = np.arange(classes)          # every class appears
+    y[:min(classes, n)] = np.arange(min(classes, n))     # every class appears (where there are rows enough)
     return Dataset("random", X, y.astype(np.int64), None, None, classes, task, f"random {task}, {n} rows")

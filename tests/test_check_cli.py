@@ -94,3 +94,16 @@ def test_a_usage_error_from_the_installed_command_has_no_traceback(student):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "crashes raised ValueError" in proc.stderr and "student.py:" in proc.stderr
+
+
+def test_a_transposed_gradient_exits_1_and_says_transposed(tmp_path, capsys):
+    path = tmp_path / "flipped.py"
+    path.write_text(STUDENT + textwrap.dedent('''
+        def flipped(params, X, Y):
+            cost, grads, inter = backprop(params, X, Y)
+            grads["W1"] = grads["W1"].T
+            return cost, grads, inter
+    '''))
+    assert main(["check", f"{path}:flipped", *NET]) == 1
+    out = capsys.readouterr().out
+    assert "looks transposed" in out, out

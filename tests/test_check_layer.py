@@ -115,3 +115,80 @@ def test_a_float32_layer_uses_float32_tolerance_and_warns():
     with pytest.warns(PrecisionWarning):
         r = check_layer(layer, torch.nn.Linear(3, 2), input_shape=(4, 3))
     assert r.passed and r.dtype == "float32", r.report()
+
+
+# ---- layers that keep their parameters as plain NumPy arrays -----------------------------------
+
+class PlainLinear:
+    """y = x W^T + b with W, b plain arrays and the gradients in dW, db (the course notes' style)."""
+
+    def __init__(self, scale_dW=1.0, mean_db=False):
+        rng = np.random.default_rng(0)
+        self.W, self.b = rng.standard_normal((2, 3)), np.zeros(2)
+        self.scale_dW, self.mean_db = scale_dW, mean_db
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W.T + self.b
+
+    def backward(self, dy):
+        self.dW = dy.T @ self.x * self.scale_dW
+        self.db = dy.mean(0) if self.mean_db else dy.sum(0)
+        return dy @ self.W
+
+
+def test_plain_array_parameters_are_found_and_a_wrong_gradient_fails():
+    r = check_layer(PlainLinear(scale_dW=1000, mean_db=True), None, input_shape=(4, 3))
+    assert not r.passed, r.report()
+    names = {t.diff.name for t in r.tensors}
+    assert {"W.grad", "b.grad"} <= names, names
+    assert any("W (gradient in .dW), b (gradient in .db)" in n for n in r.notes), r.notes
+    r = check_layer(PlainLinear(scale_dW=1000, mean_db=True), torch.nn.Linear(3, 2), input_shape=(4, 3),
+                    param_map={"W": "weight", "b": "bias"})
+    assert not r.passed and r.mismatch.diff.name in ("W.grad", "b.grad"), r.report()
+
+
+def test_a_correct_plain_layer_passes_against_torch_and_finite_differences():
+    assert check_layer(PlainLinear(), torch.nn.Linear(3, 2), input_shape=(4, 3),
+                       param_map={"W": "weight", "b": "bias"}).passed
+    assert check_layer(PlainLinear(), None, input_shape=(4, 3)).passed
+
+
+def test_cs231n_params_and_grads_dicts_are_found():
+    class Affine:
+        def __init__(self):
+            self.params, self.grads = {"W": np.ones((2, 3)), "b": np.zeros(2)}, {}
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.params["W"].T + self.params["b"]
+
+        def backward(self, dy):
+            self.grads["W"], self.grads["b"] = dy.T @ self.x * 2, dy.sum(0)
+            return dy @ self.params["W"]
+    r = check_layer(Affine(), None, input_shape=(4, 3))
+    assert not r.passed and r.mismatch.diff.name == "W.grad", r.report()
+
+
+def test_a_layer_whose_gradients_cannot_be_found_is_refused_not_passed():
+    class Hidden(PlainLinear):
+        def backward(self, dy):
+            self.gradient_of_W = dy.T @ self.x
+            return dy @ self.W
+    with pytest.raises(CheckError, match=r"holds the array\(s\) W, b but check_layer found no gradient"):
+        check_layer(Hidden(), None, input_shape=(4, 3))
+    with pytest.raises(CheckError, match="no gradient"):
+        check_layer(Hidden(), torch.nn.Linear(3, 2), input_shape=(4, 3), param_map={"W": "weight", "b": "bias"})
+    # Named by the user, the gradient is found.
+    r = check_layer(Hidden(), None, input_shape=(4, 3), params={"W": "gradient_of_W"})
+    assert r.passed and [t.diff.name for t in r.tensors if t.diff.name.endswith(".grad")] == ["W.grad"], r.report()
+
+
+def test_a_transposed_plain_gradient_is_a_failed_check_that_says_so():
+    class Transposed(PlainLinear):
+        def backward(self, dy):
+            self.dW, self.db = self.x.T @ dy, dy.sum(0)       # (in, out): the transpose of W's shape
+            return dy @ self.W
+    r = check_layer(Transposed(), None, input_shape=(4, 3))
+    assert not r.passed and r.mismatch.diff.name == "W.grad", r.report()
+    assert "looks transposed (its transpose has the right values)" in r.mismatch.reason

@@ -176,10 +176,12 @@ def _returning(transform):
     return fn
 
 
-def test_a_transposed_gradient_is_a_shape_error_that_says_so():
+def test_a_transposed_gradient_is_a_failed_check_that_says_so():
+    # A classic mistake, not a usage error: the check fails (exit code 1 at the command line).
     fn = _returning(lambda c, g: (c, dict(g, **{"0.weight": g["0.weight"].T})))
-    with pytest.raises(CheckError, match=r"grads\['0.weight'\].*shape \(2, 3\) but should have \(3, 2\).*transposed"):
-        check_network(fn, sizes=(2, 3, 1))
+    r = check_network(fn, sizes=(2, 3, 1))
+    assert not r.passed, r.report()
+    assert "grads['0.weight'] has shape (2, 3) where 0.weight is (3, 2): it looks transposed" in r.mismatch.reason
 
 
 def test_a_bias_gradient_left_per_example_says_sum_over_the_batch():
@@ -248,3 +250,18 @@ def test_float32_data_given_is_checked_as_float32():
     with pytest.warns(PrecisionWarning):
         r = check_network(student(), sizes=(3, 2), output_activation="sigmoid", data=(X, Y))
     assert r.passed and r.dtype == "float32", r.report()
+
+
+def test_a_transposed_weight_gradient_is_a_failed_check_not_a_usage_error():
+    import numpy as np
+    from compare.check import check_network
+
+    def backprop(params, X, Y):
+        W, b = params["W1"], params["b1"]
+        a = X @ W.T + b
+        cost = 0.5 * np.sum((a - Y) ** 2) / X.shape[0]
+        dz = (a - Y) / X.shape[0]
+        return cost, {"W1": X.T @ dz, "b1": dz.sum(0)}        # dW as (in, out)
+    r = check_network(backprop, sizes=(3, 2), activation="identity", output_activation="identity",
+                      loss="squared_error", naming="layers")
+    assert not r.passed and "looks transposed (its transpose has the right values)" in r.mismatch.reason, r.report()

@@ -15,7 +15,7 @@ batch sum is) and the fault is in dL/dW_l's own formula; the reverse means dL/db
 """
 from dataclasses import replace
 
-from compare.check.hints import explain_difference
+from compare.verdict.hints import explain_difference
 from compare.verdict.localise import layer_numbers
 
 

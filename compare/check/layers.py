@@ -8,6 +8,7 @@ Examples are rows: x is (N, ...).
 """
 import copy
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,27 +16,11 @@ from compare.check.common import (CheckError, Precision, as_array, call_user, de
                                   precision_of, standard_normal)
 from compare.check.finite_diff import numerical_vjp
 from compare.check.functions import numerical_check
-from compare.check.hints import first_wrong
+from compare.verdict.hints import first_wrong
+from compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
 from compare.check.result import CheckResult, TensorCheck, merge
 from compare.verdict.diff import compare_arrays
 from compare.verdict.localise import Mismatch
-
-
-def layer_parameters(layer):
-    """[(name, param)] of a manual-style layer, each checked to have .data and .grad of one shape."""
-    if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
-        raise CheckError(f"{describe(layer)} is not a layer: it needs forward(x) and backward(dL_dy) "
-                         "(see manual.module.Module)")
-    params = list(layer.named_parameters()) if hasattr(layer, "named_parameters") else []
-    for n, p in params:
-        data, grad = getattr(p, "data", None), getattr(p, "grad", None)
-        if not isinstance(data, np.ndarray) or not isinstance(grad, np.ndarray):
-            raise CheckError(f"parameter {n!r} needs NumPy arrays .data and .grad (see "
-                             "manual.module.Parameter)")
-        if grad.shape != data.shape:
-            raise CheckError(f"parameter {n!r}: .grad has shape {grad.shape} but .data has {data.shape}; "
-                             "the gradient has the parameter's shape")
-    return params
 
 
 def _module_parameters(module, params, param_map):
@@ -100,17 +85,33 @@ def numerical_layer_reference(layer, x, params, g):
     return nums[0], nums[1:]
 
 
-def _run_layer(layer, params, x, rng, what):
-    """Forward and backward on the layer with zeroed gradients: (y, g, dL/dx, {name: grad})."""
+def _zero_grads(params):
     for _, p in params:
-        p.grad[...] = 0
+        if isinstance(p, PlainParameter):
+            if p.grad_name is not None:
+                p.grad = np.zeros_like(p.data)
+        else:
+            p.grad[...] = 0
+
+
+def _run_layer(layer, params, x, rng, what):
+    """Forward and backward on the layer with zeroed gradients: (y, g, dL/dx, {name: grad}, {name:
+    True where the gradient came back transposed})."""
+    _zero_grads(params)
     y = as_array(call_user(layer.forward, x, what=f"{what}.forward"), f"the output of {what}.forward")
     g = rng.standard_normal(y.shape).astype(y.dtype)
     dx = call_user(layer.backward, g, what=f"{what}.backward")
     dx = as_array(dx, f"dL/dx returned by {what}.backward", np.shape(x),
                   hint="" if dx is not None else " (backward must return dL/dx)")
-    grads = {n: as_array(p.grad.copy(), f"{n}.grad after {what}.backward", p.data.shape) for n, p in params}
-    return y, g, dx, grads
+    find_plain_gradients(layer, params)
+    grads, transposed = {}, {}
+    for n, p in params:
+        grad, shape = np.array(p.grad, copy=True), np.shape(p.data)
+        # A gradient of the transposed shape is a classic mistake, not a usage error: compare its
+        # transpose, and fail the check saying so.
+        transposed[n] = grad.shape != shape and len(shape) == 2 and grad.shape == shape[::-1]
+        grads[n] = as_array(grad.T if transposed[n] else grad, f"{n}.grad after {what}.backward", shape)
+    return y, g, dx, grads, transposed
 
 
 def _accumulation_checks(layer, params, g, grads, tol, what):
@@ -128,7 +129,8 @@ def _accumulation_checks(layer, params, g, grads, tol, what):
 
 
 def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=3, seed=0,
-                sampler=None, keep_params=False, param_map=None, dtype=None, tolerance=None, name=None):
+                sampler=None, keep_params=False, param_map=None, dtype=None, tolerance=None, name=None,
+                params=None):
     """Check a manual-style layer's backward on random inputs.
 
     reference: a torch.nn.Module with parameters of the same names and shapes (its values are
@@ -138,11 +140,15 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     keep_params: use the layer's own values; by default every trial draws new ones from U(-1, 1)
     (restored afterwards), so that zeros or ones do not hide a mistake. With finite differences,
     elements whose input sat near a kink are reported in the notes and left out.
-    Returns a CheckResult comparing y, dL/dx and every param.grad, plus that gradients accumulate.
+    params: where a layer that keeps plain arrays has its gradients, {"W": "dW", "b": "db"} ({} for
+    none); found by itself for dW/grad_W/W_grad attributes and params/grads dicts (see
+    layer_parameters). A layer whose arrays have no gradient it can find is refused, never passed.
+    Returns a CheckResult comparing y, dL/dx and every parameter's gradient, plus that gradients
+    accumulate (manual Parameters only); its notes say what was compared.
     """
     start = time.perf_counter()
     what = describe(layer)
-    params = layer_parameters(layer)
+    params = layer_parameters(layer, params)
     if (input_shape is None) == (inputs is None):
         raise CheckError("give either input_shape=(N, ...) or inputs=x, not both or neither")
     if not (isinstance(trials, int) and trials >= 1):
@@ -152,17 +158,25 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     dtype = dtype or precision_of(*(p.data for _, p in params), *([] if inputs is None else [inputs]))
     precision = Precision(dtype, tolerance)
     rng, sampler, param_map = np.random.default_rng(seed), sampler or standard_normal, param_map or {}
+    if params and any(isinstance(p, PlainParameter) and p.grad_name is None for _, p in params):
+        # Plain arrays: run backward once to see where it writes their gradients (or refuse).
+        probe = inputs if inputs is not None else np.asarray(sampler(np.random.default_rng(seed), tuple(input_shape)))
+        _zero_grads(params)
+        call_user(layer.backward, np.random.default_rng(seed).standard_normal(np.shape(
+            call_user(layer.forward, probe.astype(dtype), what=f"{what}.forward"))), what=f"{what}.backward")
+        params = find_plain_gradients(layer, params)
     saved = [p.data.copy() for _, p in params]
     ref_name = ("central finite differences in float64, h = 1e-6·max(1, |x|)" if reference is None
                 else f"torch autograd on {describe(reference)} (float64, your parameter values copied in)")
-    per_trial, values, notes = [], [], []
+    per_trial, values, notes, transposed = [], [], [], set()
     try:
         for trial in range(1, trials + 1):
             if not keep_params:
                 for _, p in params:
                     p.data[...] = rng.uniform(-1.0, 1.0, p.data.shape)
             x = inputs if inputs is not None else np.asarray(sampler(rng, tuple(input_shape))).astype(dtype)
-            y, g, dx, grads = _run_layer(layer, params, x, rng, what)
+            y, g, dx, grads, flipped = _run_layer(layer, params, x, rng, what)
+            transposed |= {n for n, t in flipped.items() if t}
             tol = precision.see(y, dx, *grads.values())
             checks, vals = [], {}
             if reference is None:
@@ -181,7 +195,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                 for tname, mine, ref in pairs:
                     checks.append(TensorCheck(compare_arrays(tname, mine, ref, tol)))
                     vals[tname] = (mine, ref)
-            if trial == 1 and params:
+            if trial == 1 and params and not transposed and all(getattr(p, "accumulates", True) for _, p in params):
                 more, more_vals = _accumulation_checks(layer, params, g, grads, tol, what)
                 checks += more
                 vals.update(more_vals)
@@ -192,7 +206,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     finally:
         for (_, p), data in zip(params, saved):
             p.data[...] = data
-            p.grad[...] = 0
+        _zero_grads(params)
     tensors = merge(per_trial)
     batch = x.shape[0] if np.ndim(x) >= 2 else None
     mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch)
@@ -203,6 +217,25 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                             f"{pname}: backward overwrites param.grad; write `param.grad += ...` "
                             "(gradients accumulate until zero_grad, as in torch)")
         hint = ""
+    if transposed:
+        tensors = [replace(t, diff=replace(t.diff, passed=False)) if t.diff.name.split(".grad")[0] in transposed
+                   else t for t in tensors]
+        n = sorted(transposed)[0]
+        shape = np.shape(dict(params)[n].data)
+        first = next(t for t in tensors if t.diff.name == f"{n}.grad")
+        right = "its transpose has the right values" if first.diff.max_abs <= first.diff.allowed else \
+            "even transposed its values differ"
+        mismatch = Mismatch("backward", first.diff, None, None,
+                            f"{n}.grad has shape {shape[::-1]} where {n} is {shape}: it looks transposed "
+                            f"({right}); a parameter's gradient has the parameter's shape (torch's "
+                            "convention: weights are (out, in), dL/dW = dL/dy^T x)")
+        hint, trial = "", first.trial
+    plain = [f"{n} (gradient in {p.where()})" for n, p in params if isinstance(p, PlainParameter)]
+    if plain:
+        notes.append(f"compared y, dL/dx and the plain-array parameters {', '.join(plain)}; gradients of plain "
+                     "arrays are taken as one backward writes them (accumulation is not asked of them)")
+    elif not params:
+        notes.append("the layer has no parameters: compared y and dL/dx")
     tol = precision.tolerance
     if reference is None:
         tol = max((t.diff.tolerance for t in tensors), key=lambda t: t.atol, default=tol)

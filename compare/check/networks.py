@@ -30,7 +30,7 @@ from compare.check.explain import explain_mismatch, module_key, param_tensor_nam
 from compare.check.netspec import NetworkSpec, TorchNetwork, param_shapes, parameter_names, random_batch
 from compare.check.result import CheckResult, TensorCheck, merge
 from compare.verdict.diff import compare_arrays
-from compare.verdict.localise import Trace, layer_numbers, localise
+from compare.verdict.localise import Mismatch, Trace, layer_numbers, localise
 
 __all__ = ["check_network", "NetworkSpec"]
 
@@ -40,7 +40,8 @@ def _intermediate_keys(spec):
 
 
 def _parse(result, spec, names, X, what):
-    """(cost, {torch name: grad}, {key: array}) from what the user's function returned, checked."""
+    """(cost, {torch name: grad}, {key: array}, {torch names of gradients returned transposed}) from
+    what the user's function returned, checked."""
     if not isinstance(result, (tuple, list)) or len(result) not in (2, 3):
         got = f"a {len(result)}-tuple" if isinstance(result, (tuple, list)) else type(result).__name__
         raise CheckError(f"{what} returned {got}; return (cost, grads) or (cost, grads, intermediates)")
@@ -60,7 +61,15 @@ def _parse(result, spec, names, X, what):
                          + ("" if not extra else " (naming='layers' names them W1, b1, ...; "
                             "naming='torch' 0.weight, 0.bias, ...)"))
     shapes = param_shapes(spec)
-    out = {t: as_array(grads[u], f"grads[{u!r}] returned by {what}", shapes[t]) for t, u in names.items()}
+    out, flipped = {}, set()
+    for t, u in names.items():
+        g = np.asarray(grads[u]) if not hasattr(grads[u], "detach") else grads[u]
+        # A gradient of the transposed shape is a classic mistake, not a usage error: its transpose is
+        # compared, and the check fails saying so.
+        if len(shapes[t]) == 2 and shapes[t][0] != shapes[t][1] and np.shape(g) == tuple(shapes[t])[::-1]:
+            flipped.add(t)
+            g = np.asarray(g).T
+        out[t] = as_array(g, f"grads[{u!r}] returned by {what}", shapes[t])
     inter = result[2] if len(result) == 3 else {}
     if not isinstance(inter, dict):
         raise CheckError(f"the intermediates returned by {what} are a {type(inter).__name__}; "
@@ -74,7 +83,7 @@ def _parse(result, spec, names, X, what):
         units = spec.sizes[int(key.lstrip("dza"))]
         checked[key] = as_array(value, f"intermediates[{key!r}] returned by {what}", (X.shape[0], units),
                                 hint=" (examples are rows: (N, units))")
-    return float(cost.reshape(())), out, checked
+    return float(cost.reshape(())), out, checked, flipped
 
 
 def _compare(tm, tt, given, names, tol):
@@ -137,7 +146,7 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
         trials = 1
     net = TorchNetwork.for_spec(spec)
     template = None if params is not None else manual.mlp(spec.sizes, spec.activation, spec.output_activation)
-    per_trial, values, runs, given_keys = [], [], [], set()
+    per_trial, values, runs, given_keys, transposed = [], [], [], set(), set()
     for trial in range(1, trials + 1):
         state = fixed if params is not None else manual.init_parameters(
             template, "xavier_uniform", rng, zero_bias=False, dtype=dtype)
@@ -152,7 +161,8 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
                                  "naming='layers' names them W1, b1, ..., naming='torch' 0.weight, "
                                  "0.bias, ...)") from e.__cause__
             raise
-        cost, grads, inter = _parse(result, spec, names, X, what)
+        cost, grads, inter, flipped = _parse(result, spec, names, X, what)
+        transposed |= flipped
         tol = precision.see(*grads.values(), *inter.values())
         keys = [(module_key(k, l, False), module_key(k, l, True)) for k, l in zip(net.kinds, net.layers)]
         # Only the intermediates returned are compared; the walk recomputes all of them on a mismatch.
@@ -178,6 +188,20 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
         mismatch, hint, more = explain_mismatch(found, per_trial[failing], values[failing], tm, tt,
                                                 given_keys, spec, names, X.shape[0])
         notes += more
+    if transposed:
+        t = min(transposed, key=lambda n: int(n.split(".")[0]))
+        label = param_tensor_name(t, names[t], net.kinds)
+        tensors = [replace(c, diff=replace(c.diff, passed=False)) if c.diff.name in
+                   {param_tensor_name(n, names[n], net.kinds) for n in transposed} else c for c in tensors]
+        first = next(c for c in tensors if c.diff.name == label)
+        right = ("its transpose has the right values" if first.diff.max_abs <= first.diff.allowed
+                 else "even transposed its values differ")
+        shape = tuple(param_shapes(spec)[t])
+        mismatch = Mismatch("backward", first.diff, None, None,
+                            f"grads[{names[t]!r}] has shape {shape[::-1]} where {names[t]} is {shape}: it looks "
+                            f"transposed ({right}); a parameter's gradient has the parameter's shape (weights "
+                            "are (out, in) here, dL/dW = dL/dz^T a)")
+        hint, failing = "", first.trial - 1
     reference = f"torch autograd on torch_ref.mlp ({spec}), float64, the same parameters copied in"
     return CheckResult("network", name or what, reference, mismatch is None, tensors, precision.tolerance,
                        precision.dtype, trials, mismatch, hint or "", notes, time.perf_counter() - start,

@@ -24,7 +24,6 @@ import struct
 import time
 
 import google_crc32c
-import numpy as np
 from tensorboard.compat.proto.event_pb2 import Event, TaggedRunMetadata
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.proto.tensor_pb2 import TensorProto

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 import manual
 from compare.data.datasets import load_dataset
@@ -329,7 +328,7 @@ class LockstepRun:
             return Mismatch("backward", worst, None, None,
                             "the gradients differed but agree when recomputed: a side is not deterministic")
         X, Y = m.data["train"]
-        proof = prove_node(found, tm, tt, t, X[idx], Y[idx], m.params(), tol, self.spec.dtype)
+        proof = prove_node(found, tm, tt, m, t, X[idx], Y[idx], m.params(), tol, self.spec.dtype)
         if proof.wrong:
             return replace(found, proof=proof, reason=f"{found.reason}\n  -> {proof.describe()}")
         return replace(found, stage="amplified", proof=proof, reason=(
@@ -348,7 +347,7 @@ class LockstepRun:
         bad = max(diffs, key=lambda d: (not d.passed, d.scaled))
         # The gradients as they went into the two updates (after a resync, torch's are manual's).
         grads_diff = compare_arrays("gradients", grads, self.torch.flat_grads(), self.tolerance)
-        proof = prove_update(self.spec, self.torch, self.manual.layout, before, state, grads, after, lr,
+        proof = prove_update(self.spec, self.manual, self.torch, self.manual.layout, before, state, grads, after, lr,
                              self.tolerance, bad, grads_diff)
         if not proof.wrong:
             return Mismatch("amplified", bad, None, None, (

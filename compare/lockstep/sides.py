@@ -115,7 +115,7 @@ class ManualSide:
     def optimizer_state(self):
         """A copy of the optimizer's per-parameter state (momentum buffers, Adam's moments and step);
         plain SGD keeps none, and copies nothing."""
-        return [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()} if s else s
+        return [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
                 for s in self.optimizer.state]
 
     def step(self):

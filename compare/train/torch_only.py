@@ -10,7 +10,6 @@ Every loss here is a mean over examples, so rank r scales its shard's cost by
 len(shard_r) * world / len(batch): the average over ranks of the scaled gradients is then the
 gradient of the whole batch's mean cost, as on one process.
 """
-import math
 import os
 import time
 from contextlib import contextmanager

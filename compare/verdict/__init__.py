@@ -7,4 +7,5 @@ Imports NumPy only: the lockstep run and the user's checks judge with the same c
     tolerances    Tolerance, tolerance_for(dtype)
     diff          compare_arrays -> TensorDiff, quick_diff (the per-step fast path)
     localise      Trace, Mismatch, localise(manual_trace, torch_trace, tolerance)
+    hints         what the shape of a difference suggests (a sign, a factor 1/N, a transpose)
 """
