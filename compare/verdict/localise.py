@@ -57,14 +57,14 @@ class Mismatch:
 
 # The computations a mismatch can be blamed on: the node that produced the first wrong tensor.
 NODES = {
-    "linear": "the linear map z = a W^T + b (forward)",
-    "activation": "an activation function (forward)",
-    "loss": "the loss function (forward)",
+    "linear": "the linear map z = a W^T + b",
+    "activation": "the activation function",
+    "loss": "the loss function",
     "loss_derivative": "the loss derivative dL/d(output)",
-    "activation_derivative": "an activation derivative (backward)",
-    "linear_input_grad": "a linear layer's input gradient dL/da = dL/dz W",
-    "linear_param_grad": "a linear layer's parameter gradient dL/dW = dL/dz^T a, dL/db = sum dL/dz",
-    "backward": "a module's backward",
+    "activation_derivative": "the activation derivative",
+    "linear_input_grad": "the linear layer's input gradient dL/da = dL/dz W",
+    "linear_param_grad": "the linear layer's parameter gradient (dL/dW = dL/dz^T a, dL/db = sum of dL/dz)",
+    "backward": "the backward",
     "optimizer": "the optimizer's update rule",
     "schedule": "the learning-rate schedule",
 }
