@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compare.check import CheckError, PrecisionWarning, check_function
-from compare.check.finite_diff import numerical_vjp
+from compare.verdict.finite_diff import numerical_vjp
 
 
 def sigmoid(x):

@@ -265,3 +265,44 @@ def test_a_transposed_weight_gradient_is_a_failed_check_not_a_usage_error():
     r = check_network(backprop, sizes=(3, 2), activation="identity", output_activation="identity",
                       loss="squared_error", naming="layers")
     assert not r.passed and "looks transposed (its transpose has the right values)" in r.mismatch.reason, r.report()
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_softmax_jacobian_on_top_of_cross_entropy_is_explained_as_the_loss_derivative():
+    def backprop(params, X, Y):
+        W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+        N, Yh = X.shape[0], np.eye(3)[Y]
+        a1 = np.tanh(X @ W1.T + b1)
+        p = _softmax(a1 @ W2.T + b2)
+        dp = (p - Yh) / N                                      # already dL/dz of cross-entropy on logits
+        dz2 = p * (dp - (dp * p).sum(1, keepdims=True))        # softmax's Jacobian applied again
+        dz1 = (dz2 @ W2) * (1 - a1 ** 2)
+        return -np.sum(Yh * np.log(p)) / N, {"W1": dz1.T @ X, "b1": dz1.sum(0), "W2": dz2.T @ a1, "b2": dz2.sum(0)}
+    r = check_network(backprop, sizes=(3, 4, 3), activation="tanh", output_activation="identity",
+                      loss="cross_entropy", naming="layers")
+    assert not r.passed
+    assert "cross_entropy includes the softmax" in r.mismatch.reason, r.mismatch.reason
+    assert "(identity)" not in r.mismatch.reason, r.mismatch.reason
+
+
+def test_deltas_swapped_between_layers_are_named_as_swapped():
+    def backprop(params, X, Y):
+        W1, b1, W2, b2, W3, b3 = (params[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3"))
+        N = X.shape[0]
+        a1 = np.tanh(X @ W1.T + b1)
+        a2 = np.tanh(a1 @ W2.T + b2)
+        z3 = a2 @ W3.T + b3
+        dz3 = (z3 - Y) / N
+        dz2 = (dz3 @ W3) * (1 - a2 ** 2)
+        dz1 = (dz2 @ W2) * (1 - a1 ** 2)
+        grads = {"W1": dz2.T @ X, "b1": dz2.sum(0), "W2": dz1.T @ a1, "b2": dz1.sum(0),    # swapped
+                 "W3": dz3.T @ a2, "b3": dz3.sum(0)}
+        return 0.5 * np.sum((z3 - Y) ** 2) / N, grads
+    r = check_network(backprop, sizes=(4, 4, 4, 2), activation="tanh", output_activation="identity",
+                      loss="squared_error", naming="layers")
+    assert not r.passed
+    assert "the deltas dL/dz2 and dL/dz1 look swapped" in r.mismatch.reason, r.mismatch.reason

@@ -11,7 +11,7 @@ the dashboards or the command line. The names below load on first use, so that t
     api           check_function, check_layer, check_network, assert_gradients_match, GradientChecker
     functions     check_function      layers    check_layer        networks   check_network
     netspec       NetworkSpec         result    CheckResult        explain    the words of a report
-    parameters    where a layer keeps its parameters and gradients  finite_diff     numerical VJPs
+    parameters    where a layer keeps its parameters and gradients
     common        CheckError, precision, calling user code
 """
 _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_match", "GradientChecker",

@@ -15,6 +15,8 @@ batch sum is) and the fault is in dL/dW_l's own formula; the reverse means dL/db
 """
 from dataclasses import replace
 
+import numpy as np
+
 from compare.verdict.hints import explain_difference
 from compare.verdict.localise import layer_numbers
 
@@ -44,10 +46,39 @@ def _node(found, kinds, names):
     return "dL/d" + module_key(kinds[i], layers[i], True)[1:], layers[i]
 
 
-def _reason(found, node, layer, kinds, given, spec, names, passed):
+def _output_step(spec):
+    """What dL/dz of the output layer depends on, in words: the loss derivative, and the output
+    activation's derivative unless the loss takes the output as it is (logits, scores)."""
+    if spec.output_activation == "identity":
+        if spec.loss == "cross_entropy":
+            return ("the loss derivative with respect to the logits: cross_entropy includes the softmax, so "
+                    "dL/dz = (softmax(z) - y) / N; applying softmax's Jacobian to it again, or using "
+                    "dL/dp = -y / (p N), is the usual slip")
+        return f"the loss derivative of {spec.loss} with respect to the output (its sign, the 1/N, the ½)"
+    return (f"the loss derivative of {spec.loss} (its sign, the 1/N, the ½) or the output activation's "
+            f"derivative ({spec.output_activation})")
+
+
+def _swapped(layer, kinds, names, values):
+    """Words where the user's dL/db of ``layer`` is the reference's dL/db of another layer: the
+    deltas of two layers swapped."""
+    mine = values.get(param_tensor_name(f"{2 * (layer - 1)}.bias", names[f"{2 * (layer - 1)}.bias"], kinds))
+    if mine is None:
+        return ""
+    for k in range(1, max(layer_numbers(kinds)) + 1):
+        other = values.get(param_tensor_name(f"{2 * (k - 1)}.bias", names[f"{2 * (k - 1)}.bias"], kinds))
+        if k != layer and other is not None and other[1].shape == mine[0].shape and \
+                np.allclose(mine[0], other[1], rtol=1e-6, atol=1e-12):
+            return (f"; your dL/db{layer} is the reference's dL/db{k}: the deltas dL/dz{layer} and dL/dz{k} "
+                    "look swapped between the layers")
+    return ""
+
+
+def _reason(found, node, layer, kinds, given, spec, names, passed, values=None):
     """localise's reason where its premise holds; otherwise what the returned tensors show."""
     L, act, out = spec.layers, spec.activation, spec.output_activation
     f_l = out if layer == L else act
+    values = values or {}
     if found.stage == "forward":
         earlier = [module_key(k, l, False) for k, l in zip(kinds, layer_numbers(kinds))][:found.module]
         if all(k in given for k in earlier):
@@ -71,23 +102,23 @@ def _reason(found, node, layer, kinds, given, spec, names, passed):
     if node.startswith("dL/dz"):
         if f"da{layer}" in given:
             return found.reason
-        above = ("the loss derivative dL/dŷ of " + spec.loss if layer == L
-                 else f"dL/da{layer} = dL/dz{layer + 1} W{layer + 1}")
+        if layer == L:
+            return f"dL/dz{layer} of the output layer is wrong (dL/da{layer} was not returned): {_output_step(spec)}"
         return (f"dL/dz{layer} is wrong (dL/da{layer} was not returned): the activation derivative "
-                f"of layer {layer} ({f_l}), or the step before it, {above}")
+                f"of layer {layer} ({f_l}), or the step before it, dL/da{layer} = dL/dz{layer + 1} W{layer + 1}")
     if node.startswith(("dL/dW", "dL/db")) and f"dz{layer}" not in given:
         w_name = param_tensor_name(f"{2 * (layer - 1)}.weight", names[f"{2 * (layer - 1)}.weight"], kinds)
         b_name = param_tensor_name(f"{2 * (layer - 1)}.bias", names[f"{2 * (layer - 1)}.bias"], kinds)
         w_ok, b_ok = passed.get(w_name, True), passed.get(b_name, True)
         if not w_ok and not b_ok:
             if layer == L:
-                cause = (f"the loss derivative of {spec.loss} (its sign, the 1/N, the ½) or the output "
-                         f"activation's derivative ({out})")
+                cause = _output_step(spec)
             else:
                 cause = (f"the step back from layer {layer + 1}, dL/da{layer} = dL/dz{layer + 1} "
                          f"W{layer + 1} (a transpose?), or the activation derivative of layer {layer} ({act})")
             return (f"dL/dW{layer} and dL/db{layer} are both wrong while every gradient above layer "
-                    f"{layer} is right, so dL/dz{layer} is wrong: {cause}")
+                    f"{layer} is right, so dL/dz{layer} is wrong: {cause}"
+                    f"{_swapped(layer, kinds, names, values)}")
         if not w_ok:
             return (f"dL/dW{layer} is wrong while dL/db{layer} is right, so dL/dz{layer} is probably "
                     f"right (dL/db{layer} is its sum over the batch): dL/dW{layer} = dL/dz{layer}^T "
@@ -107,7 +138,7 @@ def explain_mismatch(found, checks, values, tm, tt, given, spec, names, batch):
         return Mismatch("backward", first.diff, None, None, "this tensor differs"), "", []
     node, layer = _node(found, tt.kinds, names)
     passed = {n: c.passed for n, c in by_name.items()}
-    reason = _reason(found, node, layer, tt.kinds, given, spec, names, passed)
+    reason = _reason(found, node, layer, tt.kinds, given, spec, names, passed, values)
     diff = by_name[node].diff if node in by_name else found.diff
     hint = explain_difference(*values[node], batch=batch) if node in values else ""
     notes = []

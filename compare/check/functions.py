@@ -12,7 +12,7 @@ import numpy as np
 
 from compare.check.common import (CheckError, Precision, as_array, call_user, describe, precision_of,
                                   standard_normal)
-from compare.check.finite_diff import describe_kinks, numerical_vjp
+from compare.verdict.finite_diff import describe_kinks, numerical_vjp
 from compare.verdict.hints import first_wrong
 from compare.check.result import CheckResult, TensorCheck, merge
 from compare.verdict.diff import compare_arrays

@@ -14,7 +14,7 @@ import numpy as np
 
 from compare.check.common import (CheckError, Precision, as_array, call_user, describe,
                                   precision_of, standard_normal)
-from compare.check.finite_diff import numerical_vjp
+from compare.verdict.finite_diff import numerical_vjp
 from compare.check.functions import numerical_check
 from compare.verdict.hints import first_wrong
 from compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
