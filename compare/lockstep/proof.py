@@ -40,7 +40,6 @@ from compare.verdict.localise import NODES, layer_numbers
 JITTER_ROUNDS, JITTER_ULPS, SPREAD_FACTOR = 4, 4.0, 4.0
 
 
-
 @dataclass(frozen=True)
 class NodeProof:
     """The node recomputed alone: ``diff`` is the manual side's value against torch's from the manual
