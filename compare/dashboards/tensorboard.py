@@ -310,7 +310,8 @@ class TensorBoardLogger:
                              f"{result.drifts[0].describe()}")
         divergence = getattr(result, "divergence", None)
         if divergence is not None:
-            lines.append(divergence.describe() + ".")
+            text = divergence.describe()
+            lines.append(text[0].upper() + text[1:] + ".")
         for s in self.side_names:
             cost = getattr(result, f"final_cost_{s}")
             lines.append(f"- {s}: final cost {cost:.6g}")
