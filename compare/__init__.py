@@ -8,7 +8,8 @@ stays fast:
 
 The rooms, from the bottom of the arrows up (each subpackage's docstring says what it may import):
 
-    errors, tables   shared by every room: the user's-mistake errors, text tables
+    errors, tables,  shared by every room: the user's-mistake errors, text tables,
+    files            files written whole or not at all
     data             data sets, IDX files, target encodings
     verdict          tolerances, element-by-element diffs, localising the first wrong node
     experiments      ExperimentSpec and the presets

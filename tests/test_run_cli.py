@@ -95,7 +95,6 @@ def test_disagreement_exits_1(capsys, tmp_path, monkeypatch):
 @pytest.mark.parametrize("args,message", [
     (["or-gate", "--batch-size", "5"], "or-gate: batch size 5 is larger than its training set of 4 examples"),
     (["sgd-vs-batch", "--batch-size", "8"], "sgd-vs-batch compares runs that differ only in batch_size"),
-    (["all", "--batch-size", "full"], "sgd-vs-batch compares runs that differ only in batch_size"),
     (["digits", "--mnist-dir", "no/such/dir"], "--mnist-dir: no/such/dir is not a directory"),
     (["moons", "--mnist-dir", "."], "--mnist-dir switches the digits preset to MNIST"),
     (["digits", "--mnist-limit", "10"], "--mnist-limit needs --mnist-dir"),
@@ -252,3 +251,18 @@ def test_cli_draws_bars_on_a_terminal(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main(["run", "xor", "--epochs", "3", "--quiet", "--no-tensorboard"]) == 0
     assert "\r" not in terminal.getvalue(), "--quiet draws no bar"
+
+
+def test_run_all_applies_a_batch_size_where_it_can_and_says_which_presets_keep_their_own(capsys, monkeypatch):
+    ran = {}
+
+    def fake_run_preset(preset, overrides, observers_for):
+        from compare.cli.runner import apply_overrides, preset_overrides
+        own, _ = preset_overrides(preset, overrides)
+        ran[preset.name] = [apply_overrides(spec, own).batch_size for spec in preset.runs.values()]
+        return []
+    monkeypatch.setattr(compare.cli.runner, "run_preset", fake_run_preset)
+    assert main(["run", "all", "--batch-size", "full", "--no-tensorboard", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "sgd-vs-batch: keeps its own batch_size" in err, err
+    assert ran["moons"] == [None] and ran["sgd-vs-batch"] == [None, 1, 8], ran

@@ -15,5 +15,12 @@ def resolve_device(device="cpu"):
         if not torch.cuda.is_available():
             raise ValueError(f"device {name!r} was asked for but CUDA is not available here; "
                              "use --device cpu or --device auto")
-        return torch.device(name)
+        device = torch.device(name)
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r} was asked for but this machine has {count} GPU"
+                             f"{'s' if count != 1 else ''} (cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}); "
+                             f"use one of those, or fewer processes under torchrun (one GPU each), "
+                             "or --device cpu (gloo)")
+        return device
     raise ValueError(f"unknown device {name!r}; choose cpu, cuda, cuda:N or auto")

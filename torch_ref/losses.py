@@ -30,6 +30,8 @@ class HingeLoss(nn.Module):
     """
 
     def forward(self, input, target):
+        if not bool(torch.all((target == 1) | (target == -1))):      # the same refusal as manual's
+            raise ValueError("hinge: targets must be -1 or +1 (binary SVM labels)")
         return torch.mean(torch.relu(1.0 - target * input))
 
 

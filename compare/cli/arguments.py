@@ -41,3 +41,31 @@ def json_path(path):
     if not os.access(directory, os.W_OK):
         raise UsageError(f"--json: cannot write in {directory}")
     return path
+
+
+def seed(text):
+    """A seed for NumPy and scikit-learn: an integer from 0 to 2^32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295, got {text!r}") from None
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295 (2^32 - 1), got {text!r}")
+    return value
+
+
+def epochs(text):
+    """A number of epochs: a positive integer no larger than ExperimentSpec allows (10^9)."""
+    value = positive_int(text)
+    if value > 10**9:
+        raise argparse.ArgumentTypeError(f"expected at most 1000000000 epochs, got {text!r}")
+    return value
+
+
+def single_process(command):
+    """Refuse to run ``command`` once per process under torchrun, where it would only repeat itself."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise UsageError(f"{command} compares both sides in one process; under torchrun ({world} processes) each "
+                         f"would run the whole comparison again. Run it without torchrun, or use "
+                         f"'torchrun ... -m compare train PRESET' to train the torch side across processes")

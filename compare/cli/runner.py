@@ -10,24 +10,10 @@ from threadpoolctl import threadpool_limits
 import torch_ref
 from compare.data.datasets import load_dataset
 from compare.data.idx import MNIST_FILES
-from compare.experiments.presets import PRESETS, get_preset, on_mnist
+from compare.experiments.presets import on_mnist, select_presets
 from compare.experiments.spec import SpecError
 from compare.lockstep.run import LockstepRun
 from manual import OPTIMIZERS
-
-def resolve_presets(names):
-    """Preset objects for names given on the command line; "all" is every preset, in order."""
-    if not names:
-        raise SpecError(f"name a preset to run, or 'all'; presets: {', '.join(PRESETS)}")
-    if "all" in names:
-        return list(PRESETS.values())
-    seen, out = set(), []
-    for n in names:
-        if n not in seen:
-            out.append(get_preset(n))
-            seen.add(n)
-    return out
-
 
 def optimizer_arguments(name):
     """The keyword arguments optimizer ``name`` takes besides params and lr (torch's names)."""
@@ -65,20 +51,30 @@ def _check_batch_size(name, spec, n_train):
                         f"{n_train} examples; use at most {n_train}, or 'full' for the whole set")
 
 
-def check_overrides(presets, overrides):
+def preset_overrides(preset, overrides):
+    """The overrides without those ``preset`` is about (``Preset.fixed``): under ``run all`` it keeps
+    its own. Returns (overrides, [fields kept])."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    kept = [f for f in preset.fixed if f in overrides]
+    return {k: v for k, v in overrides.items() if k not in kept}, kept
+
+
+def check_overrides(presets, overrides, everything=False):
     """Raise SpecError for an override that makes no sense for one of ``presets``, before anything
-    runs: one the preset is about (``Preset.fixed``), a batch larger than a training set, a device
-    that is not here. Returns every run's spec with the overrides applied."""
+    runs: one the preset is about (``Preset.fixed``; under ``everything``, run all, that preset keeps
+    its own instead), a batch larger than a training set, a device that is not here. Returns every
+    run's spec with the overrides applied."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     specs = []
     for preset in presets:
-        for field in preset.fixed:
-            if field in overrides:
-                raise SpecError(f"{preset.name} compares runs that differ only in {field}; overriding "
-                                f"--{field.replace('_', '-')} would make them the same. Leave it out, or "
-                                f"run the other presets without {preset.name}")
+        own, kept = preset_overrides(preset, overrides)
+        if kept and not everything:
+            field = kept[0]
+            raise SpecError(f"{preset.name} compares runs that differ only in {field}; overriding "
+                            f"--{field.replace('_', '-')} would make them the same. Leave it out, or "
+                            f"run the other presets without {preset.name}")
         for name, spec in zip(preset.run_names(), preset.runs.values()):
-            spec = apply_overrides(spec, overrides)
+            spec = apply_overrides(spec, own)
             # Data sets are small and made in milliseconds, except MNIST: its size is checked
             # when it is loaded, in run_preset.
             if isinstance(spec.batch_size, int) and spec.dataset != "mnist":
@@ -116,12 +112,12 @@ def select_runs(names, overrides, mnist_dir=None, mnist_limit=None):
     """What a command line asks for: the presets named (with digits on MNIST when ``mnist_dir``
     is given) and every run's spec with ``overrides`` applied, all checked before anything runs.
     Returns (presets, [(run name, spec), ...])."""
-    presets = resolve_presets(names)
+    presets = select_presets(names)
     if mnist_limit is not None and mnist_dir is None:
         raise SpecError("--mnist-limit needs --mnist-dir")
     if mnist_dir is not None:
         presets = use_mnist(presets, mnist_dir, mnist_limit)
-    return presets, check_overrides(presets, overrides)
+    return presets, check_overrides(presets, overrides, everything="all" in names)
 
 
 @contextmanager
@@ -146,6 +142,7 @@ def run_preset(preset, overrides=None, observers_for=None):
 
     ``observers_for(run_name, spec)`` returns the observers (progress bar, TensorBoard) for one run.
     """
+    overrides, _ = preset_overrides(preset, overrides)      # run all: it keeps what it is about
     specs = [(name, apply_overrides(spec, overrides))
              for name, spec in zip(preset.run_names(), preset.runs.values())]
     out = []

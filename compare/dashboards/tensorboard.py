@@ -25,7 +25,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from datetime import datetime
 
@@ -34,6 +33,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 
 from compare.dashboards.event_file import EventFile
 from compare.errors import UsageError
+from compare.files import write_atomic
 from compare.lockstep.sides import layout_offsets
 
 SIDES = ("manual", "torch")
@@ -77,19 +77,6 @@ def check_logdir(path):
     if not os.access(path, os.W_OK):
         raise UsageError(f"--logdir: cannot write in {path}; choose another folder")
     return path
-
-
-def write_atomic(path, data):
-    """Write bytes so that a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def image_summary(tag, png):

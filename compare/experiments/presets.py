@@ -5,6 +5,7 @@ A preset is one or more runs (``runs``: label -> ExperimentSpec) and what each m
 a description is what the preset reaches in float64 with its own hyperparameters; the tests in
 tests/test_presets.py hold each preset to its Expectation.
 """
+import difflib
 from dataclasses import dataclass, field, replace
 
 from compare.experiments.spec import ExperimentSpec, SpecError
@@ -221,10 +222,36 @@ PRESETS = {p.name: p for p in [
 
 
 def get_preset(name):
-    """The preset registered under ``name``; an unknown name lists the valid ones."""
-    if name not in PRESETS:
-        raise SpecError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (or 'all')")
-    return PRESETS[name]
+    """The preset registered under ``name``, or under "PRESET:RUN" that preset with its one run;
+    an unknown name suggests the closest and lists the valid ones."""
+    base, _, label = str(name).partition(":")
+    if base not in PRESETS:
+        close = difflib.get_close_matches(base, PRESETS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (or 'all'){hint}")
+    preset = PRESETS[base]
+    if not label:
+        return preset
+    if label not in preset.runs or label == "":
+        runs = ", ".join(n for n in preset.run_names() if ":" in n) or f"none: {base} is a single run"
+        raise SpecError(f"{base} has no run {label!r}; its runs are {runs}")
+    return replace(preset, name=f"{base}:{label}", runs={"": preset.runs[label]},
+                   expect={"": preset.expect[label]} if label in preset.expect else {})
+
+
+def select_presets(names):
+    """Presets for names given on the command line ("PRESET" or "PRESET:RUN"); "all" is every
+    preset, in order. Needs no torch, so a mistyped name is answered at once."""
+    if not names:
+        raise SpecError(f"name a preset to run, or 'all'; presets: {', '.join(PRESETS)}")
+    if "all" in names:
+        return list(PRESETS.values())
+    seen, out = set(), []
+    for n in names:
+        if n not in seen:
+            out.append(get_preset(n))
+            seen.add(n)
+    return out
 
 
 def on_mnist(preset, directory, limit=None):

@@ -3,12 +3,68 @@
 The input and output sizes come from the data set; ``hidden_sizes`` are the layers in between.
 Every name is a registry key shared by manual/ and torch_ref/.
 """
+import inspect
+import math
+import numbers
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
 from compare.errors import SpecError
+from manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
+from manual import make_optimizer, make_scheduler
+
+MAX_EPOCHS = 10**9          # more could not finish; and the step counters are exact in float64
+MAX_SEED = 2**32 - 1        # numpy's and scikit-learn's seeds are 32-bit
+
+
+def _is_int(value):
+    """An integer, NumPy's included, but not a bool (True is not an epoch count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _finite_numbers(name, args):
+    """Every value of an arguments dict is a finite number (or a tuple/list of them, or a bool flag)."""
+    if not isinstance(args, dict):
+        raise SpecError(f"{name} must be a dict of keyword arguments, got {type(args).__name__}")
+    for key, value in args.items():
+        values = value if isinstance(value, (tuple, list)) else [value]
+        for v in values:
+            if isinstance(v, (bool, np.bool_)):
+                continue
+            if not (_is_real(v) and math.isfinite(v)):
+                raise SpecError(f"{name}[{key!r}] must be a finite number, got {value!r}")
+
+
+def _check_arguments(spec):
+    """The optimizer's, schedule's and initialiser's arguments, tried on the manual side's own classes
+    (which check them as torch does), so that a bad one is named before anything runs."""
+    for name, args in (("optimizer_args", spec.optimizer_args), ("schedule_args", spec.schedule_args),
+                       ("init_args", spec.init_args)):
+        _finite_numbers(name, args)
+    try:
+        optimizer = make_optimizer(spec.optimizer, [Parameter(np.zeros(1))], lr=spec.lr, **spec.optimizer_args)
+    except (ValueError, TypeError) as e:
+        takes = [p for p in inspect.signature(OPTIMIZERS[spec.optimizer]).parameters if p not in ("params", "lr")]
+        raise SpecError(f"optimizer_args for {spec.optimizer}: {e}; it takes {', '.join(takes)}") from None
+    try:
+        make_scheduler(spec.schedule, optimizer, **spec.schedule_args)
+    except (ValueError, TypeError) as e:
+        takes = [p for p in inspect.signature(SCHEDULERS[spec.schedule]).parameters if p != "optimizer"]
+        raise SpecError(f"schedule_args for the {spec.schedule} schedule: {e}; it takes "
+                        f"{', '.join(takes) or 'no arguments'}") from None
+    takes = [p for p in inspect.signature(INITIALISERS[spec.init]).parameters if p not in ("rng", "shape")]
+    unknown = sorted(set(spec.init_args) - set(takes))
+    if unknown:
+        raise SpecError(f"init_args for {spec.init}: unknown {', '.join(unknown)}; it takes "
+                        f"{', '.join(takes) or 'no arguments'}")
+    if spec.initial_params is not None and not isinstance(spec.initial_params, dict):
+        raise SpecError(f"initial_params must be a dict {{parameter name: values}}, got "
+                        f"{type(spec.initial_params).__name__}")
 
 
 @dataclass(frozen=True)
@@ -48,14 +104,16 @@ class ExperimentSpec:
         if self.output_activation == "step" or (self.hidden_sizes and self.activation == "step"):
             raise SpecError("the step activation has no useful derivative, so it cannot be trained by "
                             "backpropagation; use 'sigmoid' (a smooth step) to train")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise SpecError(f"learning rate must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.epochs, int) and self.epochs >= 1):
-            raise SpecError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if not (_is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
+            raise SpecError(f"learning rate must be a positive number (finite), got {self.lr!r}")
+        if not (_is_int(self.epochs) and 1 <= self.epochs <= MAX_EPOCHS):
+            raise SpecError(f"epochs must be an integer from 1 to {MAX_EPOCHS:,}, got {self.epochs!r}")
+        if self.batch_size is not None and not (_is_int(self.batch_size) and self.batch_size >= 1):
             raise SpecError(f"batch size must be a positive integer (or omitted for the full batch), "
                             f"got {self.batch_size!r}")
-        if any(not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+        if not (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED):
+            raise SpecError(f"seed must be an integer from 0 to {MAX_SEED} (2^32 - 1), got {self.seed!r}")
+        if any(not _is_int(h) or h < 1 for h in self.hidden_sizes):
             raise SpecError(f"hidden sizes must be positive integers, got {self.hidden_sizes!r}")
         if not (self.device in ("cpu", "cuda", "auto") or
                 (self.device.startswith("cuda:") and self.device[5:].isdigit())):
@@ -66,6 +124,11 @@ class ExperimentSpec:
                             "activation 'identity'")
         if self.loss == "bce" and self.output_activation not in ("sigmoid", "softmax"):
             raise SpecError("bce takes probabilities: use output activation 'sigmoid'")
+        if self.loss == "hinge" and self.output_activation in ("sigmoid", "softmax", "relu"):
+            raise SpecError(f"hinge takes scores of either sign (labels are -1 and +1); {self.output_activation!r} "
+                            "never goes below 0, so every example of class -1 stays misclassified. Use output "
+                            "activation 'identity'")
+        _check_arguments(self)
         return self
 
     def with_overrides(self, **overrides):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from compare.experiments.setup import epoch_batches
+
 EXPLOSION = 1e6
 _TRIES = 6
 
@@ -78,7 +80,6 @@ def advice(run, step):
 
 
 def _stays_finite(side, spec, n, steps):
-    from compare.lockstep.run import epoch_batches
     rng = np.random.default_rng(spec.seed)
     first, done = None, 0
     while done < steps:

@@ -1,8 +1,7 @@
 """The verdict as a terminal table, and as JSON."""
 import json
-import os
-import tempfile
 
+from compare.files import write_atomic
 from compare.tables import aligned
 
 
@@ -61,14 +60,4 @@ def format_table(results, goals=None):
 
 def write_json(path, payload):
     """Write ``payload`` as JSON atomically: a failure leaves no half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".backprop-oracle-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -15,9 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import manual
-from compare.data.datasets import load_dataset
-from compare.data.targets import accuracy, encode_targets
+from compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
+                                       initial_state, prepare)
 from compare.experiments.spec import SpecError
 from compare.lockstep.divergence import Divergence, advice, exploded
 from compare.lockstep.proof import prove_node, prove_update
@@ -30,78 +29,6 @@ from compare.verdict.tolerances import tolerance_for
 
 # Differences proven to be rounding, after which torch takes the manual side's numbers.
 RESYNCED = ("drift", "amplified")
-
-
-@dataclass
-class Problem:
-    """The arrays a run trains and validates on, with targets encoded for its loss."""
-    X: np.ndarray
-    Y: np.ndarray
-    labels: np.ndarray | None
-    X_val: np.ndarray | None
-    Y_val: np.ndarray | None
-    labels_val: np.ndarray | None
-    task: str
-    sizes: tuple
-
-
-def prepare(spec, dataset=None):
-    """Load (or take) the data set, encode its targets for the spec's loss and size the network."""
-    spec.validate()
-    ds = dataset if dataset is not None else load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
-    dt = manual.as_dtype(spec.dtype)
-    classification = ds.task != "regression"
-
-    def encode(y):
-        if y is None:
-            return None
-        return encode_targets(y, spec.loss, ds.num_classes, dtype=spec.dtype)
-
-    Y = encode(ds.y_train)
-    outputs = ds.num_classes if Y.ndim == 1 else Y.shape[1]
-    sizes = (ds.X_train.shape[1], *spec.hidden_sizes, outputs)
-    return Problem(
-        X=ds.X_train.astype(dt), Y=Y, labels=ds.y_train if classification else None,
-        X_val=None if ds.X_val is None else ds.X_val.astype(dt), Y_val=encode(ds.y_val),
-        labels_val=ds.y_val if classification and ds.y_val is not None else None,
-        task=ds.task, sizes=sizes)
-
-
-def initial_state(spec, sizes, rng):
-    """The initial parameters of ``spec``'s network, {name: array}, drawn from ``rng`` (explicit
-    values where the spec gives them). Both sides, and a torch-only run, start from these."""
-    template = manual.mlp(sizes, spec.activation, spec.output_activation)
-    return manual.init_parameters(template, spec.init, rng, explicit=spec.initial_params, dtype=spec.dtype,
-                                  **spec.init_args)
-
-
-def decision_threshold(loss):
-    """Where a one-column output switches from class 0 to 1: 0 for hinge's scores, 0.5 for probabilities."""
-    return 0.0 if loss == "hinge" else 0.5
-
-
-def evaluate(side, problem, split, threshold):
-    """(cost, accuracy) of a side's current parameters on a whole split ("train" or "val");
-    accuracy is None for regression."""
-    cost, out = side.evaluate(split)
-    labels = problem.labels if split == "train" else problem.labels_val
-    if labels is None or problem.task == "regression":
-        return cost, None
-    return cost, float(accuracy(out, labels, problem.task, threshold=threshold))
-
-
-def default_eval_every(epochs):
-    """Accuracy and validation cost are measured about 100 times a run (and always at the end):
-    at every one of the OR gate's 5000 one-step epochs they would cost more than training."""
-    return max(1, epochs // 100)
-
-
-def epoch_batches(rng, n, batch_size, shuffle=True):
-    """One epoch's batches of indices into n examples: a permutation drawn from ``rng`` (or
-    0..n-1 in order), cut into batches of ``batch_size`` (None: one batch of all n)."""
-    order = rng.permutation(n) if shuffle else np.arange(n)
-    size = n if batch_size is None else batch_size
-    return [order[i:i + size] for i in range(0, n, size)]
 
 
 def notify(observers, event, *args):

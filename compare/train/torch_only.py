@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 import torch_ref
-from compare.lockstep.run import (EpochRecord, StepRecord, decision_threshold, default_eval_every, epoch_batches,
-                              evaluate, initial_state, notify, prepare)
+from compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
+                                       initial_state, prepare)
+from compare.lockstep.run import EpochRecord, StepRecord, notify
 from compare.lockstep.divergence import Divergence, advice, exploded
 from compare.lockstep.result import _json_safe
 from compare.lockstep.sides import TorchSide

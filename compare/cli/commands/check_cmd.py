@@ -86,7 +86,7 @@ def resolve_options(args):
     """(options, data): the network and run options from preset, spec file and flags, in that order."""
     options, data = dict(DEFAULTS), None
     if args.preset:
-        from compare.lockstep.run import prepare
+        from compare.experiments.setup import prepare
         from compare.lockstep.trace import resolve_run
         _, spec = resolve_run(args.preset)
         problem = prepare(spec)

@@ -1,8 +1,9 @@
 """backprop-oracle run PRESET... | all: each preset in lockstep, then one verdict table."""
 import sys
 
-from compare.cli.arguments import json_path
-from compare.cli.commands.options import add_preset_arguments, overrides_from
+from compare.cli.arguments import json_path, single_process
+from compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
+from compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
 
@@ -18,22 +19,19 @@ def add_arguments(parser):
 
 
 def main(args):
-    # Imported here so that usage errors are reported before torch is loaded.
-    from compare.lockstep.report import format_table, write_json
-    from compare.dashboards.progress import ProgressBar, progress_wanted
-    from compare.cli.runner import dropped_arguments, run_preset, select_runs
+    single_process("run")
+    select_presets(args.presets)         # a mistyped name is answered before torch is loaded
     if args.json:
         json_path(args.json)
+    from compare.cli.runner import run_preset, select_runs
+    from compare.dashboards.progress import ProgressBar, progress_wanted
+    from compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
     presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
     if not args.no_tensorboard:
         from compare.dashboards.tensorboard import check_logdir
         check_logdir(args.logdir)
-    for preset in presets:
-        dropped = sorted({k for spec in preset.runs.values() for k in dropped_arguments(spec, overrides)})
-        if dropped:
-            print(f"{preset.name}: {args.optimizer} takes no {', '.join(dropped)}; dropped from the "
-                  f"preset's optimizer arguments", file=sys.stderr)
+    say_dropped(presets, overrides, args.optimizer)
     bars = progress_wanted(args.quiet)
     loggers = []
 

@@ -3,10 +3,12 @@ TensorBoard dashboards as ``run`` (the torch run only). Under ``torchrun --nproc
 process trains on a shard of every batch (DistributedDataParallel) and rank 0 logs and prints."""
 import contextlib
 import math
+import os
 import sys
 
 from compare.cli.arguments import json_path
-from compare.cli.commands.options import add_preset_arguments, overrides_from
+from compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
+from compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
 
@@ -19,6 +21,7 @@ def add_arguments(parser):
 
 
 def main(args):
+    select_presets(args.presets)         # a mistyped name is answered before torch is loaded
     import torch_ref
     from compare.lockstep.report import write_json
     from compare.cli.runner import select_runs, single_threaded
@@ -27,9 +30,11 @@ def main(args):
 
     if args.json:
         json_path(args.json)
-    _, runs = select_runs(args.presets, overrides_from(args), args.mnist_dir, args.mnist_limit)
+    presets, runs = select_runs(args.presets, overrides_from(args), args.mnist_dir, args.mnist_limit)
     if not args.no_tensorboard:
         check_logdir(args.logdir)                # created only once everything else is known good
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        say_dropped(presets, overrides_from(args), args.optimizer)
     # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
     results, run_dirs = [], {}

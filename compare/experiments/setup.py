@@ -1,0 +1,101 @@
+"""What a run is set up with, on either side or both: the data set with its targets encoded for the
+loss and the network sized to it, the initial weights, the batch order, and how a side's
+parameters are evaluated. The lockstep run and the torch-only run share all of it, so that both
+start from the same numbers."""
+from dataclasses import dataclass
+
+import numpy as np
+
+import manual
+from compare.data.datasets import load_dataset
+from compare.data.targets import accuracy, encode_targets
+from compare.experiments.spec import SpecError
+
+
+@dataclass
+class Problem:
+    """The arrays a run trains and validates on, with targets encoded for its loss."""
+    X: np.ndarray
+    Y: np.ndarray
+    labels: np.ndarray | None
+    X_val: np.ndarray | None
+    Y_val: np.ndarray | None
+    labels_val: np.ndarray | None
+    task: str
+    sizes: tuple
+
+
+def prepare(spec, dataset=None):
+    """Load (or take) the data set, encode its targets for the spec's loss and size the network."""
+    spec.validate()
+    ds = dataset if dataset is not None else load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
+    dt = manual.as_dtype(spec.dtype)
+    classification = ds.task != "regression"
+
+    def encode(y):
+        if y is None:
+            return None
+        return encode_targets(y, spec.loss, ds.num_classes, dtype=spec.dtype)
+
+    Y = encode(ds.y_train)
+    outputs = ds.num_classes if Y.ndim == 1 else Y.shape[1]
+    sizes = (ds.X_train.shape[1], *spec.hidden_sizes, outputs)
+    n = ds.X_train.shape[0]
+    if spec.batch_size is not None and spec.batch_size > n:
+        raise SpecError(f"batch size {spec.batch_size} is larger than the {n} training examples of "
+                        f"{spec.dataset}; use at most {n} (or omit it for the full batch)")
+    if spec.output_activation == "softmax" and outputs == 1:
+        raise SpecError(f"softmax over a single output is always 1, so nothing can be learned; with one "
+                        f"output use 'sigmoid'{' (bce takes probabilities)' if spec.loss == 'bce' else ''}")
+    return Problem(
+        X=ds.X_train.astype(dt), Y=Y, labels=ds.y_train if classification else None,
+        X_val=None if ds.X_val is None else ds.X_val.astype(dt), Y_val=encode(ds.y_val),
+        labels_val=ds.y_val if classification and ds.y_val is not None else None,
+        task=ds.task, sizes=sizes)
+
+
+def initial_state(spec, sizes, rng):
+    """The initial parameters of ``spec``'s network, {name: array}, drawn from ``rng`` (explicit
+    values where the spec gives them). Both sides, and a torch-only run, start from these."""
+    template = manual.mlp(sizes, spec.activation, spec.output_activation)
+    for name, value in (spec.initial_params or {}).items():
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SpecError(f"initial_params[{name!r}] is not an array of numbers") from None
+        if not np.isfinite(value).all():
+            raise SpecError(f"initial_params[{name!r}] holds NaN or infinity; give finite starting values")
+    try:
+        return manual.init_parameters(template, spec.init, rng, explicit=spec.initial_params, dtype=spec.dtype,
+                                      **spec.init_args)
+    except (KeyError, ValueError) as e:      # unknown names, wrong shapes: the message says which
+        raise SpecError(f"initial_params: {e.args[0] if e.args else e}") from None
+
+
+def decision_threshold(loss):
+    """Where a one-column output switches from class 0 to 1: 0 for hinge's scores, 0.5 for probabilities."""
+    return 0.0 if loss == "hinge" else 0.5
+
+
+def evaluate(side, problem, split, threshold):
+    """(cost, accuracy) of a side's current parameters on a whole split ("train" or "val");
+    accuracy is None for regression."""
+    cost, out = side.evaluate(split)
+    labels = problem.labels if split == "train" else problem.labels_val
+    if labels is None or problem.task == "regression":
+        return cost, None
+    return cost, float(accuracy(out, labels, problem.task, threshold=threshold))
+
+
+def default_eval_every(epochs):
+    """Accuracy and validation cost are measured about 100 times a run (and always at the end):
+    at every one of the OR gate's 5000 one-step epochs they would cost more than training."""
+    return max(1, epochs // 100)
+
+
+def epoch_batches(rng, n, batch_size, shuffle=True):
+    """One epoch's batches of indices into n examples: a permutation drawn from ``rng`` (or
+    0..n-1 in order), cut into batches of ``batch_size`` (None: one batch of all n)."""
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    size = n if batch_size is None else batch_size
+    return [order[i:i + size] for i in range(0, n, size)]
