@@ -11,11 +11,15 @@ Layout, all integers big-endian:
 A file may be gzipped; that is told by its first two bytes (1f 8b), not by its name.
 """
 import gzip
+import math
 import os
 import zlib
 
 import numpy as np
 from compare.errors import IdxError
+
+# The largest payload read (MNIST's training images are 47 MB): a header declaring more is corrupt.
+MAX_PAYLOAD = 2**34
 
 # type code -> big-endian NumPy dtype, as the IDX spec lists them.
 IDX_TYPES = {
@@ -38,21 +42,58 @@ MNIST_FILES = {
 }
 
 
-def _read_bytes(path):
-    """The file's bytes, decompressed when they start with the gzip magic."""
+def _reader(path):
+    """A function ``take(n)`` returning the file's next n bytes (fewer at its end), decompressing as
+    it goes when the file starts with the gzip magic: a gzipped file is never inflated beyond what
+    its header declares (a corrupt or hostile header cannot fill the memory)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raise IdxError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise IdxError(f"{path}: is a directory, not an IDX file") from None
     # Decide by content, not name: browsers often unpack MNIST's .gz files and keep the .gz name.
-    if raw[:2] == GZIP_MAGIC:
+    if raw[:2] != GZIP_MAGIC:
+        position = 0
+
+        def take(n):
+            nonlocal position
+            chunk = raw[position:position + n]
+            position += len(chunk)
+            return chunk
+        return take
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = [raw]
+
+    def take_gz(n):
+        out = b""
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
+            while len(out) < n and (pending[0] or inflate.unconsumed_tail):
+                source = inflate.unconsumed_tail or pending[0]
+                pending[0] = b"" if source is pending[0] else pending[0]
+                out += inflate.decompress(source, n - len(out))
+                if inflate.eof:
+                    break
+        except zlib.error as e:
             raise IdxError(f"{path}: starts like a gzip file but cannot be decompressed ({e}); "
                            f"download it again") from None
-    return raw
+        if len(out) < n and not inflate.eof:
+            raise IdxError(f"{path}: starts like a gzip file but cannot be decompressed (the compressed "
+                           f"stream ends early); download it again")
+        return out
+    return _buffered(take_gz)
+
+
+def _buffered(take):
+    """``take`` reading ahead by the largest IDX header (4 + 4 * 255 bytes), so that a gzipped file
+    too short to hold one is told as a broken download rather than as a bad header."""
+    ahead = [take(4 + 4 * 255)]
+
+    def take_buffered(n):
+        head, ahead[0] = ahead[0][:n], ahead[0][n:]
+        return head if len(head) == n else head + take(n - len(head))
+    return take_buffered
 
 
 def read_idx(path):
@@ -60,33 +101,41 @@ def read_idx(path):
 
     Checks the magic number, the header and that the payload is exactly prod(sizes) * itemsize bytes.
     """
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise IdxError(f"{path}: {len(raw)} bytes is too short for the 4-byte IDX magic number")
-    if raw[0] != 0 or raw[1] != 0:
-        raise IdxError(f"{path}: bad magic number {raw[:4].hex()}: an IDX file starts with two zero "
+    take = _reader(path)
+    magic = take(4)
+    if len(magic) < 4:
+        raise IdxError(f"{path}: {len(magic)} bytes is too short for the 4-byte IDX magic number")
+    if magic[0] != 0 or magic[1] != 0:
+        raise IdxError(f"{path}: bad magic number {magic[:4].hex()}: an IDX file starts with two zero "
                        f"bytes; is this an IDX (MNIST) file?")
-    code, ndim = raw[2], raw[3]
+    code, ndim = magic[2], magic[3]
     if code not in IDX_TYPES:
         valid = ", ".join(f"0x{c:02X}" for c in IDX_TYPES)
         raise IdxError(f"{path}: unknown IDX type code 0x{code:02X}; valid codes: {valid}")
     if ndim == 0:
         raise IdxError(f"{path}: header says 0 dimensions; an IDX file needs at least one")
+    sizes = take(4 * ndim)
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    if len(sizes) < 4 * ndim:
         raise IdxError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, "
-                       f"the file has {len(raw)}")
-    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+                       f"the file has {4 + len(sizes)}")
+    shape = tuple(int(v) for v in np.frombuffer(sizes, dtype=">u4", count=ndim))
     dtype = IDX_TYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    actual = len(raw) - header
+    expected = math.prod(shape) * dtype.itemsize          # Python ints: no overflow
+    if expected > MAX_PAYLOAD:
+        raise IdxError(f"{path}: the header declares shape {shape}, {expected:,} bytes of data, more than "
+                       f"any IDX file this reads ({MAX_PAYLOAD:,}); the file is corrupt or not an IDX file")
+    payload = take(expected + 1)
+    actual = len(payload)
     if actual < expected:
         raise IdxError(f"{path}: truncated payload: shape {shape} of {dtype.itemsize}-byte items needs "
                        f"{expected} bytes, got {actual}; download the file again")
     if actual > expected:
-        raise IdxError(f"{path}: {actual - expected} extra bytes after the payload (expected {expected} "
-                       f"bytes for shape {shape}, got {actual}); the header and data disagree")
-    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+        rest = 1 + len(take(2**20))
+        more = f"{rest}" if rest <= 2**20 else f"more than {2**20}"
+        raise IdxError(f"{path}: {more} extra bytes after the payload (expected {expected} "
+                       f"bytes for shape {shape}); the header and data disagree")
+    data = np.frombuffer(payload, dtype=dtype, count=expected // dtype.itemsize)
     # A native-order copy: writable, and no big-endian dtype leaking into arithmetic downstream.
     return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
@@ -163,6 +212,10 @@ def load_mnist(directory, limit=None):
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
         raise IdxError(f"{paths['test_images']}: images are {arrays['test_images'].shape[1:]} but the "
                        f"training images are {arrays['train_images'].shape[1:]}")
+    for key in ("train_images", "test_images"):
+        if arrays[key].shape[0] == 0 or arrays[key].ndim < 2 or 0 in arrays[key].shape:
+            raise IdxError(f"{paths[key]}: holds no images (shape {arrays[key].shape}); the MNIST files "
+                           "hold 60000 training and 10000 test images of 28x28")
     X_train, y_train = arrays["train_images"], arrays["train_labels"].astype(np.int64)
     if limit is not None:
         n = X_train.shape[0]
