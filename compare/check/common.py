@@ -52,6 +52,9 @@ def call_user(fn, *args, what):
         return fn(*args)
     except CheckError:
         raise
+    except SystemExit as e:  # sys.exit() in a function under check must not end the check silently
+        raise CheckError(f"{what} called sys.exit({e.code!r}){_where(e)}; a function to check must return "
+                         "its values, not exit") from None
     except Exception as e:  # the user's code may raise anything; say what and where
         raise CheckError(f"{what} raised {type(e).__name__}: {e}{_where(e)}") from e
 

@@ -105,6 +105,30 @@ def _compare(tm, tt, given, names, tol):
             {n: (a, b) for n, a, b in items})
 
 
+def _check_data(X, Y, spec):
+    """Refuse data the reference could not take, before the user's function is blamed for it."""
+    if Y.shape[0] != X.shape[0]:
+        raise CheckError(f"data: X has {X.shape[0]} rows but Y has {Y.shape[0]}; one target per example")
+    for name, a in (("X", X), ("Y", Y)):
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            row = int(np.argwhere(~np.isfinite(a))[0][0])
+            raise CheckError(f"data: {name} holds NaN or infinity (row {row}); clean the data first")
+    outputs = spec.sizes[-1]
+    if spec.loss == "cross_entropy":
+        if Y.ndim == 1:
+            if not np.issubdtype(Y.dtype, np.integer) or Y.min() < 0 or Y.max() >= outputs:
+                raise CheckError(f"data: cross_entropy takes class indices 0..{outputs - 1} for {outputs} outputs; "
+                                 f"Y holds {Y.min()}..{Y.max()}")
+            return
+    if Y.ndim != 2 or Y.shape[1] != outputs:
+        raise CheckError(f"data: Y has shape {Y.shape}; the network's {outputs} output(s) need (N, {outputs})"
+                         + (" or class indices (N,)" if spec.loss == "cross_entropy" else ""))
+    if spec.loss == "bce" and ((Y < 0) | (Y > 1)).any():
+        raise CheckError(f"data: bce takes targets in [0, 1]; Y holds {Y.min()}..{Y.max()}")
+    if spec.loss == "hinge" and not ((Y == 1) | (Y == -1)).all():
+        raise CheckError("data: hinge takes labels -1 and +1; use encode_targets(labels, 'hinge', 2)")
+
+
 def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_activation="identity",
                   loss="squared_error", batch=4, trials=2, seed=0, data=None, params=None,
                   naming="torch", dtype="float64", tolerance=None, name=None):
@@ -124,6 +148,10 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
     names = parameter_names(spec, naming)
     if not (isinstance(trials, int) and trials >= 1):
         raise CheckError(f"trials must be a positive integer, got {trials!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**32 - 1:
+        raise CheckError(f"seed must be an integer from 0 to 4294967295 (2^32 - 1), got {seed!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise CheckError(f"batch must be a positive integer, got {batch!r}")
     precision = Precision(dtype, tolerance)
     given = ([np.asarray(data[0])] if data is not None else []) + list((params or {}).values())
     if precision_of(*given) == "float32":      # float32 data or parameters: a float32 check
@@ -136,6 +164,7 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
             raise CheckError(f"data: X has shape {X.shape}; the network takes (N, {spec.sizes[0]})")
         X = X.astype(dtype)
         Y = Y if np.issubdtype(Y.dtype, np.integer) else Y.astype(dtype)
+        _check_data(X, Y, spec)
     if params is not None:
         shapes, by_user = param_shapes(spec), {u: t for t, u in names.items()}
         if set(params) != set(by_user):

@@ -43,24 +43,6 @@ def json_path(path):
     return path
 
 
-def seed(text):
-    """A seed for NumPy and scikit-learn: an integer from 0 to 2^32 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295, got {text!r}") from None
-    if not 0 <= value <= 2**32 - 1:
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295 (2^32 - 1), got {text!r}")
-    return value
-
-
-def epochs(text):
-    """A number of epochs: a positive integer no larger than ExperimentSpec allows (10^9)."""
-    value = positive_int(text)
-    if value > 10**9:
-        raise argparse.ArgumentTypeError(f"expected at most 1000000000 epochs, got {text!r}")
-    return value
-
 
 def single_process(command):
     """Refuse to run ``command`` once per process under torchrun, where it would only repeat itself."""

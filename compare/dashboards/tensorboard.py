@@ -21,6 +21,7 @@ Tags of the manual and torch runs:
 Tags of the diff run: step/max_abs_grad_diff, step/max_rel_grad_diff, step/max_abs_param_diff,
 step/abs_cost_diff, epoch/abs_cost_diff, the final/ agreement figures, config, verdict.
 """
+import contextlib
 import json
 import math
 import os
@@ -63,6 +64,28 @@ def make_run_dir(logdir, run_name, now=None):
             return path
         except FileExistsError:
             k += 1
+
+
+@contextlib.contextmanager
+def logdir_for_runs(path):
+    """``check_logdir(path)`` for the commands' whole work: the folders it had to create are removed
+    again if the command fails before any run wrote into them (a data or seed error), so that a
+    mistake leaves nothing behind."""
+    created = []
+    head = os.path.abspath(path)
+    while not os.path.exists(head):
+        created.append(head)
+        head = os.path.dirname(head)
+    check_logdir(path)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:          # deepest first
+            try:
+                os.rmdir(folder)        # only while empty
+            except OSError:
+                break
+        raise
 
 
 def check_logdir(path):

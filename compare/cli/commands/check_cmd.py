@@ -47,7 +47,7 @@ def add_arguments(parser):
     net.add_argument("--preset", help="take the architecture and the training data from a preset")
     parser.add_argument("--batch", type=positive_int, help="random examples per trial (default 4)")
     parser.add_argument("--trials", type=positive_int, help="random draws of parameters and data (default 2)")
-    parser.add_argument("--seed", type=int, help="seed of the random draws (default 0)")
+    parser.add_argument("--seed", type=int, help="seed of the random draws, 0 to 2^32 - 1 (default 0)")
     parser.add_argument("--naming", choices=["torch", "layers"],
                         help="parameter names: torch's 0.weight, 0.bias, ... (default) or W1, b1, ...")
     parser.add_argument("--dtype", choices=list(DTYPES), help="precision handed to your function (default float64)")
@@ -66,14 +66,13 @@ def load_function(target):
     if spec is None:
         raise UsageError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    folder = os.path.dirname(os.path.abspath(path))
-    sys.path.insert(0, folder)    # so that the file can import its neighbours
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:
+        raise UsageError(f"importing {path} called sys.exit({e.code!r}); a file to check must not exit "
+                         "when it is imported (put the script part under if __name__ == '__main__':)") from None
     except Exception as e:  # the user's file may raise anything while it is imported
         raise UsageError(f"importing {path} raised {type(e).__name__}: {e}") from None
-    finally:
-        sys.path.remove(folder)
     fn = getattr(module, name, None)
     if not callable(fn):
         found = [k for k, v in vars(module).items()
@@ -82,9 +81,36 @@ def load_function(target):
     return fn
 
 
+def _check_value(source, key, value):
+    """A --spec value of the right kind, or a UsageError naming the key and what it takes."""
+    def positive(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    rules = {
+        "sizes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(positive(x) for x in v),
+                  "a list of at least two positive integers, inputs first, e.g. [2, 3, 1]"),
+        "activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
+        "output_activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
+        "loss": (lambda v: v in LOSSES, f"one of {', '.join(LOSSES)}"),
+        "batch": (positive, "a positive integer"),
+        "trials": (positive, "a positive integer"),
+        "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**32 - 1,
+                 "an integer from 0 to 4294967295"),
+        "naming": (lambda v: v in ("torch", "layers"), "'torch' or 'layers'"),
+        "dtype": (lambda v: v in DTYPES, f"one of {', '.join(DTYPES)}"),
+    }
+    ok, takes = rules[key]
+    if not ok(value):
+        raise UsageError(f"{source}: {key} must be {takes}, got {json.dumps(value)}")
+
+
 def resolve_options(args):
     """(options, data): the network and run options from preset, spec file and flags, in that order."""
     options, data = dict(DEFAULTS), None
+    architecture = [f"--{k.replace('_', '-')}" for k in ("sizes", "activation", "output_activation", "loss")
+                    if getattr(args, k) is not None] + (["--spec"] if args.spec else [])
+    if args.preset and architecture:
+        raise UsageError(f"--preset takes the network and its data from the preset; {', '.join(architecture)} "
+                         "would describe another network. Give one or the other")
     if args.preset:
         from compare.experiments.setup import prepare
         from compare.lockstep.trace import resolve_run
@@ -104,6 +130,8 @@ def resolve_options(args):
         unknown = sorted(set(loaded) - set(SPEC_KEYS))
         if unknown:
             raise UsageError(f"--spec {args.spec}: unknown key(s) {unknown}; keys are: {', '.join(SPEC_KEYS)}")
+        for key, value in loaded.items():
+            _check_value(f"--spec {args.spec}", key, value)
         options.update(loaded)
     flags = {"sizes": sizes_list(args.sizes) if args.sizes else None, "activation": args.activation,
              "output_activation": args.output_activation, "loss": args.loss, "batch": args.batch,
@@ -122,14 +150,21 @@ def main(args):
     if args.json:
         json_path(args.json)
     options, data = resolve_options(args)
-    fn = load_function(args.target)
-    spec = {k: options[k] for k in ("sizes", "activation", "output_activation", "loss")}
+    # The file's folder stays importable for the whole check: its functions may import their
+    # neighbours when they are called, not only when the file is imported.
+    folder = os.path.dirname(os.path.abspath(args.target.rpartition(":")[0]))
+    sys.path.insert(0, folder)
     try:
+        fn = load_function(args.target)
+        spec = {k: options[k] for k in ("sizes", "activation", "output_activation", "loss")}
         result = check_network(fn, spec, batch=options["batch"], trials=options["trials"],
                                seed=options["seed"], naming=options["naming"], dtype=options["dtype"],
                                data=data, name=args.target)
     except CheckError as e:
         raise UsageError(str(e)) from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
     print(result.report())
     if args.json:
         from compare.lockstep.report import write_json

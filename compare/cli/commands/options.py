@@ -1,18 +1,19 @@
 """Command-line options that ``run`` and ``train`` share: the overrides of a preset's spec,
 MNIST, TensorBoard and the JSON report."""
-from compare.cli.arguments import batch_size, epochs, positive_float, positive_int, seed
+from compare.cli.arguments import batch_size, positive_float, positive_int
 from manual import DTYPES, OPTIMIZERS
 
 
 def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, device_help):
     parser.add_argument("presets", nargs="+", metavar="PRESET", help="preset names, or 'all'")
-    parser.add_argument("--epochs", type=epochs, help="override the number of epochs")
+    parser.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     parser.add_argument("--lr", type=positive_float, help="override the learning rate")
     parser.add_argument("--batch-size", type=batch_size, help="override the batch size (a number, or 'full')")
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS),
                         help="override the optimizer; the preset's optimizer arguments the new one does not "
                              "take (SGD's momentum, Adam's betas) are dropped, weight_decay is kept")
-    parser.add_argument("--seed", type=seed, help="override the seed of weights, batch order and data "
+    # Checked by ExperimentSpec, so that the command line and Python say the same.
+    parser.add_argument("--seed", type=int, help="override the seed of weights, batch order and data "
                                                  "(0 to 2^32 - 1)")
     parser.add_argument("--dtype", choices=list(DTYPES), default=dtype_default, help=dtype_help)
     parser.add_argument("--device", default=device_default, help=device_help)

@@ -1,4 +1,5 @@
 """backprop-oracle run PRESET... | all: each preset in lockstep, then one verdict table."""
+import contextlib
 import sys
 
 from compare.cli.arguments import json_path, single_process
@@ -18,6 +19,17 @@ def add_arguments(parser):
                              "(which is agreement, exit code 0, by default)")
 
 
+class Current:
+    """Observer: which run is going, and its last step (for the message after Ctrl-C)."""
+    name, step = None, 0
+
+    def on_start(self, run):
+        self.name, self.step = run.name, 0
+
+    def on_step(self, run, record):
+        self.step = record.step
+
+
 def main(args):
     single_process("run")
     select_presets(args.presets)         # a mistyped name is answered before torch is loaded
@@ -28,35 +40,50 @@ def main(args):
     from compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
     presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
+    guard = contextlib.nullcontext()
     if not args.no_tensorboard:
-        from compare.dashboards.tensorboard import check_logdir
-        check_logdir(args.logdir)
+        from compare.dashboards.tensorboard import logdir_for_runs
+        guard = logdir_for_runs(args.logdir)     # removed again if nothing could run
     say_dropped(presets, overrides, args.optimizer)
     bars = progress_wanted(args.quiet)
-    loggers = []
+    loggers, current = [], Current()
 
     def observers_for(name, spec):
-        observers = [ProgressBar()] if bars else []
+        observers = [current] + ([ProgressBar()] if bars else [])
         if not args.no_tensorboard:
             from compare.dashboards.tensorboard import TensorBoardLogger
             loggers.append(TensorBoardLogger(args.logdir, name))
             observers.append(loggers[-1])
         return observers
 
-    results, goals = [], {}
-    for preset in presets:
-        for name, result, goal in run_preset(preset, overrides, observers_for):
-            results.append(result)
-            if goal is not None:
-                goals[name] = goal
-    print(format_table(results, goals))
+    results, goals, interrupted = [], {}, None
+    with guard:
+        try:
+            for preset in presets:
+                for name, result, goal in run_preset(preset, overrides, observers_for):
+                    results.append(result)
+                    if goal is not None:
+                        goals[name] = goal
+        except KeyboardInterrupt:
+            # Ctrl-C: what finished is still a result; say where the interrupted run stopped.
+            interrupted = (current.name, current.step)
+    print(format_table(results, goals) if results else "no run finished.")
+    if interrupted is not None:
+        print(f"\ninterrupted: {interrupted[0]} at step {interrupted[1]}; the table shows the "
+              f"{len(results)} run(s) that finished", file=sys.stderr)
     if loggers:
         print(f"TensorBoard logs in {args.logdir}; view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
     if args.json:
-        write_json(args.json, {"passed": all(r.passed for r in results),
-                               "runs": [dict(r.to_dict(), goal_met=None if r.name not in goals else goals[r.name][0])
-                                        for r in results]})
+        payload = {"passed": bool(results) and all(r.passed for r in results),
+                   "runs": [dict(r.to_dict(), goal_met=None if r.name not in goals else goals[r.name][0])
+                            for r in results]}
+        if interrupted is not None:
+            payload.update(interrupted=True, interrupted_run=interrupted[0], interrupted_at_step=interrupted[1])
+        write_json(args.json, payload)
     sys.stdout.flush()
+    if interrupted is not None:
+        print("backprop-oracle: interrupted", file=sys.stderr)
+        return 130
     failed = not all(r.passed for r in results)
     if args.fail_on_divergence:
         failed = failed or any(r.divergence is not None for r in results)

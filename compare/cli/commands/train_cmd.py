@@ -25,20 +25,21 @@ def main(args):
     import torch_ref
     from compare.lockstep.report import write_json
     from compare.cli.runner import select_runs, single_threaded
-    from compare.dashboards.tensorboard import TensorBoardLogger, check_logdir
+    from compare.dashboards.tensorboard import TensorBoardLogger, logdir_for_runs
     from compare.train.torch_only import format_train_table, process_group, train_torch
 
     if args.json:
         json_path(args.json)
     presets, runs = select_runs(args.presets, overrides_from(args), args.mnist_dir, args.mnist_limit)
+    guard = contextlib.nullcontext()
     if not args.no_tensorboard:
-        check_logdir(args.logdir)                # created only once everything else is known good
+        guard = logdir_for_runs(args.logdir)     # created once everything else is known good
     if int(os.environ.get("RANK", "0") or 0) == 0:
         say_dropped(presets, overrides_from(args), args.optimizer)
     # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
     results, run_dirs = [], {}
-    with process_group(args.device) as dist:
+    with guard, process_group(args.device) as dist:
         first = dist is None or dist.rank == 0   # only rank 0 logs and prints
         for name, spec in runs:
             logger = TensorBoardLogger(args.logdir, name, sides=("torch",), diff=False) \
