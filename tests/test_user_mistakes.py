@@ -326,3 +326,76 @@ def test_check_layer_refuses_what_it_cannot_compare():
             return dy @ self.W
     with pytest.raises(CheckError, match="found no gradient for them after backward"):
         check_layer(Opaque(), None, input_shape=(4, 3))
+
+
+class FullDisk:
+    """A file that takes its first ``room`` bytes and then answers as a full disk does."""
+
+    def __init__(self, real, room):
+        self.real, self.room = real, room
+
+    def write(self, data):
+        if self.room < len(data):
+            self.real.write(data[:max(self.room, 0)])     # a partial write, as a full disk gives
+            self.room = -1
+            raise OSError(28, "No space left on device")
+        self.room -= len(data)
+        return self.real.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.real.close()
+
+
+def test_a_full_disk_under_logdir_says_so_and_keeps_the_complete_records(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    import compare.dashboards.event_file as event_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    real_open = builtins.open
+    monkeypatch.setattr(event_file, "open", lambda path, mode: FullDisk(real_open(path, mode), 3000),
+                        raising=False)
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "or-gate", "--epochs", "400", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "no space left on the device of" in err and "Traceback" not in err, err
+    logs = list(tmp_path.glob("runs/or-gate/*/*/events.out.tfevents.*"))
+    assert logs
+    for events in logs:
+        data, at, records = events.read_bytes(), 0, 0
+        while at < len(data):        # TFRecord framing: length, its crc, the record, its crc
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            at += 8 + 4 + length + 4
+            records += 1
+        assert at == len(data) and records >= 1, f"{events}: a record cut in half at the end"
+        EventAccumulator(str(events.parent)).Reload()      # TensorBoard reads what is left
+
+
+def test_a_full_disk_under_json_says_so_and_leaves_no_file(tmp_path, monkeypatch, capsys):
+    import compare.files
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(compare.files.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode), 100))
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "or-gate", "--epochs", "2", "--quiet", "--no-tensorboard", "--json", "r.json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "no space left on the device of" in err and "r.json was not written" in err, err
+    assert not list(tmp_path.iterdir()), list(tmp_path.iterdir())
+
+
+def test_a_seed_that_changes_nothing_is_said(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "or-gate", "moons", "--seed", "3", "--epochs", "2", "--no-tensorboard", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "or-gate: --seed changes nothing here" in err and "moons: --seed" not in err, err
+
+
+def test_a_gpu_that_is_not_there_is_named_with_the_count(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"'cuda:1' was asked for but this machine has 1 GPU \(cuda:0\)"):
+        torch_ref.resolve_device("cuda:1")

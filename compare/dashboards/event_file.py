@@ -17,6 +17,7 @@ Scalars are written twice where exactness matters: as TensorBoard scalars (float
 default loader reads scalars as float32 and drops float64 ones) and as float64 tensors, which a
 program reads back bit for bit (EventAccumulator.Tensors).
 """
+import errno
 import math
 import os
 import socket
@@ -28,6 +29,8 @@ from tensorboard.compat.proto.event_pb2 import Event, TaggedRunMetadata
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.types_pb2 import DT_DOUBLE
+
+from compare.errors import UsageError
 
 _MASK_DELTA = 0xA282EAD8
 
@@ -146,9 +149,20 @@ class EventFile:
 
     def flush(self):
         if self._pending and not self._file.closed:
-            count = len(self._pending)
-            self._file.write(frame_records(self._pending))
-            self._file.flush()
+            count, end = len(self._pending), self._file.tell()
+            try:
+                self._file.write(frame_records(self._pending))
+                self._file.flush()
+            except OSError as e:
+                # Keep what is complete: cut the file back to its last whole record and stop writing.
+                self._pending.clear()
+                self._file.truncate(end)
+                self._file.close()
+                if e.errno == errno.ENOSPC:
+                    raise UsageError(f"no space left on the device of {os.path.dirname(self.path)}: the "
+                                     "TensorBoard logs keep the steps written before it; free some space, "
+                                     "choose another --logdir, or run with --no-tensorboard") from None
+                raise
             del self._pending[:count]
         self._last_flush = time.monotonic()
 

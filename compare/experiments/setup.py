@@ -99,3 +99,19 @@ def epoch_batches(rng, n, batch_size, shuffle=True):
     order = rng.permutation(n) if shuffle else np.arange(n)
     size = n if batch_size is None else batch_size
     return [order[i:i + size] for i in range(0, n, size)]
+
+
+# Data sets with no randomness: the truth tables.
+FIXED_DATASETS = ("or", "and", "xor")
+
+
+def seed_matters(spec):
+    """Whether ``spec.seed`` changes anything: the data, the initial weights or the batch order. It
+    does not for the OR gate of the article: given weights, a truth table, the whole batch in order."""
+    if spec.dataset not in FIXED_DATASETS:
+        return True
+    problem = prepare(spec)
+    if spec.shuffle and spec.batch_size is not None and spec.batch_size < problem.X.shape[0]:
+        return True
+    names = {n for n, _ in manual.mlp(problem.sizes, spec.activation, spec.output_activation).named_parameters()}
+    return not names <= set(spec.initial_params or {})

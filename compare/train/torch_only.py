@@ -22,6 +22,7 @@ import torch_ref
 from compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
                                        initial_state, prepare)
 from compare.lockstep.run import EpochRecord, StepRecord, notify
+from compare.errors import SpecError
 from compare.lockstep.divergence import Divergence, advice, exploded
 from compare.lockstep.result import _json_safe
 from compare.lockstep.sides import TorchSide
@@ -104,7 +105,10 @@ class TorchRun:
         # The same numbers as LockstepRun: one Generator draws the initial weights, then the batch order.
         self.rng = np.random.default_rng(spec.seed)
         self.initial_state = initial_state(spec, self.problem.sizes, self.rng)
-        self.torch = TorchSide(spec, self.problem.sizes, self.initial_state)
+        try:
+            self.torch = TorchSide(spec, self.problem.sizes, self.initial_state)
+        except ValueError as e:          # a device that is not here (cuda:1 on one GPU, rank 1 of 2)
+            raise SpecError(str(e)) from None
         self.torch.load(self.problem)
         self.threshold = decision_threshold(spec.loss)
         self.eval_every = eval_every or default_eval_every(spec.epochs)

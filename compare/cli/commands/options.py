@@ -38,11 +38,15 @@ def say_dropped(presets, overrides, optimizer):
     and which presets keep a field they are about (run all)."""
     import sys
     from compare.cli.runner import dropped_arguments, preset_overrides
+    from compare.experiments.setup import seed_matters
     for preset in presets:
         dropped = sorted({k for spec in preset.runs.values() for k in dropped_arguments(spec, overrides)})
         if dropped:
             print(f"{preset.name}: {optimizer} takes no {', '.join(dropped)}; dropped from the "
                   f"preset's optimizer arguments", file=sys.stderr)
+        if overrides.get("seed") is not None and not any(seed_matters(spec) for spec in preset.runs.values()):
+            print(f"{preset.name}: --seed changes nothing here: its weights are given, its data is fixed and "
+                  "it trains on it in order", file=sys.stderr)
         _, kept = preset_overrides(preset, overrides)
         if kept:
             print(f"{preset.name}: keeps its own {', '.join(kept)} (the preset compares runs that differ in it)",
