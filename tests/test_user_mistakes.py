@@ -399,3 +399,15 @@ def test_a_gpu_that_is_not_there_is_named_with_the_count(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match=r"'cuda:1' was asked for but this machine has 1 GPU \(cuda:0\)"):
         torch_ref.resolve_device("cuda:1")
+
+
+def test_more_processes_than_gpus_is_refused_before_any_waits(monkeypatch):
+    from compare.train.torch_only import process_group
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(SpecError, match=r"torchrun starts 2 processes on this machine but it has 1 GPU .*"
+                                        r"--nproc_per_node=1, or --device cpu"):
+        with process_group("cuda"):
+            pass

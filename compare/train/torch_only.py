@@ -47,6 +47,13 @@ def process_group(device="cpu"):
         return
     import torch.distributed as dist
     backend = "nccl" if torch_ref.resolve_device(device).type == "cuda" else "gloo"
+    here = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if backend == "nccl" and here > torch.cuda.device_count():
+        # Refused on every rank before any of them waits for the others.
+        count = torch.cuda.device_count()
+        raise SpecError(f"torchrun starts {here} processes on this machine but it has {count} GPU"
+                        f"{'s' if count != 1 else ''} (one each): use --nproc_per_node={count}, or --device cpu "
+                        "to train across processes with gloo on the CPU")
     dist.init_process_group(backend)
     try:
         yield Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
