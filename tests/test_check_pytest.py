@@ -67,3 +67,32 @@ def test_a_network_spec_as_second_argument_means_check_network():
         return 0.5 * np.sum((Y - y_hat) ** 2) / X.shape[0], {"0.weight": d.T @ X, "0.bias": d.sum(0)}
     r = assert_gradients_match(backprop, {"sizes": [3, 2], "output_activation": "identity"})
     assert r.kind == "network" and r.name == "test_check_pytest.test_a_network_spec_as_second_argument_means_check_network.<locals>.backprop"
+
+
+def test_pytests_short_summary_shows_the_one_line_verdict(pytester):
+    pytester.makepyfile(test_layer=textwrap.dedent('''
+        import numpy as np
+        import torch
+
+        class Transposed:
+            def __init__(self):
+                self.W, self.b = np.ones((2, 3)), np.zeros(2)
+
+            def forward(self, x):
+                self.x = x
+                return x @ self.W.T + self.b
+
+            def backward(self, dy):
+                self.dW, self.db = self.x.T @ dy, dy.sum(0)
+                return dy @ self.W
+
+        def test_my_layer(check_gradients):
+            check_gradients.layer(Transposed(), None, input_shape=(4, 3))
+    '''))
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(failed=1)
+    # The assertion's first line, which pytest shows first and in its short summary, is the verdict.
+    result.stdout.fnmatch_lines(["E       AssertionError: check_layer test_layer.Transposed: W.grad wrong: "
+                                 "W.grad has shape (3, 2) where W is (2, 3): it looks transposed*",
+                                 "FAILED test_layer.py::test_my_layer - AssertionError: check_layer test_layer*"])
+    assert "CheckError" not in result.stdout.str()

@@ -42,7 +42,8 @@ def assert_gradients_match(target, *args, **kwargs):
     check = _pick(target, args, kwargs)
     result = target if check is None else check(target, *args, **kwargs)
     if not result.passed:
-        raise AssertionError("\n" + result.report())
+        # The first line is the one-line verdict pytest puts in its short test summary.
+        raise AssertionError(result.summary() + "\n\n" + result.report())
     return result
 
 

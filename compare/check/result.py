@@ -70,6 +70,15 @@ class CheckResult:
     def report(self):
         return format_report(self)
 
+    def summary(self):
+        """The verdict in one line: what pytest shows in its short summary of a failed test."""
+        if self.passed:
+            return f"check_{self.kind} {self.name}: PASSED"
+        if self.mismatch is None:
+            return f"check_{self.kind} {self.name}: MISMATCH"
+        reason = self.mismatch.reason.split("\n")[0]
+        return f"check_{self.kind} {self.name}: {self.mismatch.diff.name} wrong: {reason}"
+
     def __str__(self):
         return self.report()
 
