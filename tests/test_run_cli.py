@@ -171,7 +171,9 @@ def cli(*args, cwd):
 def test_process_exit_codes_and_json(tmp_path):
     proc = cli("and-gate", "--epochs", "20", "--json", "r.json", "--no-tensorboard", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "", f"nothing on stderr when it is not a terminal: {proc.stderr!r}"
+    # Not a terminal: no bar, one line for the run as it finished.
+    assert proc.stderr.startswith("and-gate: 20 steps, cost ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "\r" not in proc.stderr
     (only,) = read_json(tmp_path / "r.json")["runs"]
     assert (only["preset"], only["steps"], only["passed"]) == ("and-gate", 20, True)
     bad = cli("sgd-vs-batch", "--batch-size", "8", "--json", "r2.json", cwd=tmp_path)
@@ -266,3 +268,24 @@ def test_run_all_applies_a_batch_size_where_it_can_and_says_which_presets_keep_t
     err = capsys.readouterr().err
     assert "sgd-vs-batch: keeps its own batch_size" in err, err
     assert ran["moons"] == [None] and ran["sgd-vs-batch"] == [None, 1, 8], ran
+
+
+def test_outside_a_terminal_a_line_per_finished_run(capsys):
+    assert main(["run", "or-gate", "xor", "--epochs", "5", "--no-tensorboard"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " steps, cost " in line]
+    assert [line.split(":")[0] for line in lines] == ["or-gate", "xor", "xor"], err
+    assert lines[0].startswith("or-gate: 5 steps, cost ") and " agree, " in lines[0] and "\r" not in err
+    assert main(["run", "or-gate", "--epochs", "5", "--no-tensorboard", "--quiet"]) == 0
+    assert " steps, cost " not in capsys.readouterr().err
+
+
+def test_train_shows_progress_too(capsys, monkeypatch):
+    assert main(["train", "moons", "--epochs", "2", "--no-tensorboard", "--device", "cpu"]) == 0
+    assert "moons: 26 steps, cost " in capsys.readouterr().err
+    assert main(["train", "moons", "--epochs", "2", "--no-tensorboard", "--device", "cpu", "--quiet"]) == 0
+    assert "steps, cost" not in capsys.readouterr().err
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["train", "moons", "--epochs", "2", "--no-tensorboard", "--device", "cpu"]) == 0
+    assert "\rmoons" in terminal.getvalue() and "100% step 26/26" in terminal.getvalue(), terminal.getvalue()

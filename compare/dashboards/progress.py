@@ -10,6 +10,7 @@ only every few steps), and ends with the verdict on the same line. Shown only on
 """
 import math
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -43,12 +44,60 @@ def total_steps(run):
     return run.spec.epochs * math.ceil(n / size)
 
 
+def _cost(record):
+    """The cost a record shows: the manual side's in a lockstep run, torch's when it runs alone."""
+    return record.cost_manual if record.cost_manual is not None else record.cost_torch
+
+
+def outcome(result):
+    """How a finished run ended, in a few words: its final cost and, for a lockstep run, the verdict."""
+    cost = getattr(result, "final_cost_manual", None)
+    cost = result.final_cost_torch if cost is None else cost
+    verdict = getattr(result, "verdict", None)
+    if verdict is None:                      # a torch-only run: it trained, or diverged
+        verdict = "" if getattr(result, "divergence", None) is None else f"diverged at step {result.divergence.step}"
+    elif verdict == "DIFFER":
+        verdict = f"DIFFER at step {result.steps}"
+    return f"cost {cost:.4g} {verdict}".rstrip()
+
+
+class RunLines:
+    """Observer for a stderr that is not a terminal (a log file, CI, a notebook): one line per run
+    as it finishes, so that a long job shows its progress without carriage returns.
+
+        moons: 390 steps, cost 0.02594 agree, 0.4 s
+    """
+    logs = False          # reads no gradients and no evaluations (compare.train.torch_only)
+
+    def __init__(self, stream=None, clock=time.monotonic):
+        self.stream = sys.stderr if stream is None else stream
+        self.clock = clock
+
+    def on_start(self, run):
+        self.name, self.start = run.name, self.clock()
+
+    def on_end(self, run, result):
+        self.stream.write(f"{self.name}: {result.steps} steps, {outcome(result)}, "
+                          f"{self.clock() - self.start:.1f} s\n")
+        self.stream.flush()
+
+
+def progress_for(quiet=False, stream=None):
+    """The observer that shows progress on ``stream`` (stderr): a bar on a terminal, a line per
+    finished run elsewhere, nothing when ``quiet``."""
+    if quiet:
+        return None
+    return ProgressBar(stream) if progress_wanted(False, stream) else RunLines(stream)
+
+
 class ProgressBar:
     """Observer drawing ``name [####----] pct step epoch cost time`` on ``stream``.
 
     ``columns`` (the line width; default the terminal's, followed as it is resized) can be given
     so that tests need no terminal.
     """
+
+    logs = False          # reads no gradients and no evaluations (compare.train.torch_only)
 
     def __init__(self, stream=None, min_interval=0.1, bar_width=12, columns=None):
         self.stream = sys.stderr if stream is None else stream
@@ -68,16 +117,15 @@ class ProgressBar:
         self.bar.tail = self._tail
 
     def on_step(self, run, rec):
-        self.epoch, self.cost = rec.epoch, rec.cost_manual
+        self.epoch, self.cost = rec.epoch, _cost(rec)
         self.bar.update(rec.step - self.bar.n)
 
     def on_epoch(self, run, rec):
-        self.epoch, self.cost = rec.epoch, rec.cost_manual
+        self.epoch, self.cost = rec.epoch, _cost(rec)
 
     def on_end(self, run, result):
         self.bar.update(result.steps - self.bar.n)
-        verdict = "agree" if result.passed else f"DIFFER at step {result.steps}"
-        final = f"cost {result.final_cost_manual:.4g} {verdict}"
+        final = outcome(result)
         self.bar.tail = lambda: final
         self._finish()
 

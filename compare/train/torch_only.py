@@ -130,6 +130,11 @@ class TorchRun:
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
 
+    @property
+    def _loggers(self):
+        """The observers that read gradients and evaluations (a progress bar reads neither)."""
+        return [o for o in self.observers if getattr(o, "logs", True)]
+
     def batches(self):
         """One epoch's batch order, drawn as LockstepRun.batches draws it."""
         return epoch_batches(self.rng, self.problem.X.shape[0], self.spec.batch_size, self.spec.shuffle)
@@ -177,7 +182,7 @@ class TorchRun:
                         break
                     last_finite = cost
                     # Copying the gradients off the device only pays when someone logs them.
-                    grads = side.flat_grads() if self.observers else None
+                    grads = side.flat_grads() if self._loggers else None
                     lr = side.lr
                     side.step()
                     step_costs.append(cost)
@@ -188,7 +193,7 @@ class TorchRun:
                     break
                 epochs_done = epoch
                 epoch_costs.append(total / n)
-                if self.observers:
+                if self._loggers:      # evaluating costs a pass over the data: only for a logger
                     self._end_epoch(epoch, step, epoch_costs[-1])
                 side.end_epoch()
             if divergence is not None and (self.dist is None or self.dist.rank == 0):

@@ -12,8 +12,8 @@ HELP = "run presets in lockstep on both sides and print the verdict"
 def add_arguments(parser):
     add_preset_arguments(parser, dtype_default=None, dtype_help="precision of both sides (default float64)",
                          device_default=None, device_help="torch side's device: cpu, cuda, cuda:N or auto")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr "
-                                                                 "is not a terminal)")
+    parser.add_argument("--quiet", action="store_true", help="no progress: no bars on a terminal, no line per "
+                                                                 "finished run elsewhere")
     parser.add_argument("--fail-on-divergence", action="store_true",
                         help="exit with code 1 when a run diverges, even where both sides diverge together "
                              "(which is agreement, exit code 0, by default)")
@@ -36,7 +36,7 @@ def main(args):
     if args.json:
         json_path(args.json)
     from compare.cli.runner import run_preset, select_runs
-    from compare.dashboards.progress import ProgressBar, progress_wanted
+    from compare.dashboards.progress import progress_for
     from compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
     presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
@@ -45,11 +45,11 @@ def main(args):
         from compare.dashboards.tensorboard import logdir_for_runs
         guard = logdir_for_runs(args.logdir)     # removed again if nothing could run
     say_dropped(presets, overrides, args.optimizer)
-    bars = progress_wanted(args.quiet)
     loggers, current = [], Current()
 
     def observers_for(name, spec):
-        observers = [current] + ([ProgressBar()] if bars else [])
+        progress = progress_for(args.quiet)
+        observers = [current] + ([progress] if progress is not None else [])
         if not args.no_tensorboard:
             from compare.dashboards.tensorboard import TensorBoardLogger
             loggers.append(TensorBoardLogger(args.logdir, name))

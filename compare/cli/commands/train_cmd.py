@@ -18,6 +18,8 @@ def add_arguments(parser):
                          dtype_help="precision (default float32, the usual training precision on a GPU; "
                                     "float64 reproduces the lockstep run's torch side exactly)",
                          device_default="auto", device_help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
+    parser.add_argument("--quiet", action="store_true", help="no progress: no bars on a terminal, no line per "
+                                                                 "finished run elsewhere")
 
 
 def main(args):
@@ -25,6 +27,7 @@ def main(args):
     import torch_ref
     from compare.lockstep.report import write_json
     from compare.cli.runner import select_runs, single_threaded
+    from compare.dashboards.progress import progress_for
     from compare.dashboards.tensorboard import TensorBoardLogger, logdir_for_runs
     from compare.train.torch_only import format_train_table, process_group, train_torch
 
@@ -44,8 +47,10 @@ def main(args):
         for name, spec in runs:
             logger = TensorBoardLogger(args.logdir, name, sides=("torch",), diff=False) \
                 if first and not args.no_tensorboard else None
+            progress = progress_for(args.quiet) if first else None
+            observers = [o for o in (progress, logger) if o is not None]
             with threads():
-                results.append(train_torch(spec, name=name, observers=[logger] if logger else [], distributed=dist))
+                results.append(train_torch(spec, name=name, observers=observers, distributed=dist))
             if logger is not None:
                 run_dirs[name] = logger.run_dir
     if not first:
