@@ -60,7 +60,7 @@ def files(tmp_path):
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(4)\n")
     (tmp_path / "a_file").write_text("")
     (tmp_path / "a_folder").mkdir()
-    for name, spec in {"batch_negative": {"sizes": [3, 2], "batch": -4}, "batch_string": {"sizes": [3, 2], "batch": "4"},
+    for name, spec in {"batch_negative": {"sizes": [3, 2], "batch": -4}, "batch_zero": {"sizes": [3, 2], "batch": 0}, "batch_string": {"sizes": [3, 2], "batch": "4"},
                        "batch_float": {"sizes": [3, 2], "batch": 2.5}, "seed_string": {"sizes": [3, 2], "seed": "x"},
                        "unknown_key": {"sizes": [3, 2], "lr": 1}, "sizes_one": {"sizes": [3]},
                        "loss_typo": {"sizes": [3, 2], "loss": "mse2"}}.items():
@@ -134,6 +134,7 @@ CASES = [
     (["check", f"{S}:backprop", *NET, "--seed", "-1"], 2, "seed must be an integer from 0 to 4294967295"),
     (["check", f"{S}:backprop", *NET, "--batch", "0"], 2, "expected a positive integer"),
     (["check", f"{S}:backprop", "--spec", "batch_negative.json"], 2, "batch must be a positive integer, got -4"),
+    (["check", f"{S}:backprop", "--spec", "batch_zero.json"], 2, "batch must be a positive integer, got 0"),
     (["check", f"{S}:backprop", "--spec", "batch_string.json"], 2, 'batch must be a positive integer, got "4"'),
     (["check", f"{S}:backprop", "--spec", "batch_float.json"], 2, "batch must be a positive integer, got 2.5"),
     (["check", f"{S}:backprop", "--spec", "seed_string.json"], 2, 'seed must be an integer from 0 to 4294967295, got "x"'),
