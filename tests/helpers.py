@@ -21,7 +21,7 @@ def assert_close(name, manual, reference, tol=F64):
 
 def assert_seed_value(name, value, expected, decimals=3, truncated=False):
     """The seeds print values rounded to 3 decimals: check to that rounding (half a unit in the
-    last place), or, where the seed cut the digits off instead (``truncated``), to that."""
+    last place), or, where the article cut the digits off instead (``truncated``), to that."""
     value, unit = float(value), 10 ** -decimals
     if truncated:
         # cutting digits off moves a value towards 0 by less than one unit
@@ -30,4 +30,4 @@ def assert_seed_value(name, value, expected, decimals=3, truncated=False):
     else:
         ok = abs(value - expected) <= 0.5 * unit + 1e-12
         how = f"to {decimals} decimals, tolerance {0.5 * unit:g}"
-    assert ok, f"{name}: got {value:.6f}, the seed prints {expected} ({how})"
+    assert ok, f"{name}: got {value:.6f}, the article prints {expected} ({how})"

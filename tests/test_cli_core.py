@@ -47,7 +47,8 @@ def test_usage_errors_exit_2_without_traceback(tmp_path, args, message):
 def test_list_shows_the_or_gate_with_its_seed(tmp_path):
     proc = cli("list", cwd=tmp_path)
     assert proc.returncode == 0
-    assert "or-gate" in proc.stdout and "seed 004" in proc.stdout
+    assert "or-gate" in proc.stdout and "the OR-gate article's worked example" in proc.stdout
+    assert "the OR-gate article: \"Nothing but NumPy" in proc.stdout and "seed 00" not in proc.stdout
 
 
 def test_console_script_is_the_same_as_python_m_compare():

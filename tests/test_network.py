@@ -108,7 +108,7 @@ def test_manual_gradients_match_finite_differences(activation):
 
 
 def test_loop_and_vectorized_batch_gradients_agree():
-    """The OR-gate seed's two ways to compute a batch gradient: accumulate Δ per example, or vectorize."""
+    """The OR-gate article's two ways to compute a batch gradient: accumulate Δ per example, or vectorize."""
     m, _, _ = build_pair([4, 5, 3], "tanh", "identity", seed=4)
     X, Y = rng.normal(size=(10, 4)), rng.integers(0, 3, size=10)
     for loss, target in (("cross_entropy", Y), ("mse", np.eye(3)[Y]), ("squared_error", np.eye(3)[Y])):

@@ -53,7 +53,7 @@ def check(name, steps=6, **kwargs):
 
 
 def test_sgd(): check("sgd", lr=0.1)
-def test_sgd_momentum(): check("sgd", lr=0.3, momentum=0.6)                     # the seeds' values
+def test_sgd_momentum(): check("sgd", lr=0.3, momentum=0.6)                     # the lecture notes' values
 def test_sgd_momentum_dampening(): check("sgd", lr=0.1, momentum=0.9, dampening=0.5)
 def test_sgd_nesterov(): check("sgd", lr=0.1, momentum=0.9, nesterov=True)
 def test_sgd_weight_decay(): check("sgd", lr=0.1, weight_decay=0.01)

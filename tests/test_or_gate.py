@@ -79,7 +79,7 @@ def test_first_example_alone(side):
     s.step(x, y)
     assert_close("b after one step with α = 1", s.params()["0.bias"], [-0.125])
     assert_seed_value("ŷ after one step", s.forward(x)[0, 0], 0.469)
-    # ½ (0 - 0.46879)² = 0.10988: the seed's "around 0.109" cuts the digits off rather than rounding.
+    # ½ (0 - 0.46879)² = 0.10988: the article's "around 0.109" cuts the digits off rather than rounding.
     assert_seed_value("loss after one step", s.value_and_grad(x, y)[0], 0.109, truncated=True)
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from compare.experiments.presets import PRESETS, get_preset, on_mnist
+from compare.experiments.presets import PRESETS, SOURCES, get_preset, on_mnist
 from compare.cli.runner import apply_overrides, check_overrides, dropped_arguments, run_preset, use_mnist
 from compare.experiments.spec import SpecError
 
@@ -83,10 +83,14 @@ def test_description_quotes_what_the_run_reaches(runs, name, metric, text):
     assert text in description, f"{name}: the description does not quote {metric} {text}: {description}"
 
 
-def test_every_preset_names_its_seed_concept():
+def test_every_preset_names_its_source_by_what_it_is():
+    # By the names the README's Sources section explains, never by a file name a user cannot look up.
+    markers = ("OR-gate article", "3Blue1Brown", "concept overview", "lecture notes", "introduction notebook")
+    assert all(any(m in name for m in markers) for name in SOURCES), list(SOURCES)
     for preset in PRESETS.values():
-        assert re.search(r"seeds? 00\d", preset.description, re.IGNORECASE), \
-            f"{preset.name}: the description names no seed: {preset.description}"
+        assert any(m in preset.description for m in markers), \
+            f"{preset.name}: the description names no source: {preset.description}"
+        assert not re.search(r"seeds? 00\d", preset.description, re.IGNORECASE), preset.description
         for spec in preset.runs.values():
             spec.validate()
 
@@ -99,7 +103,7 @@ def test_xor_needs_the_hidden_layer(runs):
         f"xor:single-unit final cost {single.final_cost_manual}, expected 0.125 (outputs near 0.5)"
     assert single.accuracy_manual <= 0.75 and hidden.accuracy_manual == 1.0, \
         f"xor accuracy: single unit {single.accuracy_manual} (<= 0.75), hidden layer {hidden.accuracy_manual} (1.0)"
-    assert hidden.spec.lr == 0.3 and hidden.spec.optimizer_args == {"momentum": 0.6}, "seed 003's α and μ"
+    assert hidden.spec.lr == 0.3 and hidden.spec.optimizer_args == {"momentum": 0.6}, "the lecture notes' α and μ"
 
 
 def test_sgd_vs_batch_counts_updates_per_epoch(runs):
@@ -188,4 +192,4 @@ def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(SpecError) as e:
         get_preset("xnor")
     assert f"choose one of: {', '.join(PRESETS)}" in str(e.value)
-    assert math.isclose(get_preset("or-gate").runs[""].lr, 1.0), "or-gate stays the seed's α = 1"
+    assert math.isclose(get_preset("or-gate").runs[""].lr, 1.0), "or-gate stays the article's α = 1"

@@ -148,9 +148,9 @@ def test_cost_curve_has_every_step_exactly(or_gate, side):
 
 def test_step_scalars_match_the_step_records(or_gate):
     _, _, result, acc = or_gate
-    # The first step of the seed's OR gate: w = [0.1, 0.6], b = 0, cost 0.0889 (seed 004).
+    # The first step of the article's OR gate: w = [0.1, 0.6], b = 0, cost 0.0889 (the OR-gate article).
     first = acc["manual"].Scalars("step/cost")[0].value
-    assert abs(first - 0.08891294752305501) < 1e-7, f"first step cost {first}, the seed's 0.0889129"
+    assert abs(first - 0.08891294752305501) < 1e-7, f"first step cost {first}, the article's 0.0889129"
     assert all(e.value == 1.0 for e in acc["manual"].Scalars("step/lr")), "the OR gate's α is 1"
     diffs = [e.value for e in acc["diff"].Scalars("step/max_abs_grad_diff")]
     assert len(diffs) == STEPS and max(diffs) == pytest.approx(result.max_abs_grad_diff, rel=1e-6)

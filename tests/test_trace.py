@@ -1,4 +1,4 @@
-"""The trace of one example, node by node, reads like seed 004's OR-gate computation."""
+"""The trace of one example, node by node, reads like the OR-gate article's computation."""
 import numpy as np
 import pytest
 
@@ -13,7 +13,7 @@ def node(trace, symbol):
 
 
 def test_the_or_gates_first_example_is_the_seeds_computation():
-    """x = (0, 0), y = 0, w = [0.1, 0.6], b = 0, α = 1 (seed 004)."""
+    """x = (0, 0), y = 0, w = [0.1, 0.6], b = 0, α = 1 (the OR-gate article)."""
     t = trace_example("or-gate", 0)
     expected = {
         "x": [0.0, 0.0], "z": 0.0, "ŷ": 0.5, "L": 0.125,                     # forward

@@ -3,7 +3,7 @@
 The user's function takes (params, X, Y) and returns (cost, grads) or (cost, grads, intermediates):
 
     params         {name: array} with torch's shapes: W_l (out, in), b_l (out,). Names are torch's
-                   ("0.weight", "0.bias", "2.weight", ...) or, with naming="layers", the seeds'
+                   ("0.weight", "0.bias", "2.weight", ...) or, with naming="layers", the teaching texts'
                    ("W1", "b1", "W2", ...).
     X, Y           a batch, examples in rows: X (N, inputs); Y as compare.data.targets.encode_targets
                    makes it for the loss ((N, outputs) 0/1 or one-hot; (N,) class indices for

@@ -4,6 +4,7 @@ It parses arguments, calls the library and prints. Exit codes: 0 the sides agree
 not, 2 a usage error (reported in one line, without a traceback).
 """
 import argparse
+import os
 import sys
 
 from compare.cli import commands
@@ -35,3 +36,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("backprop-oracle: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``backprop-oracle list | head``): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-# The seed's OR-gate figure: red below the boundary (output 0), green above it (output 1).
+# The OR-gate article's figure: red below the boundary (output 0), green above it (output 1).
 BINARY_COLOURS = np.array([[0.84, 0.15, 0.16], [0.17, 0.63, 0.17]])
 SIDE_STYLES = {"manual": dict(color="black", linestyle="-", linewidth=2.2),
                "torch": dict(color="#1f77b4", linestyle="--", linewidth=1.4)}
@@ -23,7 +23,7 @@ _DPI = 72
 
 
 def class_colours(num_classes):
-    """(C, 3) RGB: red and green for two classes (as the seed), the tab10 palette for more."""
+    """(C, 3) RGB: red and green for two classes (as the OR-gate article), the tab10 palette for more."""
     if num_classes <= 2:
         return BINARY_COLOURS
     from matplotlib import colormaps
@@ -89,7 +89,7 @@ class BoundaryFigure:
         Xs, ys = X[keep], labels[keep]
         size = 70 if len(Xs) <= 20 else 20   # a truth table's four points should stand out
         if self.num_classes == 2:
-            for c, marker in ((0, "o"), (1, "X")):   # the seed: red dots for 0, green crosses for 1
+            for c, marker in ((0, "o"), (1, "X")):   # the article: red dots for 0, green crosses for 1
                 m = ys == c
                 ax.scatter(Xs[m, 0], Xs[m, 1], c=[self.colours[c]], marker=marker, s=size,
                            edgecolors="black", linewidths=0.5, zorder=3)

@@ -1,4 +1,4 @@
-"""Named experiments: each runs both implementations on one of the seeds' examples.
+"""Named experiments: each runs both implementations on one of the teaching texts' examples (SOURCES).
 
 A preset is one or more runs (``runs``: label -> ExperimentSpec) and what each must reach
 (``expect``: label -> Expectation). ``backprop-oracle list`` prints them. Every figure quoted in
@@ -9,6 +9,18 @@ import difflib
 from dataclasses import dataclass, field, replace
 
 from compare.experiments.spec import ExperimentSpec, SpecError
+
+# The teaching texts the presets come from, by the names the descriptions use (README: Sources).
+SOURCES = {
+    "the OR-gate article": "\"Nothing but NumPy: Understanding & Creating Neural Networks with Computational "
+                           "Graphs from Scratch\" (Towards AI), Part I: the OR-gate worked example",
+    "the 3Blue1Brown notes": "notes on 3Blue1Brown's \"But what is a neural network?\": digits, 784-16-16-10",
+    "the concept overview": "\"Neural Networks Concept Overview\" course notes: loss functions, ReLU, softmax, "
+                            "gradient descent",
+    "the lecture notes": "neural-network lecture notes: XOR and hidden layers, momentum, digits",
+    "the introduction notebook": "an introduction-to-neural-networks notebook: neuron structure, the binary "
+                                 "Softmax and SVM classifiers",
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class Expectation:
 @dataclass(frozen=True)
 class Preset:
     name: str
-    description: str            # names the seed concept it demonstrates
+    description: str            # names the source and the concept it demonstrates
     runs: dict                  # label -> ExperimentSpec; the label "" is the preset itself
     expect: dict = field(default_factory=dict)   # label -> Expectation
     fixed: tuple = ()           # spec fields the preset is about: overriding them is an error
@@ -51,7 +63,7 @@ OR_GATE = ExperimentSpec(
     output_activation="sigmoid",
     loss="squared_error",
     optimizer="sgd",
-    lr=1.0,                       # α = 1, as the seed
+    lr=1.0,                       # α = 1, as the article
     epochs=5000,
     batch_size=None,              # full-batch gradient descent
     shuffle=False,
@@ -62,16 +74,16 @@ OR_GATE = ExperimentSpec(
 # (accuracy 1.0) from epoch 8 on, and 1000 epochs bring the cost down to 0.0061.
 AND_GATE = replace(OR_GATE, dataset="and", epochs=1000)
 
-# Seed 003's update Δw_t = -α ∇ + μ Δw_{t-1} with α ≈ 0.3 and μ ≈ 0.6 (torch's SGD momentum is
+# The lecture notes' update Δw_t = -α ∇ + μ Δw_{t-1} with α ≈ 0.3 and μ ≈ 0.6 (torch's SGD momentum is
 # the same rule while α is constant). Full batch, squared error, as the OR gate.
 XOR_SINGLE = ExperimentSpec(dataset="xor", hidden_sizes=(), loss="squared_error", optimizer="sgd", lr=0.3,
                             optimizer_args={"momentum": 0.6}, epochs=500, shuffle=False, seed=3)
-# Two hidden units can separate XOR but often settle in a local minimum (the seed: momentum
+# Two hidden units can separate XOR but often settle in a local minimum (the lecture notes: momentum
 # "escapes local minima, not always"); from seed 3's weights they reach accuracy 1.0 by epoch
 # 1500 and cost 0.016 at 2000.
 XOR_HIDDEN = replace(XOR_SINGLE, hidden_sizes=(2,), epochs=2000)
 
-# The 3Blue1Brown network (seed 001): two hidden layers of 16 sigmoids, the summed squared error,
+# The 3Blue1Brown network: two hidden layers of 16 sigmoids, the summed squared error,
 # mini-batch SGD. lr 3 with batches of 32, as Nielsen's book uses for the quadratic cost.
 DIGITS = ExperimentSpec(dataset="digits", hidden_sizes=(16, 16), activation="sigmoid",
                         output_activation="sigmoid", loss="sum_squared_error", optimizer="sgd", lr=3.0,
@@ -119,30 +131,30 @@ PRESETS = {p.name: p for p in [
     Preset(
         "or-gate",
         "One sigmoid unit learns OR by full-batch gradient descent on the ½-squared-error cost, "
-        "from w = [0.1, 0.6], b = 0 with α = 1 (seed 004, the worked OR-gate example). "
+        "from w = [0.1, 0.6], b = 0 with α = 1 (the OR-gate article's worked example). "
         "Cost 0.089 -> about 0.0005 after 5000 epochs; accuracy 1.0.",
         {"": OR_GATE},
         {"": Expectation("accuracy", ">=", 1.0)},
     ),
     Preset(
         "and-gate",
-        "The OR gate's unit, start and α = 1 on AND (seed 004: a linearly separable gate needs no "
+        "The OR gate's unit, start and α = 1 on AND (the OR-gate article: a linearly separable gate needs no "
         "hidden layer). The bias turns negative; cost 0.0061 after 1000 epochs, accuracy 1.0.",
         {"": AND_GATE},
         {"": Expectation("accuracy", ">=", 1.0)},
     ),
     Preset(
         "xor",
-        "XOR is not linearly separable (seed 003: a hidden layer is needed when the problem is not "
+        "XOR is not linearly separable (the lecture notes: a hidden layer is needed when the problem is not "
         "linearly solvable). A single sigmoid unit ends at cost 0.125, every output near 0.5 "
-        "(accuracy 0.75, the most a straight line can get); a 2-2-1 network with the seed's learning rate "
+        "(accuracy 0.75, the most a straight line can get); a 2-2-1 network with the lecture notes' learning rate "
         "0.3 and momentum 0.6 separates it: accuracy 1.0, cost 0.016 after 2000 epochs.",
         {"single-unit": XOR_SINGLE, "hidden": XOR_HIDDEN},
         {"single-unit": Expectation("accuracy", "<=", 0.75), "hidden": Expectation("accuracy", ">=", 1.0)},
     ),
     Preset(
         "digits",
-        "The 3Blue1Brown network (seed 001): 64-16-16-10 sigmoids, the summed squared error "
+        "The 3Blue1Brown network: 64-16-16-10 sigmoids, the summed squared error "
         "(cost of one image = sum of (output - wanted)^2), mini-batch SGD with lr 3 and batches of 32 on "
         "sklearn's 8x8 digits. Validation accuracy 0.955 after 16 epochs. With --mnist-dir it is the "
         "784-16-16-10 network on MNIST.",
@@ -151,7 +163,7 @@ PRESETS = {p.name: p for p in [
     ),
     Preset(
         "digits-softmax",
-        "The seed 002 classifier: a ReLU hidden layer (64-32-10), softmax output with the cross-entropy "
+        "The concept overview's classifier: a ReLU hidden layer (64-32-10), softmax output with the cross-entropy "
         "loss, Adam (lr 0.01), mini-batches of 32. The softmax lives in the loss (cross_entropy takes "
         "logits), so the last layer's activation is the identity. Validation accuracy 0.964 after 10 epochs.",
         {"": DIGITS_SOFTMAX},
@@ -160,30 +172,30 @@ PRESETS = {p.name: p for p in [
     Preset(
         "moons",
         "Two ReLU hidden layers (2-16-16-1), sigmoid output with binary cross-entropy, SGD with "
-        "momentum 0.9 (seed 003) and the learning rate annealed by 0.95 an epoch (seed 004's "
-        "learning-rate decay; seed 002's ReLU). Validation accuracy 0.99 after 30 epochs.",
+        "momentum 0.9 (the lecture notes) and the learning rate annealed by 0.95 an epoch (the "
+        "OR-gate article's learning-rate decay; the concept overview's ReLU). Validation accuracy 0.99 after 30 epochs.",
         {"": MOONS},
         {"": Expectation("accuracy", ">=", 0.95)},
     ),
     Preset(
         "circles",
         "A circle inside a circle: one tanh hidden layer (2-8-1) bends the boundary into a ring "
-        "(seed 003's hidden layer for a problem no line solves), bce, SGD with momentum 0.9. "
+        "(the lecture notes' hidden layer for a problem no line solves), bce, SGD with momentum 0.9. "
         "Validation accuracy 1.0 after 20 epochs (goal 0.95).",
         {"": CIRCLES},
         {"": Expectation("accuracy", ">=", 0.95)},
     ),
     Preset(
         "logistic",
-        "Seed 000's binary Softmax classifier: one sigmoid neuron read as P(y = 1 | x) with the "
+        "The introduction notebook's binary Softmax classifier: one sigmoid neuron read as P(y = 1 | x) with the "
         "cross-entropy (bce) loss, i.e. logistic regression, with L2 regularisation (weight decay "
-        "0.01, the seed's 'gradual forgetting'). Two overlapping blobs: validation accuracy 0.95.",
+        "0.01, the notebook's 'gradual forgetting'). Two overlapping blobs: validation accuracy 0.95.",
         {"": LOGISTIC},
         {"": Expectation("accuracy", ">=", 0.90)},
     ),
     Preset(
         "svm",
-        "Seed 000's binary SVM: one linear neuron (no activation) with the max-margin hinge loss "
+        "The introduction notebook's binary SVM: one linear neuron (no activation) with the max-margin hinge loss "
         "max(0, 1 - y s) on labels -1/+1, L2 weight decay 0.01. The same blobs as 'logistic': "
         "validation accuracy 0.975.",
         {"": SVM},
@@ -192,15 +204,15 @@ PRESETS = {p.name: p for p in [
     Preset(
         "spiral",
         "Three interleaved spiral arms (the cs231n data): no line separates them. A ReLU hidden "
-        "layer (2-32-3), softmax with cross-entropy on the logits (seed 002's multi-class output; "
-        "seed 000's Softmax classifier with more than two classes), mini-batch SGD with momentum. "
+        "layer (2-32-3), softmax with cross-entropy on the logits (the concept overview's multi-class output; "
+        "the introduction notebook's Softmax classifier with more than two classes), mini-batch SGD with momentum. "
         "Validation accuracy 1.0 (training 0.983) after 60 epochs.",
         {"": SPIRAL},
         {"": Expectation("accuracy", ">=", 0.95)},
     ),
     Preset(
         "regression",
-        "Regression (seed 002's mean squared error): a tanh hidden layer (1-16-1) with an identity "
+        "Regression (the concept overview's mean squared error): a tanh hidden layer (1-16-1) with an identity "
         "output fits y = sin(x) + 0.1 noise; the noise alone costs 0.01. Final training mse 0.014 "
         "after 100 epochs of mini-batch SGD with momentum.",
         {"": REGRESSION},
@@ -208,7 +220,7 @@ PRESETS = {p.name: p for p in [
     ),
     Preset(
         "sgd-vs-batch",
-        "Batch, stochastic and mini-batch gradient descent (seeds 001, 002, 004): the same 2-8-1 "
+        "Batch, stochastic and mini-batch gradient descent (the 3Blue1Brown notes, the concept overview, the OR-gate article): the same 2-8-1 "
         "network, start and lr 0.5 for 20 epochs on 48 moons, one batch of 48 (20 updates), batches "
         "of 1 (960 updates) and of 8 (120 updates). Final costs 0.35, 0.025 and 0.24; the three cost "
         "curves are in the --json report.",

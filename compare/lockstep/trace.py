@@ -1,4 +1,4 @@
-"""One example through a preset's network, node by node, the way the seeds compute it by hand:
+"""One example through a preset's network, node by node, the way the teaching texts compute it by hand:
 forward (x, z, ŷ, L), backward (∂L/∂ŷ, ∂ŷ/∂z, ∂L/∂z, ∂L/∂W, ∂L/∂b for each layer, from the
 output back), then the update. Each node shows the manual value beside torch's, from
 ``retain_grad`` on every intermediate (torch_ref.forward_with_intermediates).
@@ -115,7 +115,7 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
 
 
 def _symbols(kinds):
-    """Per layer l: (z, a, W, b) symbols; one layer is the seeds' z, ŷ, w, b."""
+    """Per layer l: (z, a, W, b) symbols; one layer is the OR-gate article's z, ŷ, w, b."""
     L = max(layer_numbers(kinds))
     out = {}
     for l in range(1, L + 1):
@@ -203,7 +203,7 @@ def _update_nodes(trace, run, before_m, before_t):
 
 
 def _fmt(value, limit=6):
-    """A value as the seeds print it: 0.125, [0.1, 0.6], [[1, 2], [3, 4]]; big arrays summarised."""
+    """A value as the teaching texts print it: 0.125, [0.1, 0.6], [[1, 2], [3, 4]]; big arrays summarised."""
     a = np.asarray(value, dtype=np.float64) + 0.0          # + 0.0 turns -0 into 0
     while a.ndim > 1 and a.shape[0] == 1:
         a = a[0]                                             # one example or one unit: drop the axis

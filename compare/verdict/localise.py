@@ -6,7 +6,7 @@ derivation: the forward pass from the input, then the cost, then backward from t
 at each layer dL/da, dL/dz, dL/dW, dL/db in that order. The first tensor that disagrees is the
 mistake; the one before it agreed, which says which derivative is wrong.
 
-Layers are numbered from 1 as in the seeds: layer l is z_l = a_{l-1} W_l^T + b_l, a_l = f_l(z_l),
+Layers are numbered from 1 as in the teaching texts: layer l is z_l = a_{l-1} W_l^T + b_l, a_l = f_l(z_l),
 with a_0 = x. In a Sequential from ``mlp`` layer l is modules 2l-2 (Linear) and 2l-1 (activation).
 """
 from dataclasses import dataclass, field

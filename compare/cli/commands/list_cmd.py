@@ -1,7 +1,7 @@
 """backprop-oracle list: the presets and what each demonstrates."""
 import textwrap
 
-from compare.experiments.presets import PRESETS
+from compare.experiments.presets import PRESETS, SOURCES
 
 HELP = "list the presets"
 
@@ -17,4 +17,7 @@ def main(args):
         print(textwrap.fill(preset.description, width=96, initial_indent="    ", subsequent_indent="    "))
         if goals:
             print(f"    goal: {goals}")
+    print("\nsources:")
+    for name, what in SOURCES.items():
+        print(textwrap.fill(f"{name}: {what}", width=96, initial_indent="    ", subsequent_indent="        "))
     return 0
