@@ -1,6 +1,7 @@
 """The oracle never cries wolf: each case where a correct implementation used to be reported as wrong,
 or a crash or a misdiagnosis took the place of a verdict, reproduced as a new user would meet it."""
 import json
+import re
 import warnings
 
 import numpy as np
@@ -116,3 +117,10 @@ def test_a_wrong_schedule_is_named_as_the_schedule(monkeypatch):
     r = LockstepRun(spec, dataset=random_dataset(3)).run()
     assert not r.passed and r.mismatch.node == "schedule" and r.mismatch.step == 2, r.mismatch.describe()
     assert "exponential schedule" in r.mismatch.reason
+
+
+def test_bce_diverging_to_nan_is_a_divergence_not_a_crash(capsys):
+    # torch's BCELoss raises on a NaN probability; both sides must carry the NaN to the verdict.
+    code = main(["run", "logistic", "--lr", "1e12", "--no-tensorboard", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and re.search(r"agree(\*\d+)? \(diverged at step \d+\)", out), out

@@ -6,7 +6,7 @@ N is the number of examples (rows); K the number of outputs per example.
 """
 import torch
 from torch import nn
-from torch.nn import MSELoss, BCELoss, CrossEntropyLoss
+from torch.nn import MSELoss, CrossEntropyLoss
 
 
 class SquaredError(nn.Module):
@@ -21,6 +21,17 @@ class SumSquaredError(nn.Module):
 
     def forward(self, input, target):
         return torch.sum((target - input) ** 2) / input.shape[0]
+
+
+class BCELoss(nn.BCELoss):
+    """torch.nn.BCELoss, except that a probability that is not a number (a run that diverged) gives a
+    NaN cost and NaN gradients, as on the manual side, where torch would raise "all elements of
+    input should be between 0 and 1"; every finite input is torch's own computation."""
+
+    def forward(self, input, target):
+        if not bool(torch.isfinite(input).all()):
+            return (input * float("nan")).mean()
+        return super().forward(input, target)
 
 
 class HingeLoss(nn.Module):

@@ -174,7 +174,7 @@ class LockstepRun:
                                     mismatch = None
                             if mismatch is None and not np.isfinite(params_m).all():
                                 divergence = Divergence(step, epoch, ("manual", "torch"), "parameters after the update",
-                                                        {"manual": cost_m, "torch": cost_t}, cost_m)
+                                                        {"manual": cost_m, "torch": cost_t}, last_finite)
                         if math.isfinite(cost_m):
                             last_finite = cost_m
                         maxima["grad_abs"] = max(maxima["grad_abs"], g_abs)
