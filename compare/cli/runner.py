@@ -1,5 +1,4 @@
 """Run presets: every run of each preset in lockstep, with command-line overrides applied."""
-import inspect
 import os
 from contextlib import contextmanager
 from dataclasses import replace
@@ -11,14 +10,9 @@ import torch_ref
 from compare.data.datasets import load_dataset
 from compare.data.idx import MNIST_FILES
 from compare.experiments.presets import on_mnist, select_presets
-from compare.experiments.spec import SpecError
+from compare.experiments.spec import SpecError, optimizer_arguments
 from compare.lockstep.run import LockstepRun
 from manual import OPTIMIZERS
-
-def optimizer_arguments(name):
-    """The keyword arguments optimizer ``name`` takes besides params and lr (torch's names)."""
-    return [p for p in inspect.signature(OPTIMIZERS[name]).parameters if p not in ("params", "lr")]
-
 
 def apply_overrides(spec, overrides):
     """The spec with overrides applied; batch_size "full" means the whole training set.

@@ -40,6 +40,16 @@ def _finite_numbers(name, args):
                 raise SpecError(f"{name}[{key!r}] must be a finite number, got {value!r}")
 
 
+def arguments_of(registry, name, positional):
+    """The keyword arguments ``registry[name]`` takes besides ``positional`` (torch's names)."""
+    return [p for p in inspect.signature(registry[name]).parameters if p not in positional]
+
+
+def optimizer_arguments(name):
+    """The keyword arguments optimizer ``name`` takes besides params and lr: momentum, betas, ..."""
+    return arguments_of(OPTIMIZERS, name, ("params", "lr"))
+
+
 def _check_arguments(spec):
     """The optimizer's, schedule's and initialiser's arguments, tried on the manual side's own classes
     (which check them as torch does), so that a bad one is named before anything runs."""
@@ -49,15 +59,15 @@ def _check_arguments(spec):
     try:
         optimizer = make_optimizer(spec.optimizer, [Parameter(np.zeros(1))], lr=spec.lr, **spec.optimizer_args)
     except (ValueError, TypeError) as e:
-        takes = [p for p in inspect.signature(OPTIMIZERS[spec.optimizer]).parameters if p not in ("params", "lr")]
+        takes = optimizer_arguments(spec.optimizer)
         raise SpecError(f"optimizer_args for {spec.optimizer}: {e}; it takes {', '.join(takes)}") from None
     try:
         make_scheduler(spec.schedule, optimizer, **spec.schedule_args)
     except (ValueError, TypeError) as e:
-        takes = [p for p in inspect.signature(SCHEDULERS[spec.schedule]).parameters if p != "optimizer"]
+        takes = arguments_of(SCHEDULERS, spec.schedule, ("optimizer",))
         raise SpecError(f"schedule_args for the {spec.schedule} schedule: {e}; it takes "
                         f"{', '.join(takes) or 'no arguments'}") from None
-    takes = [p for p in inspect.signature(INITIALISERS[spec.init]).parameters if p not in ("rng", "shape")]
+    takes = arguments_of(INITIALISERS, spec.init, ("rng", "shape"))
     unknown = sorted(set(spec.init_args) - set(takes))
     if unknown:
         raise SpecError(f"init_args for {spec.init}: unknown {', '.join(unknown)}; it takes "
