@@ -124,3 +124,15 @@ def test_bce_diverging_to_nan_is_a_divergence_not_a_crash(capsys):
     code = main(["run", "logistic", "--lr", "1e12", "--no-tensorboard", "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and re.search(r"agree(\*\d+)? \(diverged at step \d+\)", out), out
+
+
+def test_weight_decay_cancelling_the_weight_is_rounding_not_the_update_rule():
+    # lr · weight_decay = 1 after the schedule: w - lr (g + wd w) cancels w exactly, and the two
+    # sides' different order of additions leaves different rounding of a result near 0.
+    spec = ExperimentSpec(dataset="random", hidden_sizes=(), activation="identity", output_activation="tanh",
+                          loss="hinge", optimizer="sgd", lr=100.0, optimizer_args={"weight_decay": 0.1},
+                          schedule="step", schedule_args={"step_size": 2, "gamma": 0.1}, epochs=3, batch_size=1,
+                          shuffle=False, init="zeros", seed=0)
+    r = LockstepRun(spec, dataset=random_dataset(0, n=3, features=1, task="binary")).run()
+    assert r.passed, r.mismatch.describe()
+    assert any(d.node == "optimizer" and d.stage == "amplified" for d in r.drifts), [d.describe() for d in r.drifts]

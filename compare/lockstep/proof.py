@@ -156,6 +156,16 @@ def rounding_explains(manual_value, torch_at, dt, diff, jitter):
         return bool(np.all(gap <= diff.allowed + SPREAD_FACTOR * spread))
 
 
+def _jittered(a, dt, jitter):
+    """``a`` as float64, moved by up to JITTER_ULPS units in the last place of ``dt`` while
+    ``jitter["rng"]`` is set (rounding_explains); a probability stays in [0, 1]."""
+    a = np.asarray(a, dtype=np.float64)
+    if jitter["rng"] is None:
+        return a
+    moved = a * (1 + JITTER_ULPS * torch.finfo(dt).eps * jitter["rng"].uniform(-1, 1, a.shape))
+    return np.where((a >= 0) & (a <= 1), np.clip(moved, 0, 1), moved)
+
+
 def _float64(value):
     """A float64 copy of an array (integer targets stay integers)."""
     a = np.asarray(value)
@@ -193,11 +203,7 @@ def prove_node(found, tm, tt, manual_side, torch_side, X, Y, params, tolerance, 
     def tensor(a, dt, grad=False, exact=False):
         if np.issubdtype(np.asarray(a).dtype, np.integer):
             return torch.tensor(a, dtype=torch.int64, device=device)
-        a = np.asarray(a, dtype=np.float64)
-        if jitter["rng"] is not None and not exact:
-            eps = torch.finfo(dt).eps
-            moved = a * (1 + JITTER_ULPS * eps * jitter["rng"].uniform(-1, 1, a.shape))
-            a = np.where((a >= 0) & (a <= 1), np.clip(moved, 0, 1), moved)   # a probability stays one
+        a = np.asarray(a, dtype=np.float64) if exact else _jittered(a, dt, jitter)
         return torch.tensor(a, dtype=dt, device=device, requires_grad=grad)
 
     def input_of(i, trace):
@@ -287,12 +293,18 @@ def prove_update(spec, manual_side, torch_side, layout, before, state, grads, af
     names = [n for n, _ in layout]
     b, g, a = unflatten(before, layout), unflatten(grads, layout), unflatten(after, layout)
 
+    jitter = {"rng": None}      # set by rounding_explains: move every input by a few ulps
+
     def stepped(dt):
-        params = [torch.tensor(b[n], dtype=dt, device=torch_side.device, requires_grad=True) for n in names]
+        device = torch_side.device
+        params = [torch.tensor(_jittered(b[n], dt, jitter), dtype=dt, device=device, requires_grad=True)
+                  for n in names]
         for p, n in zip(params, names):
-            p.grad = torch.tensor(g[n], dtype=dt, device=torch_side.device)
+            p.grad = torch.tensor(_jittered(g[n], dt, jitter), dtype=dt, device=device)
         optimizer = torch_ref.make_optimizer(spec.optimizer, params, lr=lr, **spec.optimizer_args)
-        load_optimizer_state(optimizer, params, state, dt, torch_side.device)
+        moved = [{k: _jittered(v, dt, jitter) if isinstance(v, np.ndarray) else v for k, v in s.items()}
+                 for s in (state or [])]
+        load_optimizer_state(optimizer, params, moved, dt, device)
         optimizer.step()
         return {n: to_numpy(p) for n, p in zip(names, params)}
 
@@ -315,12 +327,14 @@ def prove_update(spec, manual_side, torch_side, layout, before, state, grads, af
         return cache[key]
 
     def recompute_one(name):
-        return (lambda dt: cached(dt, lambda: stepped(dt))[name],
+        # Jittered steps are drawn afresh; the exact ones are made once for every parameter.
+        return (lambda dt: (stepped(dt) if jitter["rng"] is not None else cached(dt, lambda: stepped(dt)))[name],
                 lambda: cached("manual", manual_stepped)[name])
 
     worst = None
     for name in names:
-        wrong, d, d64 = judge(f"{name} after the update", a[name], *recompute_one(name), tolerance, spec.dtype)
+        wrong, d, d64 = judge(f"{name} after the update", a[name], *recompute_one(name), tolerance, spec.dtype,
+                              jitter)
         if worst is None or wrong > worst[0] or (wrong == worst[0] and d.scaled > worst[1].scaled):
             worst = (wrong, d, d64)
     wrong, d, d64 = worst
