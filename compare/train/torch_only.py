@@ -57,6 +57,9 @@ def process_group(device="cpu"):
     dist.init_process_group(backend)
     try:
         yield Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        # Every rank is done with its collectives before any tears its connections down: a rank
+        # that exits while a peer still holds a gloo connection to it can abort the peer at exit.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
