@@ -70,7 +70,7 @@ def check_overrides(presets, overrides, everything=False):
         for name, spec in zip(preset.run_names(), preset.runs.values()):
             spec = apply_overrides(spec, own)
             # Data sets are small and made in milliseconds, except MNIST: its size is checked
-            # when it is loaded, in run_preset.
+            # when it is loaded, by LockstepRun (compare.experiments.setup.prepare).
             if isinstance(spec.batch_size, int) and spec.dataset != "mnist":
                 ds = load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
                 _check_batch_size(name, spec, ds.X_train.shape[0])
@@ -142,8 +142,7 @@ def run_preset(preset, overrides=None, observers_for=None):
     out = []
     for (name, spec), label in zip(specs, preset.runs):
         with single_threaded():
-            run = LockstepRun(spec, name=name)
-            _check_batch_size(name, spec, run.problem.X.shape[0])
+            run = LockstepRun(spec, name=name)    # refuses a batch larger than the data (MNIST's too)
             run.observers = list(observers_for(name, spec)) if observers_for else []
             result = run.run()
         expectation = preset.expect.get(label)
