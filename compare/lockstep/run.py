@@ -151,7 +151,7 @@ class LockstepRun:
                         if abs(lr_m - lr_t) > tol.allowed(abs(lr_t)):
                             mismatch = self._schedule_mismatch(lr_m, lr_t, epoch)
                         elif not (ok and cost_ok) and len(bad) < 2:
-                            mismatch = self._localise(idx, step)
+                            mismatch = self._localise(idx, step, cost_m)
                             if mismatch.stage in RESYNCED:
                                 resyncs.append(replace(mismatch, step=step, epoch=epoch))
                                 t.sync_from(m, grads=True)
@@ -223,7 +223,7 @@ class LockstepRun:
         return [name for name, cost, grads in (("manual", cost_m, grads_m), ("torch", cost_t, grads_t))
                 if exploded(cost, first_cost) or not (checked or np.isfinite(grads).all())]
 
-    def _localise(self, idx, step):
+    def _localise(self, idx, step, cost_m):
         """Find and prove the first node where the sides differ at this step.
 
         After step 1 torch first takes the manual side's exact parameters and optimizer state: if its
@@ -238,7 +238,6 @@ class LockstepRun:
             t.sync_from(m)
             cost_t = t.forward_backward(idx)
             ok, g_abs, _ = quick_diff(m.flat_grads(), t.flat_grads(), tol, self.offsets)
-            cost_m = m.forward_backward(idx)
             if ok and abs(cost_m - cost_t) <= tol.allowed(abs(cost_t)):
                 return Mismatch("drift", apart, None, None, (
                     f"not a formula: recomputed at the manual side's exact parameters, torch's gradients "
