@@ -22,9 +22,9 @@ import torch
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
-import manual
-import torch_ref
-from compare.check import check_network
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.check import check_network
 
 SIZES = (784, 16, 16, 10)
 SPEC = dict(sizes=SIZES, activation="sigmoid", output_activation="identity", loss="cross_entropy")

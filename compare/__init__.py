@@ -1,10 +1,10 @@
-"""compare: runs manual/ and torch_ref/ side by side, and checks hand-derived gradients.
+"""backprop_oracle.compare: runs manual/ and torch_ref/ side by side, and checks hand-derived gradients.
 
-Everything loads on first use (the checks and the lockstep run import torch), so ``import compare``
-stays fast:
+Everything loads on first use (the checks and the lockstep run import torch), so importing it
+stays fast; users import the same names from ``backprop_oracle`` itself:
 
-    from compare import check_function, check_layer, check_network, assert_gradients_match
-    from compare import ExperimentSpec, run_lockstep, PRESETS, load_dataset
+    from backprop_oracle import check_function, check_layer, check_network, assert_gradients_match
+    from backprop_oracle import ExperimentSpec, run_lockstep, PRESETS, load_dataset
 
 The rooms, from the bottom of the arrows up (each subpackage's docstring says what it may import):
 
@@ -20,22 +20,22 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     cli              the command line
 """
 _LAZY = {
-    "check_function": "compare.check.api",
-    "check_layer": "compare.check.api",
-    "check_network": "compare.check.api",
-    "assert_gradients_match": "compare.check.api",
-    "CheckResult": "compare.check.api",
-    "CheckError": "compare.errors",
-    "SpecError": "compare.errors",
-    "DataError": "compare.errors",
-    "ExperimentSpec": "compare.experiments.spec",
-    "PRESETS": "compare.experiments.presets",
-    "load_dataset": "compare.data.datasets",
-    "run_lockstep": "compare.lockstep.run",
-    "LockstepRun": "compare.lockstep.run",
-    "LockstepResult": "compare.lockstep.result",
-    "trace_example": "compare.lockstep.trace",
-    "format_trace": "compare.lockstep.trace",
+    "check_function": "backprop_oracle.compare.check.api",
+    "check_layer": "backprop_oracle.compare.check.api",
+    "check_network": "backprop_oracle.compare.check.api",
+    "assert_gradients_match": "backprop_oracle.compare.check.api",
+    "CheckResult": "backprop_oracle.compare.check.api",
+    "CheckError": "backprop_oracle.compare.errors",
+    "SpecError": "backprop_oracle.compare.errors",
+    "DataError": "backprop_oracle.compare.errors",
+    "ExperimentSpec": "backprop_oracle.compare.experiments.spec",
+    "PRESETS": "backprop_oracle.compare.experiments.presets",
+    "load_dataset": "backprop_oracle.compare.data.datasets",
+    "run_lockstep": "backprop_oracle.compare.lockstep.run",
+    "LockstepRun": "backprop_oracle.compare.lockstep.run",
+    "LockstepResult": "backprop_oracle.compare.lockstep.result",
+    "trace_example": "backprop_oracle.compare.lockstep.trace",
+    "format_trace": "backprop_oracle.compare.lockstep.trace",
 }
 
 __all__ = list(_LAZY)
@@ -43,7 +43,7 @@ __all__ = list(_LAZY)
 
 def __getattr__(name):
     if name not in _LAZY:
-        raise AttributeError(f"module 'compare' has no attribute {name!r}")
+        raise AttributeError(f"module 'backprop_oracle.compare' has no attribute {name!r}")
     import importlib
     return getattr(importlib.import_module(_LAZY[name]), name)
 

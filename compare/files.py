@@ -5,7 +5,7 @@ import errno
 import os
 import tempfile
 
-from compare.errors import UsageError
+from backprop_oracle.compare.errors import UsageError
 
 
 def _umask():

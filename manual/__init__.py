@@ -4,19 +4,19 @@ Every piece mirrors a file of ``torch_ref/`` (same file names, same registry key
 torch's parameter names and shapes), so the two can be compared element by element.
 This package never imports torch.
 """
-from manual.module import Module, Parameter
-from manual.linear import Linear
-from manual.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
+from backprop_oracle.manual.module import Module, Parameter
+from backprop_oracle.manual.linear import Linear
+from backprop_oracle.manual.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                 Softmax, NoGradientError, make_activation)
-from manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
+from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
                            CrossEntropyLoss, HingeLoss, make_loss)
-from manual.sequential import Sequential, mlp
-from manual.init import INITIALISERS, init_parameters
-from manual.optim import OPTIMIZERS, SGD, Adam, make_optimizer
-from manual.lr_scheduler import SCHEDULERS, ConstantLR, StepLR, ExponentialLR, make_scheduler
-from manual.grad import value_and_grad, loop_value_and_grad
-from manual.train import fit
-from manual.dtypes import DTYPES, as_dtype
+from backprop_oracle.manual.sequential import Sequential, mlp
+from backprop_oracle.manual.init import INITIALISERS, init_parameters
+from backprop_oracle.manual.optim import OPTIMIZERS, SGD, Adam, make_optimizer
+from backprop_oracle.manual.lr_scheduler import SCHEDULERS, ConstantLR, StepLR, ExponentialLR, make_scheduler
+from backprop_oracle.manual.grad import value_and_grad, loop_value_and_grad
+from backprop_oracle.manual.train import fit
+from backprop_oracle.manual.dtypes import DTYPES, as_dtype
 
 __all__ = [
     "Module", "Parameter", "Linear",

@@ -5,7 +5,7 @@ Registry keys are shared with torch_ref/activations.py.
 """
 import numpy as np
 
-from manual.module import Module
+from backprop_oracle.manual.module import Module
 
 
 class NoGradientError(RuntimeError):

@@ -10,7 +10,7 @@ Neither touches the parameters' values or leaves anything in their ``.grad``.
 """
 import numpy as np
 
-from manual.losses import make_loss
+from backprop_oracle.manual.losses import make_loss
 
 
 def _saved_grads(model):

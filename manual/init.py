@@ -5,7 +5,7 @@ Registry keys are shared with torch_ref/init.py. Biases start at zero unless ask
 """
 import numpy as np
 
-from manual.dtypes import as_dtype
+from backprop_oracle.manual.dtypes import as_dtype
 
 
 def zeros(rng, shape):

@@ -1,7 +1,7 @@
 """The fully connected layer, with torch.nn.Linear's shapes and names."""
 import numpy as np
 
-from manual.module import Module
+from backprop_oracle.manual.module import Module
 
 
 def linear(x, weight, bias=None):

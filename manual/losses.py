@@ -7,7 +7,7 @@ Registry keys are shared with torch_ref/losses.py.
 """
 import numpy as np
 
-from manual.activations import softmax
+from backprop_oracle.manual.activations import softmax
 
 
 def _check_same_shape(name, input, target):

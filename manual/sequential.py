@@ -1,10 +1,10 @@
 """Sequential: modules applied in order, backpropagated in reverse, named like torch.nn.Sequential."""
 import numpy as np
 
-from manual.activations import make_activation
-from manual.dtypes import as_dtype
-from manual.linear import Linear
-from manual.module import Module
+from backprop_oracle.manual.activations import make_activation
+from backprop_oracle.manual.dtypes import as_dtype
+from backprop_oracle.manual.linear import Linear
+from backprop_oracle.manual.module import Module
 
 
 class Sequential(Module):

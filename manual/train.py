@@ -1,7 +1,7 @@
 """A plain training loop for the manual network (the comparison drives both sides itself)."""
 import numpy as np
 
-from manual.losses import make_loss
+from backprop_oracle.manual.losses import make_loss
 
 
 def batches(n, batch_size, rng=None):

@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from compare.verdict.diff import compare_arrays
-from compare.verdict.tolerances import Tolerance
+from backprop_oracle.compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.tolerances import Tolerance
 
 F64 = Tolerance(rtol=1e-10, atol=1e-12)   # float64: both sides differ only by summation order
 

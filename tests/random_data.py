@@ -2,7 +2,7 @@
 so that hundreds of random experiments run in seconds."""
 import numpy as np
 
-from compare.data.datasets import Dataset
+from backprop_oracle.compare.data.datasets import Dataset
 
 
 def random_dataset(seed, n=12, features=3, task="regression", classes=2, outputs=1, scale=1.0):

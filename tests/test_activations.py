@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-import torch_ref
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
 from tests.helpers import assert_close
 
 rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from compare.cli import main
+from backprop_oracle.compare.cli import main
 
 STUDENT = textwrap.dedent('''
     import numpy as np
@@ -89,7 +89,7 @@ def test_usage_errors_exit_2_with_one_line(student, capsys, args, message):
 
 
 def test_a_usage_error_from_the_installed_command_has_no_traceback(student):
-    proc = subprocess.run([sys.executable, "-m", "compare", "check", f"{student}:crashes", *NET],
+    proc = subprocess.run([sys.executable, "-m", "backprop_oracle", "check", f"{student}:crashes", *NET],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

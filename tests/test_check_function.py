@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from compare.check import CheckError, PrecisionWarning, check_function
-from compare.verdict.finite_diff import numerical_vjp
+from backprop_oracle.compare.check import CheckError, PrecisionWarning, check_function
+from backprop_oracle.compare.verdict.finite_diff import numerical_vjp
 
 
 def sigmoid(x):

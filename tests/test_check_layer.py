@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-import torch_ref
-from compare.check import CheckError, PrecisionWarning, check_layer
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.check import CheckError, PrecisionWarning, check_layer
 
 
 class TransposedLinear(manual.Linear):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import torch_ref
-from compare.check import CheckError, PrecisionWarning, check_network
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.check import CheckError, PrecisionWarning, check_network
 
 SPEC = dict(sizes=(3, 3, 3, 2), activation="sigmoid", output_activation="sigmoid", loss="squared_error")
 
@@ -231,7 +231,7 @@ def test_a_bad_spec_is_a_clear_error():
                                                   ("cross_entropy", 3, np.int64), ("hinge", 1, np.float64)])
 def test_random_targets_are_encoded_for_the_loss(loss, outputs, dtype):
     out_act = "identity" if loss in ("cross_entropy", "hinge") else "sigmoid"
-    from compare.check.netspec import NetworkSpec, random_batch
+    from backprop_oracle.compare.check.netspec import NetworkSpec, random_batch
     _, Y = random_batch(NetworkSpec((2, outputs), "sigmoid", out_act, loss), 64, np.random.default_rng(0), "float64")
     assert Y.dtype == dtype
     values = {"squared_error": {0, 1}, "bce": {0, 1}, "cross_entropy": {0, 1, 2}, "hinge": {-1, 1}}[loss]
@@ -254,7 +254,7 @@ def test_float32_data_given_is_checked_as_float32():
 
 def test_a_transposed_weight_gradient_is_a_failed_check_not_a_usage_error():
     import numpy as np
-    from compare.check import check_network
+    from backprop_oracle.compare.check import check_network
 
     def backprop(params, X, Y):
         W, b = params["W1"], params["b1"]

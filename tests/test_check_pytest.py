@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-from compare import assert_gradients_match, check_layer
+from backprop_oracle import manual
+from backprop_oracle import assert_gradients_match, check_layer
 
 pytest_plugins = ["pytester"]
 
@@ -21,7 +21,7 @@ class AveragedBias(manual.Linear):
 
 def test_the_fixture_comes_from_the_installed_plugin(check_gradients, request):
     plugin = request.config.pluginmanager.get_plugin("backprop_oracle")
-    assert plugin is not None and plugin.__name__ == "compare.check.pytest_plugin"
+    assert plugin is not None and plugin.__name__ == "backprop_oracle.compare.check.pytest_plugin"
     result = check_gradients.layer(manual.Linear(3, 2), torch.nn.Linear(3, 2), input_shape=(4, 3))
     assert result.passed and result.kind == "layer"
 

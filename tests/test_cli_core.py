@@ -11,7 +11,7 @@ REQUIRED = {"preset", "passed", "steps", "max_abs_grad_diff", "max_rel_grad_diff
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "compare", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "backprop_oracle", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -52,7 +52,7 @@ def test_list_shows_the_or_gate_with_its_seed(tmp_path):
 
 
 def test_console_script_is_the_same_as_python_m_compare():
-    from compare.cli import main
+    from backprop_oracle.compare.cli import main
     assert main(["list"]) == 0
 
 

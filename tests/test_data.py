@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import manual
-from compare.data.datasets import DATASETS, DataError, Dataset, load_dataset, train_val_split, validate_arrays
-from compare.data.targets import LOSS_NAMES, accuracy, encode_targets
+from backprop_oracle import manual
+from backprop_oracle.compare.data.datasets import DATASETS, DataError, Dataset, load_dataset, train_val_split, validate_arrays
+from backprop_oracle.compare.data.targets import LOSS_NAMES, accuracy, encode_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ import gzip
 import numpy as np
 import pytest
 
-from compare.data.datasets import load_dataset
-from compare.data.idx import IDX_TYPES, MNIST_FILES, IdxError, load_mnist, read_idx, write_idx
+from backprop_oracle.compare.data.datasets import load_dataset
+from backprop_oracle.compare.data.idx import IDX_TYPES, MNIST_FILES, IdxError, load_mnist, read_idx, write_idx
 
 
 def assert_same(name, got, want):

@@ -4,10 +4,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import manual
-from compare.lockstep.run import LockstepRun
-from compare.lockstep.sides import ManualSide
-from compare.experiments.spec import ExperimentSpec, SpecError
+from backprop_oracle import manual
+from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.lockstep.sides import ManualSide
+from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
 
 SPEC = ExperimentSpec(dataset="xor", hidden_sizes=(3,), activation="sigmoid", output_activation="sigmoid",
                       loss="squared_error", optimizer="sgd", lr=0.5, epochs=3, seed=1)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-import manual
-from compare.experiments.spec import ExperimentSpec
-from compare.lockstep.run import LockstepRun
+from backprop_oracle import manual
+from backprop_oracle.compare.experiments.spec import ExperimentSpec
+from backprop_oracle.compare.lockstep.run import LockstepRun
 from tests.random_data import random_dataset
 
 BASE = ExperimentSpec(dataset="random", hidden_sizes=(4,), activation="tanh", output_activation="identity",

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-import torch_ref
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
 from tests.helpers import assert_close
 
 rng = np.random.default_rng(3)
@@ -100,7 +100,7 @@ def test_manual_gradients_match_finite_differences(activation):
     z = X @ m[0].weight.data.T + m[0].bias.data
     assert np.abs(z).min() > 1e-3, "test data sits on a kink; choose another seed"
     _, grads = manual.value_and_grad(m, "mse", X, Y)
-    from compare.verdict.tolerances import Tolerance
+    from backprop_oracle.compare.verdict.tolerances import Tolerance
     fd_tol = Tolerance(rtol=1e-6, atol=1e-9)   # central differences: O(h²) truncation + 1e-16/h rounding
     for name in grads:
         assert_close(f"dCost/d{name} vs central differences", grads[name],

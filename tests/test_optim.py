@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-import torch_ref
-from compare.verdict.tolerances import Tolerance
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.verdict.tolerances import Tolerance
 from tests.helpers import assert_close
 
 rng = np.random.default_rng(2)

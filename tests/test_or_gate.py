@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-import torch_ref
-from compare.lockstep.run import LockstepRun
-from compare.experiments.presets import PRESETS
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.experiments.presets import PRESETS
 from tests.helpers import assert_close, assert_seed_value
 
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])

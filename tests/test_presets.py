@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from compare.experiments.presets import PRESETS, SOURCES, get_preset, on_mnist
-from compare.cli.runner import apply_overrides, check_overrides, dropped_arguments, run_preset, use_mnist
-from compare.experiments.spec import SpecError
+from backprop_oracle.compare.experiments.presets import PRESETS, SOURCES, get_preset, on_mnist
+from backprop_oracle.compare.cli.runner import apply_overrides, check_overrides, dropped_arguments, run_preset, use_mnist
+from backprop_oracle.compare.experiments.spec import SpecError
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +135,8 @@ FLOAT32 = [("or-gate", "", 500), ("xor", "hidden", 500), ("digits", "", 4), ("di
 
 @pytest.mark.parametrize("preset,label,epochs", FLOAT32)
 def test_sides_agree_in_float32(preset, label, epochs):
-    from compare.lockstep.run import LockstepRun
-    from compare.cli.runner import single_threaded
+    from backprop_oracle.compare.lockstep.run import LockstepRun
+    from backprop_oracle.compare.cli.runner import single_threaded
     spec = apply_overrides(get_preset(preset).runs[label], {"dtype": "float32", "epochs": epochs})
     with single_threaded():
         result = LockstepRun(spec).run()

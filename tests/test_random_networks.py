@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from compare.experiments.spec import ExperimentSpec, SpecError
-from compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
+from backprop_oracle.compare.lockstep.run import LockstepRun
 from tests.random_data import random_dataset
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
@@ -90,7 +90,7 @@ def check_agrees(spec, data):
         reject()
     r = run.run()
     assert r.passed, (f"the sides disagree on a random network (a false alarm, where the formulas are right):\n{r.mismatch.describe()}\n\nreproduce with:\n"
-                      f"from compare.lockstep.run import LockstepRun\nfrom compare import ExperimentSpec\n"
+                      f"from backprop_oracle.compare.lockstep.run import LockstepRun\nfrom backprop_oracle import ExperimentSpec\n"
                       f"from tests.random_data import random_dataset\n"
                       f"LockstepRun({spec!r}, dataset=random_dataset(**{data!r})).run()")
     for d in r.drifts:       # every resync is proven rounding, never a wrong node
@@ -116,7 +116,7 @@ def test_random_float32_networks_agree(experiment):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_random_suite_would_catch_a_wrong_formula(dtype, monkeypatch):
     # The same draws, with sigmoid's derivative wrong: the check above must fail on them.
-    import manual
+    from backprop_oracle import manual
     monkeypatch.setattr(manual.Sigmoid, "backward", lambda self, g: g * self.a)
     spec = ExperimentSpec(dataset="random", hidden_sizes=(5,), activation="sigmoid", output_activation="identity",
                           loss="mse", lr=0.1, epochs=1, dtype=dtype)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-import compare.cli.runner
-from compare.cli import main
-from compare.data.idx import MNIST_FILES, write_idx
-from compare.lockstep.run import LockstepRun
-from compare.experiments.presets import PRESETS
-from compare.dashboards.progress import ProgressBar, progress_wanted, total_steps
-from compare.lockstep.sides import ManualSide
+import backprop_oracle.compare.cli.runner
+from backprop_oracle.compare.cli import main
+from backprop_oracle.compare.data.idx import MNIST_FILES, write_idx
+from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.experiments.presets import PRESETS
+from backprop_oracle.compare.dashboards.progress import ProgressBar, progress_wanted, total_steps
+from backprop_oracle.compare.lockstep.sides import ManualSide
 
 ALL_RUNS = [name for p in PRESETS.values() for name in p.run_names()]
 
@@ -77,7 +77,7 @@ class OffByOnePercent(ManualSide):
 
 
 def test_disagreement_exits_1(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(compare.cli.runner, "LockstepRun", functools.partial(LockstepRun, manual_side=OffByOnePercent))
+    monkeypatch.setattr(backprop_oracle.compare.cli.runner, "LockstepRun", functools.partial(LockstepRun, manual_side=OffByOnePercent))
     code, out, err = run(capsys, "and-gate", "--epochs", "5", "--no-tensorboard", "--json", str(tmp_path / "r.json"))
     assert code == 1, (out, err)
     report = read_json(tmp_path / "r.json")
@@ -154,7 +154,7 @@ def test_mnist_dir_runs_the_784_input_network(capsys, tmp_path):
 
 def test_mnist_network_is_784_16_16_10(tmp_path):
     fake_mnist_from_digits(tmp_path / "mnist")
-    (preset,) = compare.cli.runner.use_mnist([PRESETS["digits"]], str(tmp_path / "mnist"), 100)
+    (preset,) = backprop_oracle.compare.cli.runner.use_mnist([PRESETS["digits"]], str(tmp_path / "mnist"), 100)
     lockstep = LockstepRun(preset.runs[""])
     assert lockstep.problem.sizes == (784, 16, 16, 10), lockstep.problem.sizes
     count = sum(p.data.size for p in lockstep.manual.model.parameters())
@@ -164,7 +164,7 @@ def test_mnist_network_is_784_16_16_10(tmp_path):
 # ---- the command as a process: exit codes, no traceback, no bar when piped ---------------------
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "compare", "run", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "backprop_oracle", "run", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -259,11 +259,11 @@ def test_run_all_applies_a_batch_size_where_it_can_and_says_which_presets_keep_t
     ran = {}
 
     def fake_run_preset(preset, overrides, observers_for):
-        from compare.cli.runner import apply_overrides, preset_overrides
+        from backprop_oracle.compare.cli.runner import apply_overrides, preset_overrides
         own, _ = preset_overrides(preset, overrides)
         ran[preset.name] = [apply_overrides(spec, own).batch_size for spec in preset.runs.values()]
         return []
-    monkeypatch.setattr(compare.cli.runner, "run_preset", fake_run_preset)
+    monkeypatch.setattr(backprop_oracle.compare.cli.runner, "run_preset", fake_run_preset)
     assert main(["run", "all", "--batch-size", "full", "--no-tensorboard", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "sgd-vs-batch: keeps its own batch_size" in err, err

@@ -4,26 +4,40 @@ import pathlib
 import subprocess
 import sys
 
-import manual
-import torch_ref
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_import_manual_does_not_import_torch():
-    code = "import sys, manual; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
+    code = "import sys, backprop_oracle.manual; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, f"import manual pulled in torch: {proc.stderr}"
+
+
+def imported_names(node):
+    """The dotted names an import statement loads, with the package's own prefix taken off:
+    ``from backprop_oracle import manual`` and ``import backprop_oracle.manual`` are both "manual"."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    else:
+        return []
+    out = []
+    for name in names:
+        if name == "backprop_oracle":
+            continue
+        out.append(name.removeprefix("backprop_oracle."))
+    return out
 
 
 def imported_modules(package):
     names = set()
     for path in (ROOT / package).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {(path.name, a.name.split(".")[0]) for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add((path.name, node.module.split(".")[0]))
+            names |= {(path.name, n.split(".")[0]) for n in imported_names(node)}
     return names
 
 
@@ -62,7 +76,7 @@ ROOMS = {
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards"},
 }
-PUBLIC_FACE = {"__init__.py", "__main__.py"}
+PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use
 
 
@@ -78,12 +92,7 @@ def room_imports():
         if path.parent == ROOT / "compare" and path.name in PUBLIC_FACE:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            modules = []
-            if isinstance(node, ast.Import):
-                modules = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                modules = [node.module] + ([f"compare.{a.name}" for a in node.names] if node.module == "compare" else [])
-            for name in modules:
+            for name in imported_names(node):
                 parts = name.split(".")
                 if parts[0] == "compare" and len(parts) > 1:
                     found.add((path, parts[1]))
@@ -134,7 +143,34 @@ def test_the_room_test_catches_a_wrong_arrow(tmp_path, monkeypatch):
     # A data module importing the lockstep run must be reported: the test above can fail.
     fake = tmp_path / "compare" / "data"
     fake.mkdir(parents=True)
-    (fake / "bad.py").write_text("from compare.lockstep.run import LockstepRun\n")
+    (fake / "bad.py").write_text("from backprop_oracle.compare.lockstep.run import LockstepRun\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert {(fake / "bad.py", "lockstep")} == room_imports()
     assert "lockstep" not in ROOMS[room_of(fake / "bad.py")]
+
+
+def test_every_package_is_installed_under_its_distinctive_name():
+    import tomllib
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {str(p.parent.relative_to(ROOT)) for part in ("backprop_oracle", "manual", "torch_ref", "compare")
+               for p in (ROOT / part).rglob("__init__.py")}
+    expected = {"backprop_oracle" + ("" if f == "backprop_oracle" else "." + f.replace("/", ".")) for f in folders}
+    assert set(config["packages"]) == expected, (
+        f"pyproject.toml's packages: missing {sorted(expected - set(config['packages']))}, "
+        f"extra {sorted(set(config['packages']) - expected)}")
+
+
+def test_no_module_imports_a_bare_top_level_name():
+    # "import manual" would pick up a user's own manual.py; every import goes through backprop_oracle.
+    bare = []
+    for part in ("backprop_oracle", "manual", "torch_ref", "compare", "tests", "examples", "benchmarks"):
+        for path in (ROOT / part).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                bare += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in ("manual", "torch_ref", "compare")]
+    assert not bare, "imports of a bare top-level name:\n" + "\n".join(bare)

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 def test_sigint_mid_run_leaves_readable_event_files_with_the_steps_so_far(tmp_path):
     logdir = tmp_path / "runs"
     # A million epochs: the run is still going whenever the signal comes.
-    proc = subprocess.Popen([sys.executable, "-m", "compare", "run", "or-gate", "--epochs", "1000000",
+    proc = subprocess.Popen([sys.executable, "-m", "backprop_oracle", "run", "or-gate", "--epochs", "1000000",
                              "--logdir", str(logdir), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -16,10 +16,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from compare.lockstep.run import LockstepRun
-from compare.experiments.presets import get_preset
-from compare.cli.runner import apply_overrides
-from compare.dashboards.tensorboard import TensorBoardLogger
+from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.experiments.presets import get_preset
+from backprop_oracle.compare.cli.runner import apply_overrides
+from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
 
 STEPS = 30
 HOST = "127.0.0.1"

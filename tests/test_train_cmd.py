@@ -16,10 +16,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from compare.cli import main
-from compare.lockstep.run import run_lockstep
-from compare.experiments.presets import get_preset
-from compare.cli.runner import apply_overrides
+from backprop_oracle.compare.cli import main
+from backprop_oracle.compare.lockstep.run import run_lockstep
+from backprop_oracle.compare.experiments.presets import get_preset
+from backprop_oracle.compare.cli.runner import apply_overrides
 
 EPOCHS = 25
 
@@ -94,7 +94,7 @@ def test_two_processes_train_as_one(tmp_path):
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
         args = ["--json", str(tmp_path / "ddp.json"), "--logdir", str(tmp_path / "runs")] if rank == 0 \
             else ["--no-tensorboard"]
-        procs.append(subprocess.Popen([sys.executable, "-m", "compare", *common, *args], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "backprop_oracle", *common, *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     try:

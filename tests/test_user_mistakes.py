@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-import manual
-import torch_ref
-from compare import CheckError, DataError, ExperimentSpec, SpecError, check_layer, check_network
-from compare.cli import main
-from compare.data.idx import write_idx
-from compare.lockstep.run import LockstepRun
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle import CheckError, DataError, ExperimentSpec, SpecError, check_layer, check_network
+from backprop_oracle.compare.cli import main
+from backprop_oracle.compare.data.idx import write_idx
+from backprop_oracle.compare.lockstep.run import LockstepRun
 from tests.random_data import random_dataset
 
 STUDENT = textwrap.dedent('''
@@ -205,7 +205,7 @@ def test_finished_files_get_the_umasks_permissions(tmp_path, monkeypatch, capsys
 
 
 def test_ctrl_c_prints_what_finished_and_writes_it(tmp_path, monkeypatch, capsys):
-    import compare.cli.runner
+    import backprop_oracle.compare.cli.runner
 
     class Interrupting(LockstepRun):
         def run(self):
@@ -213,7 +213,7 @@ def test_ctrl_c_prints_what_finished_and_writes_it(tmp_path, monkeypatch, capsys
                 self.observers.append(type("Stop", (), {"on_step": lambda s, run, rec: (
                     (_ for _ in ()).throw(KeyboardInterrupt) if rec.step == 7 else None)})())
             return super().run()
-    monkeypatch.setattr(compare.cli.runner, "LockstepRun", Interrupting)
+    monkeypatch.setattr(backprop_oracle.compare.cli.runner, "LockstepRun", Interrupting)
     monkeypatch.chdir(tmp_path)
     code = main(["run", "or-gate", "and-gate", "--epochs", "20", "--quiet", "--json", "r.json"])
     out, err = capsys.readouterr()
@@ -279,7 +279,7 @@ def test_numpy_numbers_are_taken():
 
 
 def test_bad_data_raises_data_error():
-    from compare.data.datasets import Dataset
+    from backprop_oracle.compare.data.datasets import Dataset
     with pytest.raises(DataError, match="contains NaN at row 0"):
         Dataset("d", np.full((3, 2), np.nan), np.zeros((3, 1)), None, None, None, "regression", "")
 
@@ -356,7 +356,7 @@ class FullDisk:
 def test_a_full_disk_under_logdir_says_so_and_keeps_the_complete_records(tmp_path, monkeypatch, capsys):
     import builtins
 
-    import compare.dashboards.event_file as event_file
+    import backprop_oracle.compare.dashboards.event_file as event_file
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     real_open = builtins.open
     monkeypatch.setattr(event_file, "open", lambda path, mode: FullDisk(real_open(path, mode), 3000),
@@ -378,9 +378,9 @@ def test_a_full_disk_under_logdir_says_so_and_keeps_the_complete_records(tmp_pat
 
 
 def test_a_full_disk_under_json_says_so_and_leaves_no_file(tmp_path, monkeypatch, capsys):
-    import compare.files
+    import backprop_oracle.compare.files
     real_fdopen = os.fdopen
-    monkeypatch.setattr(compare.files.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode), 100))
+    monkeypatch.setattr(backprop_oracle.compare.files.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode), 100))
     monkeypatch.chdir(tmp_path)
     code = main(["run", "or-gate", "--epochs", "2", "--quiet", "--no-tensorboard", "--json", "r.json"])
     out, err = capsys.readouterr()
@@ -403,7 +403,7 @@ def test_a_gpu_that_is_not_there_is_named_with_the_count(monkeypatch):
 
 
 def test_more_processes_than_gpus_is_refused_before_any_waits(monkeypatch):
-    from compare.train.torch_only import process_group
+    from backprop_oracle.compare.train.torch_only import process_group
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-import manual
-from compare import ExperimentSpec, run_lockstep
-from compare.cli import main
-from compare.lockstep.run import LockstepRun
+from backprop_oracle import manual
+from backprop_oracle import ExperimentSpec, run_lockstep
+from backprop_oracle.compare.cli import main
+from backprop_oracle.compare.lockstep.run import LockstepRun
 from tests.random_data import random_dataset
 
 

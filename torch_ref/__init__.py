@@ -4,19 +4,19 @@ torch.nn and torch.optim so that autograd is the reference.
 File names, registry keys, builder signatures and parameter names mirror ``manual/``.
 This package imports torch (and NumPy) only.
 """
-from torch_ref.dtypes import DTYPES, as_dtype
-from torch_ref.device import resolve_device
-from torch_ref.linear import Linear
-from torch_ref.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
+from backprop_oracle.torch_ref.dtypes import DTYPES, as_dtype
+from backprop_oracle.torch_ref.device import resolve_device
+from backprop_oracle.torch_ref.linear import Linear
+from backprop_oracle.torch_ref.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                    Softmax, make_activation)
-from torch_ref.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
+from backprop_oracle.torch_ref.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
                               CrossEntropyLoss, HingeLoss, make_loss)
-from torch_ref.sequential import Sequential, mlp
-from torch_ref.init import INITIALISERS, init_parameters
-from torch_ref.optim import OPTIMIZERS, SGD, Adam, make_optimizer
-from torch_ref.lr_scheduler import SCHEDULERS, ConstantLR, StepLR, ExponentialLR, make_scheduler
-from torch_ref.grad import value_and_grad, forward_with_intermediates
-from torch_ref.train import fit
+from backprop_oracle.torch_ref.sequential import Sequential, mlp
+from backprop_oracle.torch_ref.init import INITIALISERS, init_parameters
+from backprop_oracle.torch_ref.optim import OPTIMIZERS, SGD, Adam, make_optimizer
+from backprop_oracle.torch_ref.lr_scheduler import SCHEDULERS, ConstantLR, StepLR, ExponentialLR, make_scheduler
+from backprop_oracle.torch_ref.grad import value_and_grad, forward_with_intermediates
+from backprop_oracle.torch_ref.train import fit
 
 __all__ = [
     "DTYPES", "as_dtype", "resolve_device", "Linear",

@@ -1,7 +1,7 @@
 """The cost and gradients of one batch by autograd, and every intermediate's gradient."""
 import torch
 
-from torch_ref.losses import make_loss
+from backprop_oracle.torch_ref.losses import make_loss
 
 
 def forward_with_intermediates(model, x):

@@ -2,10 +2,10 @@
 import torch
 from torch.nn import Sequential
 
-from torch_ref.activations import make_activation
-from torch_ref.device import resolve_device
-from torch_ref.dtypes import as_dtype
-from torch_ref.linear import Linear
+from backprop_oracle.torch_ref.activations import make_activation
+from backprop_oracle.torch_ref.device import resolve_device
+from backprop_oracle.torch_ref.dtypes import as_dtype
+from backprop_oracle.torch_ref.linear import Linear
 
 
 def mlp(sizes, activation="sigmoid", output_activation="identity", *, bias=True, seed=None,

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from torch_ref.losses import make_loss
+from backprop_oracle.torch_ref.losses import make_loss
 
 
 def batches(n, batch_size, rng=None):

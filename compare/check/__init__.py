@@ -1,7 +1,7 @@
 """Check your own hand-derived gradients: a function and its backward, a layer, a whole network,
 against torch autograd (or finite differences), with a report that names the first wrong tensor.
 
-    from compare.check import check_function, check_layer, check_network, assert_gradients_match
+    from backprop_oracle.compare.check import check_function, check_layer, check_network, assert_gradients_match
 
 Imports compare.verdict (tolerances, diff, localise), compare.experiments (a network's spec),
 compare.data (targets), compare.errors, compare.tables, manual and torch; never the lockstep run,
@@ -22,6 +22,6 @@ __all__ = list(_PUBLIC)
 
 def __getattr__(name):
     if name not in _PUBLIC:
-        raise AttributeError(f"module 'compare.check' has no attribute {name!r}")
-    from compare.check import api
+        raise AttributeError(f"module 'backprop_oracle.compare.check' has no attribute {name!r}")
+    from backprop_oracle.compare.check import api
     return getattr(api, name)

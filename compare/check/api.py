@@ -9,11 +9,11 @@ Each returns a CheckResult: ``passed``, every tensor's worst element with both v
 and relative error and the tolerance, the first wrong tensor with the reason in plain words,
 and ``report()``. Relative error is |a - b| / max(1e-8, |a| + |b|) (compare.verdict.diff.relative_error).
 """
-from compare.check.common import CheckError, PrecisionWarning
-from compare.check.functions import check_function
-from compare.check.layers import check_layer
-from compare.check.networks import NetworkSpec, check_network
-from compare.check.result import CheckResult
+from backprop_oracle.compare.check.common import CheckError, PrecisionWarning
+from backprop_oracle.compare.check.functions import check_function
+from backprop_oracle.compare.check.layers import check_layer
+from backprop_oracle.compare.check.networks import NetworkSpec, check_network
+from backprop_oracle.compare.check.result import CheckResult
 
 __all__ = ["check_function", "check_layer", "check_network", "assert_gradients_match",
            "GradientChecker", "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec"]

@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 
-from compare.errors import CheckError
-from compare.verdict.tolerances import tolerance_for
+from backprop_oracle.compare.errors import CheckError
+from backprop_oracle.compare.verdict.tolerances import tolerance_for
 
 
 class PrecisionWarning(UserWarning):
@@ -31,7 +31,7 @@ def describe(fn):
         return f"torch.nn.{name}"
     if module in ("", "__main__", "builtins") or module.startswith("backprop_oracle_user_"):
         return name
-    first = module.split(".", 1)[0]
+    first = module.removeprefix("backprop_oracle.").split(".", 1)[0]
     if first in ("manual", "torch_ref", "compare", "torch"):
         return f"{first}.{name}"                    # the package that exports it: manual.Linear
     return f"{module.rsplit('.', 1)[-1]}.{name}"   # the user's own file: student.backprop

@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from compare.verdict.hints import explain_difference
-from compare.verdict.localise import layer_numbers
+from backprop_oracle.compare.verdict.hints import explain_difference
+from backprop_oracle.compare.verdict.localise import layer_numbers
 
 
 def module_key(kind, layer, grad):
@@ -134,7 +134,7 @@ def explain_mismatch(found, checks, values, tm, tt, given, spec, names, batch):
     by_name = {c.diff.name: c for c in checks}
     if found is None:   # every tensor agrees on the walk: cannot happen with the same tolerance
         first = next(c for c in checks if not c.passed)
-        from compare.verdict.localise import Mismatch
+        from backprop_oracle.compare.verdict.localise import Mismatch
         return Mismatch("backward", first.diff, None, None, "this tensor differs"), "", []
     node, layer = _node(found, tt.kinds, names)
     passed = {n: c.passed for n, c in by_name.items()}

@@ -10,13 +10,13 @@ import time
 
 import numpy as np
 
-from compare.check.common import (CheckError, Precision, as_array, call_user, describe, precision_of,
+from backprop_oracle.compare.check.common import (CheckError, Precision, as_array, call_user, describe, precision_of,
                                   standard_normal)
-from compare.verdict.finite_diff import describe_kinks, numerical_vjp
-from compare.verdict.hints import first_wrong
-from compare.check.result import CheckResult, TensorCheck, merge
-from compare.verdict.diff import compare_arrays
-from compare.verdict.tolerances import Tolerance
+from backprop_oracle.compare.verdict.finite_diff import describe_kinks, numerical_vjp
+from backprop_oracle.compare.verdict.hints import first_wrong
+from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
+from backprop_oracle.compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.tolerances import Tolerance
 
 MAX_REDRAWS = 10   # new random inputs drawn for a trial whose input sat near a kink
 

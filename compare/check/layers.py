@@ -12,15 +12,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from compare.check.common import (CheckError, Precision, as_array, call_user, describe,
+from backprop_oracle.compare.check.common import (CheckError, Precision, as_array, call_user, describe,
                                   precision_of, standard_normal)
-from compare.verdict.finite_diff import numerical_vjp
-from compare.check.functions import numerical_check
-from compare.verdict.hints import first_wrong
-from compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
-from compare.check.result import CheckResult, TensorCheck, merge
-from compare.verdict.diff import compare_arrays
-from compare.verdict.localise import Mismatch
+from backprop_oracle.compare.verdict.finite_diff import numerical_vjp
+from backprop_oracle.compare.check.functions import numerical_check
+from backprop_oracle.compare.verdict.hints import first_wrong
+from backprop_oracle.compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
+from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
+from backprop_oracle.compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.localise import Mismatch
 
 
 def _module_parameters(module, params, param_map):

@@ -5,9 +5,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from compare.check.common import CheckError
-from compare.experiments.spec import ExperimentSpec
-from compare.verdict.localise import Trace, layer_numbers
+from backprop_oracle.compare.check.common import CheckError
+from backprop_oracle.compare.experiments.spec import ExperimentSpec
+from backprop_oracle.compare.verdict.localise import Trace, layer_numbers
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def parameter_names(spec, naming):
 def random_batch(spec, batch, rng, dtype):
     """X ~ N(0, 1) of shape (batch, inputs) and the targets of random class labels, encoded for
     the loss by compare.data.targets.encode_targets ((N, 1) 0/1, (N, C) one-hot, (N,) indices, -1/+1)."""
-    from compare.data.targets import encode_targets
+    from backprop_oracle.compare.data.targets import encode_targets
     X = rng.standard_normal((batch, spec.sizes[0])).astype(dtype)
     classes = 2 if spec.sizes[-1] == 1 else spec.sizes[-1]
     try:
@@ -100,8 +100,8 @@ class TorchNetwork:
 
     def __init__(self, spec):
         import torch
-        import torch_ref
-        from compare.lockstep.sides import module_kinds
+        from backprop_oracle import torch_ref
+        from backprop_oracle.compare.lockstep.sides import module_kinds
         self.torch, self.torch_ref = torch, torch_ref
         self.model = torch_ref.mlp(spec.sizes, spec.activation, spec.output_activation, dtype="float64")
         self.loss = torch_ref.make_loss(spec.loss)
@@ -112,7 +112,7 @@ class TorchNetwork:
         """A compare.verdict.localise.Trace of one forward and backward pass with these parameter values.
         ``keep``: the modules whose outputs (and their gradients) to copy out; None: every one."""
         torch = self.torch
-        from compare.lockstep.sides import to_numpy
+        from backprop_oracle.compare.lockstep.sides import to_numpy
         # torch.tensor copies: the two sides never share memory, so they cannot agree falsely.
         with torch.no_grad():
             for n, p in self.model.named_parameters():

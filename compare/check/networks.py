@@ -24,13 +24,13 @@ from dataclasses import replace
 
 import numpy as np
 
-import manual
-from compare.check.common import CheckError, Precision, as_array, call_user, describe, precision_of
-from compare.check.explain import explain_mismatch, module_key, param_tensor_name
-from compare.check.netspec import NetworkSpec, TorchNetwork, param_shapes, parameter_names, random_batch
-from compare.check.result import CheckResult, TensorCheck, merge
-from compare.verdict.diff import compare_arrays
-from compare.verdict.localise import Mismatch, Trace, layer_numbers, localise
+from backprop_oracle import manual
+from backprop_oracle.compare.check.common import CheckError, Precision, as_array, call_user, describe, precision_of
+from backprop_oracle.compare.check.explain import explain_mismatch, module_key, param_tensor_name
+from backprop_oracle.compare.check.netspec import NetworkSpec, TorchNetwork, param_shapes, parameter_names, random_batch
+from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
+from backprop_oracle.compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.localise import Mismatch, Trace, layer_numbers, localise
 
 __all__ = ["check_network", "NetworkSpec"]
 

@@ -6,7 +6,7 @@ what it did not compare.
 """
 import numpy as np
 
-from compare.check.common import CheckError, describe
+from backprop_oracle.compare.check.common import CheckError, describe
 
 
 class PlainParameter:

@@ -19,5 +19,5 @@ import pytest
 def check_gradients():
     """A compare.check.GradientChecker: .function(...), .layer(...), .network(...), or call it
     like compare.check.assert_gradients_match."""
-    from compare.check.api import GradientChecker
+    from backprop_oracle.compare.check.api import GradientChecker
     return GradientChecker()

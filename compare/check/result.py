@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.tables import aligned
+from backprop_oracle.compare.tables import aligned
 
 
 def ratio(diff):

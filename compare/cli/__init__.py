@@ -1,4 +1,4 @@
-"""The command line, ``backprop-oracle`` (or ``python -m compare``): the parser, one module per
+"""The command line, ``backprop-oracle`` (or ``python -m backprop_oracle``): the parser, one module per
 command under ``commands/``, and the runner that turns presets and overrides into lockstep runs.
 
 The top of the arrows: it may import every other room of compare/, and nothing imports it.
@@ -9,6 +9,6 @@ It parses, calls the library and prints; everything it does is reachable from Py
     runner      select_runs, apply_overrides, run_preset, single_threaded
     commands    run, list, check, trace, train
 """
-from compare.cli.main import main
+from backprop_oracle.compare.cli.main import main
 
 __all__ = ["main"]

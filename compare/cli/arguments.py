@@ -2,7 +2,7 @@
 import argparse
 import os
 
-from compare.errors import UsageError
+from backprop_oracle.compare.errors import UsageError
 
 
 def positive_int(text):
@@ -50,4 +50,4 @@ def single_process(command):
     if world.isdigit() and int(world) > 1:
         raise UsageError(f"{command} compares both sides in one process; under torchrun ({world} processes) each "
                          f"would run the whole comparison again. Run it without torchrun, or use "
-                         f"'torchrun ... -m compare train PRESET' to train the torch side across processes")
+                         f"'torchrun ... -m backprop_oracle train PRESET' to train the torch side across processes")

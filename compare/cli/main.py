@@ -1,4 +1,4 @@
-"""The command line: ``backprop-oracle`` (the same as ``python -m compare``).
+"""The command line: ``backprop-oracle`` (the same as ``python -m backprop_oracle``).
 
 It parses arguments, calls the library and prints. Exit codes: 0 the sides agree, 1 they do
 not, 2 a usage error (reported in one line, without a traceback).
@@ -7,8 +7,8 @@ import argparse
 import os
 import sys
 
-from compare.cli import commands
-from compare.errors import USER_ERRORS
+from backprop_oracle.compare.cli import commands
+from backprop_oracle.compare.errors import USER_ERRORS
 
 
 def build_parser():

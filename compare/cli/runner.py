@@ -6,13 +6,13 @@ from dataclasses import replace
 import torch
 from threadpoolctl import threadpool_limits
 
-import torch_ref
-from compare.data.datasets import load_dataset
-from compare.data.idx import MNIST_FILES
-from compare.experiments.presets import on_mnist, select_presets
-from compare.experiments.spec import SpecError, optimizer_arguments
-from compare.lockstep.run import LockstepRun
-from manual import OPTIMIZERS
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.data.datasets import load_dataset
+from backprop_oracle.compare.data.idx import MNIST_FILES
+from backprop_oracle.compare.experiments.presets import on_mnist, select_presets
+from backprop_oracle.compare.experiments.spec import SpecError, optimizer_arguments
+from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.manual import OPTIMIZERS
 
 def apply_overrides(spec, overrides):
     """The spec with overrides applied; batch_size "full" means the whole training set.

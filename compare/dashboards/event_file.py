@@ -30,7 +30,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.types_pb2 import DT_DOUBLE
 
-from compare.errors import UsageError
+from backprop_oracle.compare.errors import UsageError
 
 _MASK_DELTA = 0xA282EAD8
 

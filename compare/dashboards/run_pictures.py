@@ -6,8 +6,8 @@ Each call returns [(side, tag, file name, PNG bytes), ...]; compare.dashboards.t
 import numpy as np
 import torch
 
-from compare.dashboards import plots
-from compare.lockstep.sides import to_numpy
+from backprop_oracle.compare.dashboards import plots
+from backprop_oracle.compare.lockstep.sides import to_numpy
 
 
 def side_outputs(side, X):

@@ -32,10 +32,10 @@ from datetime import datetime
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from compare.dashboards.event_file import EventFile
-from compare.errors import UsageError
-from compare.files import write_atomic
-from compare.lockstep.sides import layout_offsets
+from backprop_oracle.compare.dashboards.event_file import EventFile
+from backprop_oracle.compare.errors import UsageError
+from backprop_oracle.compare.files import write_atomic
+from backprop_oracle.compare.lockstep.sides import layout_offsets
 
 SIDES = ("manual", "torch")
 # HParams metric -> the result field it comes from (with "_manual" or "_torch" appended).
@@ -104,7 +104,7 @@ def check_logdir(path):
 
 def image_summary(tag, png):
     """A Summary holding a PNG (RGBA, as matplotlib writes it) for TensorBoard's Images tab."""
-    from compare.dashboards.plots import png_size
+    from backprop_oracle.compare.dashboards.plots import png_size
     height, width = png_size(png)
     return Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
         height=height, width=width, colorspace=4, encoded_image_string=png))])
@@ -161,7 +161,7 @@ class TensorBoardLogger:
             self._log_config(run)
             self._log_graph(run)
             self._histograms(0)
-            from compare.dashboards.run_pictures import RunPictures
+            from backprop_oracle.compare.dashboards.run_pictures import RunPictures
             self.pictures = RunPictures(run, self.name, self.sides)
             self._add_images(self.pictures.snapshot(0), 0)
         except BaseException:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.data import idx
-from compare.errors import DataError
+from backprop_oracle.compare.data import idx
+from backprop_oracle.compare.errors import DataError
 
 
 def _sklearn_datasets():

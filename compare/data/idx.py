@@ -16,7 +16,7 @@ import os
 import zlib
 
 import numpy as np
-from compare.errors import IdxError
+from backprop_oracle.compare.errors import IdxError
 
 # The largest payload read (MNIST's training images are 47 MB): a header declaring more is corrupt.
 MAX_PAYLOAD = 2**34

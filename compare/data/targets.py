@@ -6,7 +6,7 @@ NumPy only, as compare/data.py.
 """
 import numpy as np
 
-from compare.data.datasets import TASKS, DataError, check_labels
+from backprop_oracle.compare.data.datasets import TASKS, DataError, check_labels
 
 
 def one_hot(labels, num_classes, dtype=np.float64):

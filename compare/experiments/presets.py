@@ -8,7 +8,7 @@ tests/test_presets.py hold each preset to its Expectation.
 import difflib
 from dataclasses import dataclass, field, replace
 
-from compare.experiments.spec import ExperimentSpec, SpecError
+from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
 
 # The teaching texts the presets come from, by the names the descriptions use (README: Sources).
 SOURCES = {

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import manual
-from compare.data.datasets import load_dataset
-from compare.data.targets import accuracy, encode_targets
-from compare.experiments.spec import SpecError
+from backprop_oracle import manual
+from backprop_oracle.compare.data.datasets import load_dataset
+from backprop_oracle.compare.data.targets import accuracy, encode_targets
+from backprop_oracle.compare.experiments.spec import SpecError
 
 
 @dataclass

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from compare.errors import SpecError
-from manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
-from manual import make_optimizer, make_scheduler
+from backprop_oracle.compare.errors import SpecError
+from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
+from backprop_oracle.manual import make_optimizer, make_scheduler
 
 MAX_EPOCHS = 10**9          # more could not finish; and the step counters are exact in float64
 MAX_SEED = 2**32 - 1        # numpy's and scikit-learn's seeds are 32-bit

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from compare.experiments.setup import epoch_batches
+from backprop_oracle.compare.experiments.setup import epoch_batches
 
 EXPLOSION = 1e6
 _TRIES = 6
@@ -64,7 +64,7 @@ class Divergence:
 
 def advice(run, step):
     """A learning rate that does not diverge, found by trying (see the module docstring), as a sentence."""
-    from compare.lockstep.sides import ManualSide
+    from backprop_oracle.compare.lockstep.sides import ManualSide
     spec, problem = run.spec, run.problem
     steps = min(500, max(20, 2 * step))
     with np.errstate(all="ignore"):

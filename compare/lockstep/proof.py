@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import torch_ref
-from manual.module import Parameter
-from compare.lockstep.sides import load_optimizer_state, to_numpy, unflatten
-from compare.verdict.diff import compare_arrays
-from compare.verdict.localise import NODES, layer_numbers
+from backprop_oracle import torch_ref
+from backprop_oracle.manual.module import Parameter
+from backprop_oracle.compare.lockstep.sides import load_optimizer_state, to_numpy, unflatten
+from backprop_oracle.compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.localise import NODES, layer_numbers
 
 # How a node's sensitivity to rounding is measured (see rounding_explains).
 JITTER_ROUNDS, JITTER_ULPS, SPREAD_FACTOR = 4, 4.0, 4.0

@@ -1,8 +1,8 @@
 """The verdict as a terminal table, and as JSON."""
 import json
 
-from compare.files import write_atomic
-from compare.tables import aligned
+from backprop_oracle.compare.files import write_atomic
+from backprop_oracle.compare.tables import aligned
 
 
 def _num(x, fmt=".3g"):

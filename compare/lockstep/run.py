@@ -15,16 +15,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
+from backprop_oracle.compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
                                        initial_state, prepare)
-from compare.experiments.spec import SpecError
-from compare.lockstep.divergence import Divergence, advice, exploded
-from compare.lockstep.proof import prove_node, prove_update
-from compare.lockstep.result import LockstepResult
-from compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
-from compare.verdict.diff import compare_arrays, quick_diff
-from compare.verdict.localise import Mismatch, localise
-from compare.verdict.tolerances import tolerance_for
+from backprop_oracle.compare.experiments.spec import SpecError
+from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
+from backprop_oracle.compare.lockstep.proof import prove_node, prove_update
+from backprop_oracle.compare.lockstep.result import LockstepResult
+from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
+from backprop_oracle.compare.verdict.diff import compare_arrays, quick_diff
+from backprop_oracle.compare.verdict.localise import Mismatch, localise
+from backprop_oracle.compare.verdict.tolerances import tolerance_for
 
 
 # Differences proven to be rounding, after which torch takes the manual side's numbers.

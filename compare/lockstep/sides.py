@@ -9,9 +9,9 @@ import copy
 import numpy as np
 import torch
 
-import manual
-import torch_ref
-from compare.verdict.localise import Trace
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.verdict.localise import Trace
 
 _MANUAL_KINDS = {cls: key for key, cls in manual.ACTIVATIONS.items()}
 _TORCH_KINDS = {cls: key for key, cls in torch_ref.ACTIVATIONS.items()}

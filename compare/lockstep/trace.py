@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compare.experiments.presets import PRESETS
-from compare.experiments.spec import ExperimentSpec, SpecError
-from compare.tables import aligned
-from compare.verdict.diff import compare_arrays
-from compare.verdict.localise import layer_numbers
+from backprop_oracle.compare.experiments.presets import PRESETS
+from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
+from backprop_oracle.compare.tables import aligned
+from backprop_oracle.compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.localise import layer_numbers
 
 # activation key -> (a = f(z), f'(z) written with a and z); the registry keys of manual/activations.py
 ACTIVATION_FORMULAS = {
@@ -91,7 +91,7 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
     the spec's initial_params / init), runs one forward and backward pass of that example on
     both sides with every intermediate kept, then one optimizer step. Returns an ExampleTrace.
     """
-    from compare.lockstep.run import LockstepRun
+    from backprop_oracle.compare.lockstep.run import LockstepRun
     if isinstance(preset_or_spec, ExperimentSpec):
         run_name, spec = name or preset_or_spec.dataset, preset_or_spec
     else:

@@ -4,7 +4,7 @@ run, no comparison, on any device, and optionally on several processes.
 ``backprop-oracle train PRESET`` runs it. Observers are the lockstep run's (TensorBoardLogger with
 ``sides=("torch",)``): StepRecord and EpochRecord come with the manual fields set to None.
 
-Several processes (``torchrun --nproc_per_node=2 -m compare train PRESET``): each rank takes the
+Several processes (``torchrun --nproc_per_node=2 -m backprop_oracle train PRESET``): each rank takes the
 shard ``batch[rank::world]`` of every batch and DistributedDataParallel averages the gradients.
 Every loss here is a mean over examples, so rank r scales its shard's cost by
 len(shard_r) * world / len(batch): the average over ranks of the scaled gradients is then the
@@ -18,15 +18,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-import torch_ref
-from compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
                                        initial_state, prepare)
-from compare.lockstep.run import EpochRecord, StepRecord, notify
-from compare.errors import SpecError
-from compare.lockstep.divergence import Divergence, advice, exploded
-from compare.lockstep.result import _json_safe
-from compare.lockstep.sides import TorchSide
-from compare.tables import aligned
+from backprop_oracle.compare.lockstep.run import EpochRecord, StepRecord, notify
+from backprop_oracle.compare.errors import SpecError
+from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
+from backprop_oracle.compare.lockstep.result import _json_safe
+from backprop_oracle.compare.lockstep.sides import TorchSide
+from backprop_oracle.compare.tables import aligned
 
 
 @dataclass

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compare.verdict.tolerances import Tolerance, tensor_scale
+from backprop_oracle.compare.verdict.tolerances import Tolerance, tensor_scale
 
 
 def relative_error(a, b):

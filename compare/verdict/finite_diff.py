@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compare.verdict.tolerances import Tolerance
+from backprop_oracle.compare.verdict.tolerances import Tolerance
 
 EPS = np.finfo(np.float64).eps
 REL_STEP = 1e-6          # h = REL_STEP * max(1, |x|)

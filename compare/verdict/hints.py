@@ -5,7 +5,7 @@ Each pattern is tested on the whole tensor, so a hint is only given when it expl
 """
 import numpy as np
 
-from compare.verdict.localise import Mismatch
+from backprop_oracle.compare.verdict.localise import Mismatch
 
 
 def _close(a, b, scale):

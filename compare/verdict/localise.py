@@ -11,7 +11,7 @@ with a_0 = x. In a Sequential from ``mlp`` layer l is modules 2l-2 (Linear) and 
 """
 from dataclasses import dataclass, field
 
-from compare.verdict.diff import compare_arrays
+from backprop_oracle.compare.verdict.diff import compare_arrays
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from student_layer import StudentLinear  # noqa: E402
 
-from compare import check_layer  # noqa: E402
+from backprop_oracle import check_layer  # noqa: E402
 
 if __name__ == "__main__":
     # The student's weights are copied into torch's Linear; every trial draws new ones, and a batch of 8.

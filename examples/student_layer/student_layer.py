@@ -5,7 +5,7 @@ It has one mistake in it. check_student_layer.py finds it.
 """
 import numpy as np
 
-from manual.module import Module
+from backprop_oracle.manual.module import Module
 
 
 class StudentLinear(Module):

@@ -1,7 +1,7 @@
 """One module per subcommand, each with HELP, add_arguments(parser) and main(args) -> exit code."""
-from compare.cli.commands import check_cmd, trace_cmd
-from compare.cli.commands import list_cmd, run_cmd
-from compare.cli.commands import train_cmd
+from backprop_oracle.compare.cli.commands import check_cmd, trace_cmd
+from backprop_oracle.compare.cli.commands import list_cmd, run_cmd
+from backprop_oracle.compare.cli.commands import train_cmd
 
 COMMANDS = {
     "run": run_cmd,

@@ -12,9 +12,9 @@ import os
 import re
 import sys
 
-from compare.cli.arguments import json_path, positive_int
-from compare.errors import UsageError
-from manual import ACTIVATIONS, DTYPES, LOSSES
+from backprop_oracle.compare.cli.arguments import json_path, positive_int
+from backprop_oracle.compare.errors import UsageError
+from backprop_oracle.manual import ACTIVATIONS, DTYPES, LOSSES
 
 HELP = "check a hand-written network backprop function (params, X, Y) -> (cost, grads) against torch"
 
@@ -112,8 +112,8 @@ def resolve_options(args):
         raise UsageError(f"--preset takes the network and its data from the preset; {', '.join(architecture)} "
                          "would describe another network. Give one or the other")
     if args.preset:
-        from compare.experiments.setup import prepare
-        from compare.lockstep.trace import resolve_run
+        from backprop_oracle.compare.experiments.setup import prepare
+        from backprop_oracle.compare.lockstep.trace import resolve_run
         _, spec = resolve_run(args.preset)
         problem = prepare(spec)
         options.update(sizes=list(problem.sizes), activation=spec.activation,
@@ -146,7 +146,7 @@ def resolve_options(args):
 
 
 def main(args):
-    from compare.check.api import CheckError, check_network
+    from backprop_oracle.compare.check.api import CheckError, check_network
     if args.json:
         json_path(args.json)
     options, data = resolve_options(args)
@@ -167,7 +167,7 @@ def main(args):
             sys.path.remove(folder)
     print(result.report())
     if args.json:
-        from compare.lockstep.report import write_json
+        from backprop_oracle.compare.lockstep.report import write_json
         write_json(args.json, result.to_dict())
     sys.stdout.flush()
     return 0 if result.passed else 1

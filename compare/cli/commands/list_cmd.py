@@ -1,7 +1,7 @@
 """backprop-oracle list: the presets and what each demonstrates."""
 import textwrap
 
-from compare.experiments.presets import PRESETS, SOURCES
+from backprop_oracle.compare.experiments.presets import PRESETS, SOURCES
 
 HELP = "list the presets"
 

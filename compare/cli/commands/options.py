@@ -1,7 +1,7 @@
 """Command-line options that ``run`` and ``train`` share: the overrides of a preset's spec,
 MNIST, TensorBoard and the JSON report."""
-from compare.cli.arguments import batch_size, positive_float, positive_int
-from manual import DTYPES, OPTIMIZERS
+from backprop_oracle.compare.cli.arguments import batch_size, positive_float, positive_int
+from backprop_oracle.manual import DTYPES, OPTIMIZERS
 
 
 def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, device_help):
@@ -37,8 +37,8 @@ def say_dropped(presets, overrides, optimizer):
     """Tell, on stderr, which optimizer arguments of each preset a new ``--optimizer`` does not take,
     and which presets keep a field they are about (run all)."""
     import sys
-    from compare.cli.runner import dropped_arguments, preset_overrides
-    from compare.experiments.setup import seed_matters
+    from backprop_oracle.compare.cli.runner import dropped_arguments, preset_overrides
+    from backprop_oracle.compare.experiments.setup import seed_matters
     for preset in presets:
         dropped = sorted({k for spec in preset.runs.values() for k in dropped_arguments(spec, overrides)})
         if dropped:

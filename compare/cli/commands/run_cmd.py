@@ -2,9 +2,9 @@
 import contextlib
 import sys
 
-from compare.cli.arguments import json_path, single_process
-from compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
-from compare.experiments.presets import select_presets
+from backprop_oracle.compare.cli.arguments import json_path, single_process
+from backprop_oracle.compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
+from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
 
@@ -35,14 +35,14 @@ def main(args):
     select_presets(args.presets)         # a mistyped name is answered before torch is loaded
     if args.json:
         json_path(args.json)
-    from compare.cli.runner import run_preset, select_runs
-    from compare.dashboards.progress import progress_for
-    from compare.lockstep.report import format_table, write_json
+    from backprop_oracle.compare.cli.runner import run_preset, select_runs
+    from backprop_oracle.compare.dashboards.progress import progress_for
+    from backprop_oracle.compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
     presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
-        from compare.dashboards.tensorboard import logdir_for_runs
+        from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs
         guard = logdir_for_runs(args.logdir)     # removed again if nothing could run
     say_dropped(presets, overrides, args.optimizer)
     loggers, current = [], Current()
@@ -51,7 +51,7 @@ def main(args):
         progress = progress_for(args.quiet)
         observers = [current] + ([progress] if progress is not None else [])
         if not args.no_tensorboard:
-            from compare.dashboards.tensorboard import TensorBoardLogger
+            from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
             loggers.append(TensorBoardLogger(args.logdir, name))
             observers.append(loggers[-1])
         return observers

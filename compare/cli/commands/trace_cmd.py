@@ -1,5 +1,5 @@
 """backprop-oracle trace PRESET [--example I]: one example's hand computation, node by node."""
-from compare.experiments.presets import PRESETS
+from backprop_oracle.compare.experiments.presets import PRESETS
 
 HELP = ("print one example's forward pass, backward pass and update node by node, the manual "
         "value beside torch's")
@@ -13,7 +13,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    from compare.lockstep.trace import format_trace, trace_example
+    from backprop_oracle.compare.lockstep.trace import format_trace, trace_example
     trace = trace_example(args.preset, args.example)
     print(format_trace(trace))
     return 0 if trace.passed else 1

@@ -6,9 +6,9 @@ import math
 import os
 import sys
 
-from compare.cli.arguments import json_path
-from compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
-from compare.experiments.presets import select_presets
+from backprop_oracle.compare.cli.arguments import json_path
+from backprop_oracle.compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
+from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
 
@@ -24,12 +24,12 @@ def add_arguments(parser):
 
 def main(args):
     select_presets(args.presets)         # a mistyped name is answered before torch is loaded
-    import torch_ref
-    from compare.lockstep.report import write_json
-    from compare.cli.runner import select_runs, single_threaded
-    from compare.dashboards.progress import progress_for
-    from compare.dashboards.tensorboard import TensorBoardLogger, logdir_for_runs
-    from compare.train.torch_only import format_train_table, process_group, train_torch
+    from backprop_oracle import torch_ref
+    from backprop_oracle.compare.lockstep.report import write_json
+    from backprop_oracle.compare.cli.runner import select_runs, single_threaded
+    from backprop_oracle.compare.dashboards.progress import progress_for
+    from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger, logdir_for_runs
+    from backprop_oracle.compare.train.torch_only import format_train_table, process_group, train_torch
 
     if args.json:
         json_path(args.json)
