@@ -3,6 +3,7 @@
 What a user imports:
 
     from backprop_oracle import check_function, check_layer, check_network, assert_gradients_match
+    from backprop_oracle import check_optimizer, check_schedule    # hand-written update rules, schedules
     from backprop_oracle import ExperimentSpec, run_lockstep, PRESETS, load_dataset
     from backprop_oracle import manual        # the NumPy network (never imports torch)
     from backprop_oracle import torch_ref     # the same network in torch.nn
@@ -26,6 +27,7 @@ if all(os.path.isfile(os.path.join(_checkout, part, "__init__.py")) for part in 
 
 _PARTS = ("manual", "torch_ref", "compare")
 _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_match", "CheckResult",
+           "check_optimizer", "check_schedule", "assert_optimizer_matches", "assert_schedule_matches", "UpdateResult",
            "CheckError", "SpecError", "DataError", "ExperimentSpec", "PRESETS", "load_dataset",
            "run_lockstep", "LockstepRun", "LockstepResult", "trace_example", "format_trace")
 

@@ -4,6 +4,7 @@ Everything loads on first use (the checks and the lockstep run import torch), so
 stays fast; users import the same names from ``backprop_oracle`` itself:
 
     from backprop_oracle import check_function, check_layer, check_network, assert_gradients_match
+    from backprop_oracle import check_optimizer, check_schedule
     from backprop_oracle import ExperimentSpec, run_lockstep, PRESETS, load_dataset
 
 The rooms, from the bottom of the arrows up (each subpackage's docstring says what it may import):
@@ -15,6 +16,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     experiments      ExperimentSpec and the presets
     lockstep         both sides run step by step and compared, differences proven; results, reports
     train            the torch side trained alone (GPU, DDP)
+    updates          hand-written optimizer steps and learning-rate schedules against torch.optim
     check            the public gradient checks and the pytest plugin
     dashboards       TensorBoard logs, pictures, progress bars
     cli              the command line
@@ -25,6 +27,11 @@ _LAZY = {
     "check_network": "backprop_oracle.compare.check.api",
     "assert_gradients_match": "backprop_oracle.compare.check.api",
     "CheckResult": "backprop_oracle.compare.check.api",
+    "check_optimizer": "backprop_oracle.compare.updates.optimizer",
+    "assert_optimizer_matches": "backprop_oracle.compare.updates.optimizer",
+    "check_schedule": "backprop_oracle.compare.updates.schedule",
+    "assert_schedule_matches": "backprop_oracle.compare.updates.schedule",
+    "UpdateResult": "backprop_oracle.compare.updates.result",
     "CheckError": "backprop_oracle.compare.errors",
     "SpecError": "backprop_oracle.compare.errors",
     "DataError": "backprop_oracle.compare.errors",

@@ -71,10 +71,12 @@ ROOMS = {
     "verdict": {"errors"},
     "experiments": {"errors", "data"},
     "lockstep": {"errors", "tables", "files", "data", "verdict", "experiments"},
-    "check": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
+    "updates": {"errors", "tables", "verdict"},
+    "check": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "updates"},
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
-    "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards"},
+    "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards",
+            "updates"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

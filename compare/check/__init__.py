@@ -4,7 +4,8 @@ against torch autograd (or finite differences), with a report that names the fir
     from backprop_oracle.compare.check import check_function, check_layer, check_network, assert_gradients_match
 
 Imports compare.verdict (tolerances, diff, localise), compare.experiments (a network's spec),
-compare.data (targets), compare.errors, compare.tables, manual and torch; never the lockstep run,
+compare.data (targets), compare.errors, compare.tables, compare.updates (the fixture's .optimizer and
+.schedule), manual and torch; never the lockstep run,
 the dashboards or the command line. The names below load on first use, so that the pytest plugin
 (``pytest_plugin``) costs nothing until its fixture is used.
 

@@ -21,7 +21,7 @@ __all__ = ["check_function", "check_layer", "check_network", "assert_gradients_m
 
 def _pick(target, args, kwargs):
     """The check a call to assert_gradients_match means, from its arguments."""
-    if isinstance(target, CheckResult):
+    if isinstance(target, CheckResult) or (hasattr(target, "passed") and callable(getattr(target, "report", None))):
         return None
     if hasattr(target, "backward") and hasattr(target, "forward"):
         return check_layer
@@ -62,6 +62,18 @@ class GradientChecker:
     def network(self, fn, spec=None, **kwargs):
         __tracebackhide__ = True
         return assert_gradients_match(check_network(fn, spec, **kwargs))
+
+    def optimizer(self, step, optimizer="sgd", steps=10, **kwargs):
+        """compare.updates.check_optimizer: a hand-written update rule against torch.optim."""
+        __tracebackhide__ = True
+        from backprop_oracle.compare.updates.optimizer import check_optimizer
+        return assert_gradients_match(check_optimizer(step, optimizer, steps, **kwargs))
+
+    def schedule(self, schedule, kind="step", epochs=10, **kwargs):
+        """compare.updates.check_schedule: a hand-written learning-rate schedule against torch's."""
+        __tracebackhide__ = True
+        from backprop_oracle.compare.updates.schedule import check_schedule
+        return assert_gradients_match(check_schedule(schedule, kind, epochs, **kwargs))
 
     def __call__(self, target, *args, **kwargs):
         __tracebackhide__ = True

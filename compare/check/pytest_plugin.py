@@ -17,7 +17,8 @@ import pytest
 
 @pytest.fixture
 def check_gradients():
-    """A compare.check.GradientChecker: .function(...), .layer(...), .network(...), or call it
+    """A compare.check.GradientChecker: .function(...), .layer(...), .network(...), .optimizer(...),
+    .schedule(...), or call it
     like compare.check.assert_gradients_match."""
     from backprop_oracle.compare.check.api import GradientChecker
     return GradientChecker()

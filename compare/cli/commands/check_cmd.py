@@ -13,6 +13,7 @@ import re
 import sys
 
 from backprop_oracle.compare.cli.arguments import json_path, positive_int
+from backprop_oracle.compare.cli.commands import update_check
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, LOSSES
 
@@ -52,6 +53,7 @@ def add_arguments(parser):
                         help="parameter names: torch's 0.weight, 0.bias, ... (default) or W1, b1, ...")
     parser.add_argument("--dtype", choices=list(DTYPES), help="precision handed to your function (default float64)")
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    update_check.add_arguments(parser)        # --optimizer / --schedule: an update rule instead of a network
 
 
 def load_function(target):
@@ -146,6 +148,8 @@ def resolve_options(args):
 
 
 def main(args):
+    if update_check.wanted(args):
+        return update_check.main(args)
     from backprop_oracle.compare.check.api import CheckError, check_network
     if args.json:
         json_path(args.json)

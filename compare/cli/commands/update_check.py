@@ -1,0 +1,142 @@
+"""backprop-oracle check FILE.py:NAME --optimizer sgd|adam|adamw [...] or --schedule KIND [...]:
+a hand-written update rule against torch.optim, or a learning-rate schedule against
+torch.optim.lr_scheduler (compare/updates). NAME is a function, a class or an object in the file.
+Exit 0 when they agree, 1 on a mismatch, 2 on a usage error."""
+import importlib.util
+import os
+import re
+import sys
+
+from backprop_oracle.compare.cli.arguments import json_path, positive_int
+from backprop_oracle.compare.errors import CheckError, UsageError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "exponential", "multistep", "cosine")
+OPTIMIZER_FLAGS = {"momentum": "--momentum", "dampening": "--dampening", "nesterov": "--nesterov",
+                   "weight_decay": "--weight-decay", "betas": "--betas", "eps": "--eps", "amsgrad": "--amsgrad",
+                   "maximize": "--maximize", "steps": "--steps", "form": "--form"}
+SCHEDULE_FLAGS = {"step_size": "--step-size", "gamma": "--gamma", "milestones": "--milestones",
+                  "T_max": "--t-max", "eta_min": "--eta-min", "epochs": "--epochs"}
+NETWORK_FLAGS = {"sizes": "--sizes", "activation": "--activation", "output_activation": "--output-activation",
+                 "loss": "--loss", "spec": "--spec", "preset": "--preset", "batch": "--batch", "trials": "--trials",
+                 "naming": "--naming", "dtype": "--dtype"}
+
+
+def number_list(kind, text):
+    try:
+        return [kind(s) for s in text.split(",")]
+    except ValueError:
+        raise UsageError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def add_arguments(parser):
+    opt = parser.add_argument_group(
+        "an update rule (--optimizer): NAME is step(params, grads, state), update(w, dw, config), an object "
+        "with .step(params, grads), or a class Cls(parameters, **args); torch's defaults where a flag is not given")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, help="check NAME against torch.optim.SGD, Adam or AdamW")
+    opt.add_argument("--lr", type=float, help="learning rate (torch's default 1e-3; with --schedule the first "
+                                              "epoch's rate, default 0.1)")
+    opt.add_argument("--momentum", type=float)
+    opt.add_argument("--dampening", type=float)
+    opt.add_argument("--nesterov", action="store_true", default=None)
+    opt.add_argument("--weight-decay", type=float)
+    opt.add_argument("--betas", metavar="B1,B2", help="Adam's betas, e.g. 0.9,0.999")
+    opt.add_argument("--eps", type=float)
+    opt.add_argument("--amsgrad", action="store_true", default=None)
+    opt.add_argument("--maximize", action="store_true", default=None)
+    opt.add_argument("--steps", type=positive_int, help="steps per run (default 10)")
+    opt.add_argument("--form", choices=("state", "config", "object", "class", "stateless"),
+                     help="how to call NAME, where it cannot be told from NAME itself")
+    sch = parser.add_argument_group("a learning-rate schedule (--schedule): NAME is f(epoch) -> lr, "
+                                    "f(epoch, lr) -> lr, a class Cls(optimizer, **args) or an object with .step()")
+    sch.add_argument("--schedule", choices=SCHEDULES, help="check NAME against torch.optim.lr_scheduler's schedule")
+    sch.add_argument("--step-size", type=positive_int)
+    sch.add_argument("--gamma", type=float)
+    sch.add_argument("--milestones", metavar="M1,M2,...")
+    sch.add_argument("--t-max", dest="T_max", type=positive_int)
+    sch.add_argument("--eta-min", type=float)
+    sch.add_argument("--epochs", type=positive_int, help="epochs compared (default 10)")
+
+
+def wanted(args):
+    """Whether the command checks an update rule or a schedule (rather than a network's backprop);
+    a flag of one kind given with the other is a UsageError."""
+    given = lambda flags: [flag for dest, flag in flags.items() if getattr(args, dest, None) is not None]
+    if args.optimizer and args.schedule:
+        raise UsageError("--optimizer and --schedule check different things; give one of them")
+    if args.optimizer or args.schedule:
+        network = given(NETWORK_FLAGS)
+        if network:
+            raise UsageError(f"{', '.join(network)} describe a network; --{'optimizer' if args.optimizer else 'schedule'} "
+                             "checks an update rule on its own. Give one or the other")
+        wrong = given(SCHEDULE_FLAGS) if args.optimizer else given(OPTIMIZER_FLAGS)
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} belong to {'--schedule' if args.optimizer else '--optimizer'}, "
+                             f"not to --{'optimizer' if args.optimizer else 'schedule'}")
+        return True
+    stray = given(OPTIMIZER_FLAGS) + given(SCHEDULE_FLAGS) + (["--lr"] if args.lr is not None else [])
+    if stray:
+        raise UsageError(f"{', '.join(stray)} {'needs' if len(stray) == 1 else 'need'} --optimizer sgd|adam|adamw "
+                         "or --schedule KIND")
+    return False
+
+
+def load_target(target):
+    """The function, class or object named by FILE.py:NAME, imported from that file."""
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"expected FILE.py:NAME, e.g. student.py:adam_step; got {target!r}")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    spec = importlib.util.spec_from_file_location(f"backprop_oracle_user_{stem}", path)
+    if spec is None:
+        raise UsageError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit as e:
+        raise UsageError(f"importing {path} called sys.exit({e.code!r}); put the script part under "
+                         "if __name__ == '__main__':") from None
+    except Exception as e:  # the user's file may raise anything while it is imported
+        raise UsageError(f"importing {path} raised {type(e).__name__}: {e}") from None
+    if not hasattr(module, name):
+        found = [k for k in vars(module) if not k.startswith("_") and not isinstance(vars(module)[k], type(sys))]
+        raise UsageError(f"{path} has no {name!r}; it defines: {', '.join(found) or 'nothing'}")
+    return getattr(module, name)
+
+
+def main(args):
+    if args.json:
+        json_path(args.json)
+    folder = os.path.dirname(os.path.abspath(args.target.rpartition(":")[0]))
+    sys.path.insert(0, folder)
+    try:
+        target = load_target(args.target)
+        if args.optimizer:
+            from backprop_oracle.compare.updates.optimizer import check_optimizer
+            torch_args = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay",
+                                                         "eps", "amsgrad", "maximize") if getattr(args, k) is not None}
+            if args.betas is not None:
+                torch_args["betas"] = tuple(number_list(float, args.betas))
+            result = check_optimizer(target, args.optimizer, args.steps or 10, form=args.form,
+                                     seed=args.seed or 0, name=args.target, **torch_args)
+        else:
+            from backprop_oracle.compare.updates.schedule import check_schedule
+            torch_args = {k: getattr(args, k) for k in ("step_size", "gamma", "T_max", "eta_min")
+                          if getattr(args, k) is not None}
+            if args.milestones is not None:
+                torch_args["milestones"] = number_list(int, args.milestones)
+            result = check_schedule(target, args.schedule, args.epochs or 10, name=args.target,
+                                    **({"lr": args.lr} if args.lr is not None else {}), **torch_args)
+    except CheckError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+    print(result.report())
+    if args.json:
+        from backprop_oracle.compare.files import write_json
+        write_json(args.json, result.to_dict())
+    sys.stdout.flush()
+    return 0 if result.passed else 1
