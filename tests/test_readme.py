@@ -20,7 +20,8 @@ from backprop_oracle.compare.cli.main import build_parser
 from tests.test_mutations import MUTATIONS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "examples" / "student_layer" / "README.md"]
+DOCS = [ROOT / "README.md", ROOT / "examples" / "student_layer" / "README.md",
+        ROOT / "examples" / "student_adam" / "README.md"]
 ROUNDING = 1e-9
 BARE = ("backprop-oracle", "tensorboard", "torchrun", "python", "pytest", "pip")
 
