@@ -14,11 +14,13 @@ carried from one run into the next.
                (in place, or returning the new params); a copy of     lr, momentum, ... that differs
                the object for each run                               from the check's is refused
     "class"    Cls(parameters, **hyperparameters).step(), torch.optim's way: parameters are
-               manual.Parameter objects, step() reads p.grad and changes p.data
+               manual.Parameter objects, step() reads p.grad and changes p.data; the hyperparameters
+               its constructor declares are passed
     "stateless" step(params, grads) -> params (plain SGD only: it has nowhere to keep a buffer that
                the check could reset between runs)
 
-The form is worked out from the target (a class, an object with .step/.update, a function's
+The parameters are those of a 3-4-2 network, under torch's names: "0.weight" (4, 3), "0.bias" (4,),
+"2.weight" (2, 4), "2.bias" (2,). The form is worked out from the target (a class, an object with .step/.update, a function's
 parameter names) or given as ``form=``.
 """
 import copy
@@ -232,7 +234,7 @@ def stepper_factory(target, form, hp, given, name):
             def stepper(params, grads):
                 if "opt" not in box:
                     box["params"] = {k: Parameter(v) for k, v in params.items()}
-                    kw = {k: hp[k] for k in given}
+                    kw = keywords(target, hp, given)
                     box["opt"] = call_user(target, list(box["params"].values()), what=f"{what}(parameters, ...)", **kw)
                 for k, p in box["params"].items():
                     p.grad = np.array(grads[k], copy=True)

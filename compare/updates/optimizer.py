@@ -44,6 +44,7 @@ FORMULAS = {
 SHAPES = {"0.weight": (4, 3), "0.bias": (4,), "2.weight": (2, 4), "2.bias": (2,)}   # the 3-4-2 network
 SCALES = {"0.weight": 1.0, "0.bias": 1e-3, "2.weight": 10.0, "2.bias": 1e-6}
 RUNS = ("random", "network")
+PREFIX = 3          # steps a variant is tried on before it is run in full
 
 
 def hyperparameters(optimizer, given):
@@ -157,40 +158,41 @@ def diagnose(optimizer, hp, start, grads, user, ref, tol):
     """(causes [Variant], words): the variants of torch's rule that reproduce ``user``."""
     step, defaults, variants = RULES[optimizer]
     rule_hp = dict(hp, decoupled=(optimizer == "adamw"))
+    short = {run: g[:PREFIX] for run, g in grads.items()}
 
-    def trajectory(knobs):
+    def trajectory(knobs, grads=grads):
         return {run: run_rule(optimizer, knobs, rule_hp, start, grads[run]) for run in grads}
+
+    def reproduces(knobs, target):
+        """Every step of both runs within the tolerance (the first PREFIX steps tried first, for speed)."""
+        prefix = {run: t[:PREFIX] for run, t in target.items()}
+        return _agree(trajectory(knobs, short), prefix, tol) and _agree(trajectory(knobs), target, tol)
 
     if not _agree(trajectory(defaults), ref, tol):   # cannot happen; never name a cause on a broken reference
         return [], ("your rule differs from torch's (no cause is named: the reference variants do not "
                     "reproduce torch here)")
-    effective, found = [], []
-    for v in variants:
-        t = trajectory(v.knobs(defaults))
-        if _agree(t, ref, tol):
-            continue                                   # changes nothing under these hyperparameters
-        effective.append(v)
-        if _agree(t, user, tol):
-            found.append(v)
+    found = [v for v in variants if reproduces(v.knobs(defaults), user) and not reproduces(v.knobs(defaults), ref)]
     if not found:
         lr = _fitted_lr(hp["lr"], start, grads["random"], user["random"], ref["random"])
         if lr is not None:
             v = Variant("learning_rate", (("lr", lr),),
                         f"a learning rate of {lr:.6g} where the check's is lr={hp['lr']:g}: the rule is torch's, "
                         "its step size is not (a value written into the rule, or another default)")
-            if _agree(trajectory(v.knobs(defaults)), user, tol):
+            if reproduces(v.knobs(defaults), user):
                 found.append(v)
+    # the variants that change anything in the first steps here (a dampening of 0 makes its variants torch's rule)
+    effective = [v for v in variants if not _agree(trajectory(v.knobs(defaults), short),
+                                                   {run: t[:PREFIX] for run, t in ref.items()}, tol)]
     if not found:
         for a, b in itertools.combinations(effective, 2):
             if {k for k, _ in a.changes} & {k for k, _ in b.changes}:
                 continue
-            if _agree(trajectory(dict(defaults, **dict(a.changes + b.changes))), user, tol):
+            if reproduces(dict(defaults, **dict(a.changes + b.changes)), user):
                 found.append(Variant(f"{a.key}+{b.key}", a.changes + b.changes, f"two mistakes: {a.cause}; and {b.cause}"))
     if not found:
-        tried = ", ".join(v.key for v in effective)
-        return [], (f"your rule differs from torch's here, and no known mistake reproduces your numbers (tried, "
-                    f"alone and in pairs: {tried or 'none apply to these hyperparameters'}, and another learning "
-                    "rate): compare your rule with torch's above, at this step and parameter")
+        return [], (f"your rule differs from torch's here, and no known mistake reproduces your numbers (tried alone "
+                    f"and two at a time: {', '.join(v.key for v in variants)}; and another learning rate): compare "
+                    "your rule with torch's above, at this step and parameter")
     proof = ("torch's rule with {} gives your parameters at every step of both runs, within the tolerance")
     if len(found) == 1:
         return found, f"likely cause: {found[0].cause}\n{proof.format('exactly that change')}"
@@ -238,6 +240,12 @@ def check_optimizer(step, optimizer="sgd", steps=10, *, form=None, seed=0, name=
     notes = [] if dtype == "float64" else [
         "your rule returned float32 arrays: compared with float32's tolerance against a float64 reference; "
         "float64 catches smaller mistakes"]
+    if form in ("state", "stateless", "class"):
+        from backprop_oracle.compare.updates.forms import keywords
+        unused = [k for k in torch_args if k not in keywords(step, hp, list(torch_args))]
+        if unused:
+            notes.append(f"{', '.join(unused)} did not reach your rule: {describe(step)} declares no such keyword "
+                         "argument (declare it, e.g. weight_decay=0.0, to be given the value checked)")
     checks = [compare_step(run, i + 1, mine, theirs, tol)
               for run in RUNS for i, (mine, theirs) in enumerate(zip(user[run], ref[run]))]
     first = next((c for c in checks if not c.passed), None)
