@@ -17,11 +17,14 @@ from backprop_oracle.compare.updates.rules import RULES, run_rule
 # --- the users' rules, in the forms the check accepts ------------------------------------------
 
 def sgd_state(params, grads, state, lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
-              first_buffer="g", damp=True, look_ahead=True):
+              first_buffer="g", damp=True, look_ahead=True, decoupled=False):
     """step(params, grads, state) -> (params, state): torch's SGD, or with one line changed."""
     out = {}
     for k, w in params.items():
-        g = grads[k] + weight_decay * w
+        if decoupled:
+            w, g = w * (1 - lr * weight_decay), grads[k]
+        else:
+            g = grads[k] + weight_decay * w
         buf = state.get(k)
         if buf is None:
             buf = g if first_buffer == "g" else (1 - dampening) * g
@@ -38,6 +41,14 @@ def sgd_momentum(w, dw, config):
     v = config["momentum"] * v - config["learning_rate"] * dw
     config["velocity"] = v
     return w + v, config
+
+
+def sgd_nesterov(w, dw, config):
+    """The lecture notes' Nesterov momentum in CS231n's form: v = μ v − lr dw; w += −μ v_prev + (1 + μ) v."""
+    v_prev = config.get("velocity", np.zeros_like(w))
+    v = config["momentum"] * v_prev - config["learning_rate"] * dw
+    config["velocity"] = v
+    return w - config["momentum"] * v_prev + (1 + config["momentum"]) * v, config
 
 
 def adam_config(w, dw, config, eps_inside=False, counter_start=1):
@@ -113,12 +124,13 @@ def test_the_numpy_rules_are_torchs_step_by_step(optimizer, given):
     (sgd_state, "sgd", dict(lr=0.1, momentum=0.9, dampening=0.5, weight_decay=0.01)),
     (sgd_state, "sgd", dict(lr=0.1, momentum=0.9, nesterov=True)),
     (sgd_momentum, "sgd", dict(lr=0.1, momentum=0.9)),
+    (sgd_nesterov, "sgd", dict(lr=0.1, momentum=0.9, nesterov=True)),
     (manual.SGD, "sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
     (adam_config, "adam", dict(lr=0.01, betas=(0.8, 0.99))),
     (StudentAdam(lr=0.01, weight_decay=0.1), "adam", dict(lr=0.01, weight_decay=0.1)),
     (StudentAdam(lr=0.01, weight_decay=0.1, decoupled=True), "adamw", dict(lr=0.01, weight_decay=0.1)),
     (manual.Adam, "adam", dict(lr=0.01, weight_decay=0.01)),
-], ids=["sgd-state", "nesterov-state", "cs231n-momentum", "manual.SGD", "cs231n-adam", "adam-object", "adamw-object",
+], ids=["sgd-state", "nesterov-state", "cs231n-momentum", "cs231n-nesterov", "manual.SGD", "cs231n-adam", "adam-object", "adamw-object",
         "manual.Adam"])
 def test_a_correct_rule_passes(rule, optimizer, kwargs):
     r = check_optimizer(rule, optimizer, steps=8, **kwargs)
@@ -137,6 +149,9 @@ MISTAKES = {
                   dict(lr=0.1, momentum=0.9, dampening=0.5), 2, "0.weight", "dampening_ignored"),
     "look-ahead": (lambda params, grads, state, **kw: sgd_state(params, grads, state, look_ahead=False, **kw), "sgd",
                    dict(lr=0.1, momentum=0.9, nesterov=True), 1, "0.weight", "look_ahead_missing"),
+    "nesterov, decay decoupled": (lambda params, grads, state, **kw: sgd_state(params, grads, state, decoupled=True, **kw),
+                                  "sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1), 1, "0.weight",
+                                  "decay_decoupled"),
     "momentum as an average": (momentum_averaged, "sgd", dict(lr=0.1, momentum=0.9), 1, "0.weight",
                                "momentum_averaged"),
     "bias correction": (StudentAdam(lr=0.01, bias_correction=False), "adam", dict(lr=0.01), 1, "0.weight",
