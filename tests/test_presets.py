@@ -25,12 +25,19 @@ def runs():
 
 
 RUN_NAMES = [name for p in PRESETS.values() for name in p.run_names()]
+DIVERGING = [name for p in PRESETS.values() for name, label in zip(p.run_names(), p.runs)
+             if label in p.expect and p.expect[label].metric == "diverges"]
 
 
 @pytest.mark.parametrize("name", RUN_NAMES)
 def test_sides_agree_in_float64(runs, name):
     result, _ = runs[name]
     assert result.passed, f"{name}: the sides disagree {result.mismatch.describe()}"
+    if name in DIVERGING:
+        # A run that is about divergence stops where both sides diverge, together.
+        assert result.divergence is not None and result.divergence.both, f"{name}: {result.divergence}"
+        return
+    assert result.divergence is None, f"{name}: {result.divergence.describe()}"
     assert result.epochs == result.spec.epochs, f"{name}: {result.epochs} of {result.spec.epochs} epochs ran"
     assert result.final_cost_manual == pytest.approx(result.final_cost_torch, rel=1e-10, abs=1e-12), \
         f"{name}: final cost manual {result.final_cost_manual!r} vs torch {result.final_cost_torch!r} (rtol 1e-10)"
@@ -68,6 +75,8 @@ QUOTED = [
     ("sgd-vs-batch:batch", "final_cost", "0.35"),
     ("sgd-vs-batch:sgd", "final_cost", "0.025"),
     ("sgd-vs-batch:mini-batch", "final_cost", "0.24"),
+    ("learning-rate:small", "final_cost", "0.109"),
+    ("learning-rate:good", "final_cost", "0.0245"),
 ]
 
 
@@ -104,6 +113,18 @@ def test_xor_needs_the_hidden_layer(runs):
     assert single.accuracy_manual <= 0.75 and hidden.accuracy_manual == 1.0, \
         f"xor accuracy: single unit {single.accuracy_manual} (<= 0.75), hidden layer {hidden.accuracy_manual} (1.0)"
     assert hidden.spec.lr == 0.3 and hidden.spec.optimizer_args == {"momentum": 0.6}, "the lecture notes' α and μ"
+
+
+def test_learning_rate_too_large_diverges_where_the_description_says(runs):
+    small, good, large = (runs[f"learning-rate:{k}"][0] for k in ("small", "good", "too-large"))
+    assert (small.spec.lr, good.spec.lr, large.spec.lr) == (0.01, 0.1, 0.5)
+    assert small.divergence is None and good.divergence is None, "only the largest α diverges"
+    assert large.divergence.step == 6 and large.divergence.both, large.divergence
+    assert "diverges at step 6" in get_preset("learning-rate").description
+    # the same network, start and data: α alone differs
+    assert {k: v for k, v in small.spec.to_dict().items() if k != "lr"} == \
+        {k: v for k, v in large.spec.to_dict().items() if k != "lr"}
+    assert large.verdict == "agree (diverged at step 6)", large.verdict
 
 
 def test_sgd_vs_batch_counts_updates_per_epoch(runs):

@@ -25,6 +25,54 @@ def positive_float(text):
     return value
 
 
+def number(text):
+    """A finite number; its range is checked by the spec (ExperimentSpec.validate), which names the fix."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def listed(kind, choices=None):
+    """An argument type for a comma list of ``kind`` (a sweep when it has more than one value):
+    "0.5,5,50" -> [0.5, 5.0, 50.0]. ``choices``: the valid names, listed when one is not."""
+    def parse(text):
+        values = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                raise argparse.ArgumentTypeError(f"an empty value in {text!r}; separate values by single commas")
+            if choices is not None and part not in choices:
+                raise argparse.ArgumentTypeError(f"unknown {part!r}; choose from {', '.join(choices)} "
+                                                 "(a comma list sweeps)")
+            values.append(kind(part))
+        return values
+    parse.__name__ = getattr(kind, "__name__", "value")   # argparse names the type in its messages
+    return parse
+
+
+def layer_sizes(text):
+    """Hidden layer sizes: "32,32" -> (32, 32); "none" (or "") -> () , a single layer."""
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        return tuple(positive_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes such as 32 or 32,32 (or none), got {text!r}") \
+            from None
+
+
+def pair(text):
+    """Two numbers: "0.9,0.999" -> (0.9, 0.999) (Adam's betas)."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers such as 0.9,0.999, got {text!r}")
+    return tuple(number(p) for p in parts)
+
+
 def batch_size(text):
     if text == "full":
         return "full"

@@ -1,34 +1,31 @@
-"""Run presets: every run of each preset in lockstep, with command-line overrides applied."""
+"""Run presets: every run of each preset (or experiment file) in lockstep, with the command line's
+changes applied and its sweeps expanded."""
 import os
 from contextlib import contextmanager
 from dataclasses import replace
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
 from backprop_oracle import torch_ref
 from backprop_oracle.compare.data.datasets import load_dataset
 from backprop_oracle.compare.data.idx import MNIST_FILES
+from backprop_oracle.compare.errors import DataError
+from backprop_oracle.compare.experiments.config import load_config
+from backprop_oracle.compare.experiments.overrides import with_changes
 from backprop_oracle.compare.experiments.presets import on_mnist, select_presets
+from backprop_oracle.compare.experiments.setup import initial_state, prepare
 from backprop_oracle.compare.experiments.spec import SpecError, optimizer_arguments
+from backprop_oracle.compare.experiments.sweep import expand
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from backprop_oracle.manual import OPTIMIZERS
 
 def apply_overrides(spec, overrides):
-    """The spec with overrides applied; batch_size "full" means the whole training set.
-
-    A new optimizer keeps the preset's optimizer_args that it takes too (weight_decay) and drops
-    the rest (SGD's momentum, Adam's betas): they belong to the old update rule, and passing them
-    on would only fail. ``dropped_arguments`` says which were dropped.
-    """
-    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if changes.get("optimizer", spec.optimizer) != spec.optimizer and changes["optimizer"] in OPTIMIZERS:
-        takes = optimizer_arguments(changes["optimizer"])
-        changes["optimizer_args"] = {k: v for k, v in spec.optimizer_args.items() if k in takes}
-    if changes.get("batch_size") == "full":   # with_overrides skips None, so set the full batch here
-        del changes["batch_size"]
-        spec = replace(spec, batch_size=None)
-    return spec.with_overrides(**changes)
+    """The spec with overrides (the command line's changes, compare.experiments.overrides) applied;
+    batch_size "full" means the whole training set. A new optimizer keeps the preset's
+    optimizer_args that it takes too (weight_decay) and drops the rest (``dropped_arguments``)."""
+    return with_changes(spec, **(overrides or {}))
 
 
 def dropped_arguments(spec, overrides):
@@ -39,12 +36,6 @@ def dropped_arguments(spec, overrides):
     return [k for k in spec.optimizer_args if k not in optimizer_arguments(new)]
 
 
-def _check_batch_size(name, spec, n_train):
-    if spec.batch_size is not None and spec.batch_size > n_train:
-        raise SpecError(f"{name}: batch size {spec.batch_size} is larger than its training set of "
-                        f"{n_train} examples; use at most {n_train}, or 'full' for the whole set")
-
-
 def preset_overrides(preset, overrides):
     """The overrides without those ``preset`` is about (``Preset.fixed``): under ``run all`` it keeps
     its own. Returns (overrides, [fields kept])."""
@@ -53,13 +44,11 @@ def preset_overrides(preset, overrides):
     return {k: v for k, v in overrides.items() if k not in kept}, kept
 
 
-def check_overrides(presets, overrides, everything=False):
-    """Raise SpecError for an override that makes no sense for one of ``presets``, before anything
-    runs: one the preset is about (``Preset.fixed``; under ``everything``, run all, that preset keeps
-    its own instead), a batch larger than a training set, a device that is not here. Returns every
-    run's spec with the overrides applied."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    specs = []
+def expand_presets(presets, overrides, everything=False):
+    """Each preset with the overrides applied to each run and a run per combination of swept values
+    (compare.experiments.sweep.expand), its ``notes`` saying what the changes dropped. An override a
+    preset is about (``Preset.fixed``) is refused; under ``everything`` (run all) it keeps its own."""
+    out = []
     for preset in presets:
         own, kept = preset_overrides(preset, overrides)
         if kept and not everything:
@@ -67,17 +56,54 @@ def check_overrides(presets, overrides, everything=False):
             raise SpecError(f"{preset.name} compares runs that differ only in {field}; overriding "
                             f"--{field.replace('_', '-')} would make them the same. Leave it out, or "
                             f"run the other presets without {preset.name}")
+        notes = []
+        expanded = expand(preset, own, notes)
+        out.append(replace(expanded, notes=tuple(notes)))
+    return out
+
+
+def _check_run(name, spec):
+    """What ``LockstepRun`` would refuse once started, refused now: a data set that is not there, a
+    batch larger than the training set, a softmax over one output, initial weights that do not fit."""
+    try:
+        ds = load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
+    except DataError as e:
+        raise DataError(f"{name}: {e}") from None
+    n_train = ds.X_train.shape[0]
+    if spec.batch_size is not None and spec.batch_size > n_train:
+        raise SpecError(f"{name}: batch size {spec.batch_size} is larger than its training set of "
+                        f"{n_train} examples; use at most {n_train}, or 'full' for the whole set")
+    try:
+        problem = prepare(spec, ds)
+    except SpecError as e:
+        raise SpecError(f"{name}: {e}") from None
+    try:
+        initial_state(spec, problem.sizes, np.random.default_rng(spec.seed))
+    except SpecError as e:
+        raise SpecError(f"{name}: {e}; the network is {'-'.join(map(str, problem.sizes))}") from None
+
+
+def check_overrides(presets, overrides, everything=False):
+    """Raise SpecError for an override that makes no sense for one of ``presets``, before anything
+    runs: one the preset is about (``Preset.fixed``; under ``everything``, run all, that preset keeps
+    its own instead), incompatible parts (ExperimentSpec.validate), a batch larger than a training
+    set, a device that is not here. Returns every run's (name, spec) with the overrides applied."""
+    return _specs(expand_presets(presets, overrides, everything), overrides)
+
+
+def _specs(expanded, overrides):
+    specs = []
+    for preset in expanded:
         for name, spec in zip(preset.run_names(), preset.runs.values()):
-            spec = apply_overrides(spec, own)
             # Data sets are small and made in milliseconds, except MNIST: its size is checked
             # when it is loaded, by LockstepRun (compare.experiments.setup.prepare).
-            if isinstance(spec.batch_size, int) and spec.dataset != "mnist":
-                ds = load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
-                _check_batch_size(name, spec, ds.X_train.shape[0])
+            if spec.dataset != "mnist":
+                _check_run(name, spec)
             specs.append((name, spec))
-    if "device" in overrides:
+    device = (overrides or {}).get("device")
+    if device is not None:
         try:
-            torch_ref.resolve_device(overrides["device"])
+            torch_ref.resolve_device(device)
         except ValueError as e:
             raise SpecError(str(e)) from None
     return specs
@@ -102,16 +128,27 @@ def use_mnist(presets, directory, limit=None):
     return [on_mnist(p, directory, limit) if p.name == "digits" else p for p in presets]
 
 
-def select_runs(names, overrides, mnist_dir=None, mnist_limit=None):
-    """What a command line asks for: the presets named (with digits on MNIST when ``mnist_dir``
-    is given) and every run's spec with ``overrides`` applied, all checked before anything runs.
-    Returns (presets, [(run name, spec), ...])."""
-    presets = select_presets(names)
+def select_runs(names, overrides, mnist_dir=None, mnist_limit=None, config=None):
+    """What a command line asks for: the presets named and the experiment file ``config`` (with
+    digits on MNIST when ``mnist_dir`` is given), ``overrides`` applied to every run and swept
+    values expanded into runs, all checked before anything runs.
+    Returns (presets as they will run, [(run name, spec), ...])."""
+    presets = select_presets(names) if names or config is None else []
+    if config is not None:
+        presets.append(load_config(config))
     if mnist_limit is not None and mnist_dir is None:
         raise SpecError("--mnist-limit needs --mnist-dir")
     if mnist_dir is not None:
         presets = use_mnist(presets, mnist_dir, mnist_limit)
-    return presets, check_overrides(presets, overrides, everything="all" in names)
+    expanded = expand_presets(presets, overrides, everything="all" in names)
+    runs = _specs(expanded, overrides)
+    seen = set()
+    for name, _ in runs:
+        if name in seen:
+            raise SpecError(f"two runs are named {name}: the experiment file is named as a preset that runs "
+                            "too; give the file another name = \"...\"")
+        seen.add(name)
+    return expanded, runs
 
 
 @contextmanager
@@ -149,6 +186,6 @@ def run_preset(preset, overrides=None, observers_for=None):
         goal = None
         if expectation is not None:
             ok, value = expectation.check(result)
-            goal = (ok, f"{expectation}, reached {value if value is None else format(value, '.4g')}")
+            goal = (ok, f"{expectation}, {expectation.reached(value)}")
         out.append((name, result, goal))
     return out

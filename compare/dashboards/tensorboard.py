@@ -119,6 +119,11 @@ def hparams_of(run, name, side):
         if key not in out and key != "initial_params":
             out[key] = value if isinstance(value, (int, float, str)) and not isinstance(value, bool) \
                 else json.dumps(value, sort_keys=True, default=str)
+        if isinstance(value, dict) and key != "initial_params":
+            # each argument as a value of its own, so that a sweep of momentum is a column to sort by
+            for k, v in value.items():
+                if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+                    out[f"{key}.{k}"] = v
     out["initial_params"] = "given" if spec.initial_params else spec.init
     return out
 

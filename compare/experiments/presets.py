@@ -25,24 +25,37 @@ SOURCES = {
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a run must reach, e.g. Expectation("accuracy", ">=", 0.95) or ("final_cost", "<=", 1e-3).
+    """What a run must reach, e.g. Expectation("accuracy", ">=", 0.95) or ("final_cost", "<=", 1e-3),
+    or that it diverges: Expectation("diverges").
 
     "accuracy" is validation accuracy where the data set has a validation split, else training
-    accuracy; "final_cost" is the cost of the final parameters on the whole training set.
+    accuracy; "final_cost" is the cost of the final parameters on the whole training set;
+    "diverges" is met by a run that diverged (its value is the step it diverged at).
     """
     metric: str
-    op: str
-    bound: float
+    op: str = ""
+    bound: float = 0.0
+
+    METRICS = ("accuracy", "final_cost", "diverges")
 
     def check(self, result):
         """(ok, value) for the manual side's figure (the sides agree, or the run fails anyway)."""
+        if self.metric == "diverges":
+            step = None if result.divergence is None else result.divergence.step
+            return step is not None, step
         value = {"accuracy": result.accuracy_manual, "final_cost": result.final_cost_manual}[self.metric]
         if value is None:
             return False, None
         return (value >= self.bound if self.op == ">=" else value <= self.bound), value
 
+    def reached(self, value):
+        """What the run reached, in words: "reached 0.0245", "diverged at step 6"."""
+        if self.metric == "diverges":
+            return "did not diverge" if value is None else f"diverged at step {value}"
+        return f"reached {value if value is None else format(value, '.4g')}"
+
     def __str__(self):
-        return f"{self.metric} {self.op} {self.bound:g}"
+        return "diverges" if self.metric == "diverges" else f"{self.metric} {self.op} {self.bound:g}"
 
 
 @dataclass(frozen=True)
@@ -52,9 +65,12 @@ class Preset:
     runs: dict                  # label -> ExperimentSpec; the label "" is the preset itself
     expect: dict = field(default_factory=dict)   # label -> Expectation
     fixed: tuple = ()           # spec fields the preset is about: overriding them is an error
+    notes: tuple = ()           # what changing it dropped (compare.experiments.sweep.expand), to tell the user
 
     def run_names(self):
-        return [self.name if label == "" else f"{self.name}:{label}" for label in self.runs]
+        """"or-gate", "xor:hidden"; a swept run's label starts with its values: "or-gate[lr=5]"."""
+        return [self.name + label if label == "" or label.startswith("[") else f"{self.name}:{label}"
+                for label in self.runs]
 
 
 OR_GATE = ExperimentSpec(
@@ -125,6 +141,10 @@ REGRESSION = ExperimentSpec(dataset="sine", hidden_sizes=(16,), activation="tanh
 SMALL_MOONS = ExperimentSpec(dataset="moons", dataset_args={"n_samples": 60, "noise": 0.1}, hidden_sizes=(8,),
                              activation="tanh", output_activation="sigmoid", loss="bce", optimizer="sgd", lr=0.5,
                              epochs=20, seed=4)
+
+# The learning rate α on one network, full-batch gradient descent so that nothing but α differs:
+# too small crawls, a good one converges, too large overshoots the minimum by more each step.
+SINE_GD = replace(REGRESSION, optimizer_args={}, batch_size=None, epochs=200)
 
 
 PRESETS = {p.name: p for p in [
@@ -230,6 +250,18 @@ PRESETS = {p.name: p for p in [
          "mini-batch": Expectation("final_cost", "<=", 0.30)},
         fixed=("batch_size",),
     ),
+    Preset(
+        "learning-rate",
+        "The learning rate α (the OR-gate article, the concept overview's gradient descent): the regression "
+        "preset's 1-16-1 tanh network, full-batch gradient descent for 200 epochs from the same start with "
+        "α = 0.01, 0.1 and 0.5. Too small crawls (cost 0.109), a good α converges (0.0245), too large "
+        "overshoots further each step and diverges at step 6, on both sides alike.",
+        {"small": replace(SINE_GD, lr=0.01), "good": replace(SINE_GD, lr=0.1),
+         "too-large": replace(SINE_GD, lr=0.5)},
+        {"small": Expectation("final_cost", ">=", 0.1), "good": Expectation("final_cost", "<=", 0.03),
+         "too-large": Expectation("diverges")},
+        fixed=("lr",),
+    ),
 ]}
 
 
@@ -240,7 +272,7 @@ def get_preset(name):
     if base not in PRESETS:
         close = difflib.get_close_matches(base, PRESETS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise SpecError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (or 'all'){hint}")
+        raise SpecError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (or 'all', or 'custom' for your own){hint}")
     preset = PRESETS[base]
     if not label:
         return preset
@@ -251,17 +283,26 @@ def get_preset(name):
                    expect={"": preset.expect[label]} if label in preset.expect else {})
 
 
+# No preset: ExperimentSpec's defaults, every part set by the command line's options.
+CUSTOM = Preset("custom", "An experiment of your own: ExperimentSpec's defaults (one sigmoid unit on the OR "
+                "gate, squared error, full-batch gradient descent with lr 1 for 100 epochs), every part set "
+                "by the options: --dataset, --hidden, --activation, --loss, --optimizer, ...",
+                {"": ExperimentSpec()})
+
+
 def select_presets(names):
     """Presets for names given on the command line ("PRESET" or "PRESET:RUN"); "all" is every
-    preset, in order. Needs no torch, so a mistyped name is answered at once."""
+    preset, in order; "custom" is ExperimentSpec's defaults (CUSTOM). Needs no torch, so a
+    mistyped name is answered at once."""
     if not names:
-        raise SpecError(f"name a preset to run, or 'all'; presets: {', '.join(PRESETS)}")
+        raise SpecError(f"name a preset to run, or 'all', or give --config FILE or --dataset NAME; "
+                        f"presets: {', '.join(PRESETS)}")
     if "all" in names:
         return list(PRESETS.values())
     seen, out = set(), []
     for n in names:
         if n not in seen:
-            out.append(get_preset(n))
+            out.append(CUSTOM if n == CUSTOM.name else get_preset(n))
             seen.add(n)
     return out
 

@@ -3,7 +3,8 @@ import contextlib
 import sys
 
 from backprop_oracle.compare.cli.arguments import json_path, single_process
-from backprop_oracle.compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
+from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
+                                                           say_dropped, what_to_run)
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
@@ -32,19 +33,23 @@ class Current:
 
 def main(args):
     single_process("run")
-    select_presets(args.presets)         # a mistyped name is answered before torch is loaded
+    names = what_to_run(args)
+    if not args.config:
+        select_presets(names)            # a mistyped name is answered before torch is loaded
     if args.json:
         json_path(args.json)
     from backprop_oracle.compare.cli.runner import run_preset, select_runs
     from backprop_oracle.compare.dashboards.progress import progress_for
     from backprop_oracle.compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
-    presets, _ = select_runs(args.presets, overrides, args.mnist_dir, args.mnist_limit)
+    presets, _ = select_runs(names, overrides, args.mnist_dir, args.mnist_limit, config=args.config)
+    if args.dump_config:
+        return dump_config_of(presets, "run")
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs
         guard = logdir_for_runs(args.logdir)     # removed again if nothing could run
-    say_dropped(presets, overrides, args.optimizer)
+    say_dropped(presets, overrides)
     loggers, current = [], Current()
 
     def observers_for(name, spec):
@@ -60,7 +65,7 @@ def main(args):
     with guard:
         try:
             for preset in presets:
-                for name, result, goal in run_preset(preset, overrides, observers_for):
+                for name, result, goal in run_preset(preset, None, observers_for):
                     results.append(result)
                     if goal is not None:
                         goals[name] = goal

@@ -7,7 +7,8 @@ import os
 import sys
 
 from backprop_oracle.compare.cli.arguments import json_path
-from backprop_oracle.compare.cli.commands.options import add_preset_arguments, overrides_from, say_dropped
+from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
+                                                           say_dropped, what_to_run)
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
@@ -23,7 +24,9 @@ def add_arguments(parser):
 
 
 def main(args):
-    select_presets(args.presets)         # a mistyped name is answered before torch is loaded
+    names = what_to_run(args)
+    if not args.config:
+        select_presets(names)            # a mistyped name is answered before torch is loaded
     from backprop_oracle import torch_ref
     from backprop_oracle.compare.lockstep.report import write_json
     from backprop_oracle.compare.cli.runner import select_runs, single_threaded
@@ -33,12 +36,14 @@ def main(args):
 
     if args.json:
         json_path(args.json)
-    presets, runs = select_runs(args.presets, overrides_from(args), args.mnist_dir, args.mnist_limit)
+    presets, runs = select_runs(names, overrides_from(args), args.mnist_dir, args.mnist_limit, config=args.config)
+    if args.dump_config:
+        return dump_config_of(presets, "train")
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         guard = logdir_for_runs(args.logdir)     # created once everything else is known good
     if int(os.environ.get("RANK", "0") or 0) == 0:
-        say_dropped(presets, overrides_from(args), args.optimizer)
+        say_dropped(presets, overrides_from(args))
     # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
     results, run_dirs = [], {}
