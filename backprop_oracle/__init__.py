@@ -5,6 +5,7 @@ What a user imports:
     from backprop_oracle import check_function, check_layer, check_network, assert_gradients_match
     from backprop_oracle import check_optimizer, check_schedule    # hand-written update rules, schedules
     from backprop_oracle import ExperimentSpec, run_lockstep, PRESETS, load_dataset
+    from backprop_oracle import with_changes, sweep, load_config, dump_config   # experiments, sweeps, files
     from backprop_oracle import manual        # the NumPy network (never imports torch)
     from backprop_oracle import torch_ref     # the same network in torch.nn
 
@@ -29,6 +30,7 @@ _PARTS = ("manual", "torch_ref", "compare")
 _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_match", "CheckResult",
            "check_optimizer", "check_schedule", "assert_optimizer_matches", "assert_schedule_matches", "UpdateResult",
            "CheckError", "SpecError", "DataError", "ExperimentSpec", "PRESETS", "load_dataset",
+           "with_changes", "sweep", "load_config", "dump_config",
            "run_lockstep", "LockstepRun", "LockstepResult", "trace_example", "format_trace")
 
 __all__ = list(_PUBLIC) + list(_PARTS)

@@ -6,6 +6,7 @@ stays fast; users import the same names from ``backprop_oracle`` itself:
     from backprop_oracle import check_function, check_layer, check_network, assert_gradients_match
     from backprop_oracle import check_optimizer, check_schedule
     from backprop_oracle import ExperimentSpec, run_lockstep, PRESETS, load_dataset
+    from backprop_oracle import with_changes, sweep, load_config, dump_config
 
 The rooms, from the bottom of the arrows up (each subpackage's docstring says what it may import):
 
@@ -37,6 +38,10 @@ _LAZY = {
     "DataError": "backprop_oracle.compare.errors",
     "ExperimentSpec": "backprop_oracle.compare.experiments.spec",
     "PRESETS": "backprop_oracle.compare.experiments.presets",
+    "with_changes": "backprop_oracle.compare.experiments.overrides",
+    "sweep": "backprop_oracle.compare.experiments.sweep",
+    "load_config": "backprop_oracle.compare.experiments.config",
+    "dump_config": "backprop_oracle.compare.experiments.config",
     "load_dataset": "backprop_oracle.compare.data.datasets",
     "run_lockstep": "backprop_oracle.compare.lockstep.run",
     "LockstepRun": "backprop_oracle.compare.lockstep.run",

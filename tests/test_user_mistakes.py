@@ -99,7 +99,7 @@ CASES = [
     (["run", "or-gat"], 2, "did you mean 'or-gate'?"),
     (["run", "xor:hiden"], 2, "xor has no run 'hiden'; its runs are xor:single-unit, xor:hidden"),
     (["run", "or-gate:x"], 2, "none: or-gate is a single run"),
-    (["run"], 2, "the following arguments are required: PRESET"),
+    (["run"], 2, "name a preset to run, or 'all', or give --config FILE or --dataset NAME"),
     (["run", "or-gate", "--batch-size", "5"], 2, "batch size 5 is larger than its training set of 4 examples"),
     (["run", "or-gate", "--batch-size", "0"], 2, "expected a positive integer"),
     (["run", "sgd-vs-batch", "--batch-size", "8"], 2, "sgd-vs-batch compares runs that differ only in batch_size"),

@@ -46,8 +46,8 @@ def listed(kind, choices=None):
             if not part:
                 raise argparse.ArgumentTypeError(f"an empty value in {text!r}; separate values by single commas")
             if choices is not None and part not in choices:
-                raise argparse.ArgumentTypeError(f"unknown {part!r}; choose from {', '.join(choices)} "
-                                                 "(a comma list sweeps)")
+                raise argparse.ArgumentTypeError(f"invalid choice: {part!r} (choose from {', '.join(choices)}; "
+                                                 "a comma list sweeps)")
             values.append(kind(part))
         return values
     parse.__name__ = getattr(kind, "__name__", "value")   # argparse names the type in its messages

@@ -7,5 +7,8 @@ initial weights); never torch.
 
     spec       ExperimentSpec, SpecError
     presets    PRESETS, get_preset(name), select_presets(names), on_mnist(preset, dir)
+    overrides  with_changes(spec, lr=5, momentum=0.9, hidden_sizes=(32, 32)): the command line's changes
+    sweep      sweep(spec, lr=[0.5, 5, 50]), expand(preset, changes): a run per swept value
+    config     load_config(path), parse_config(text), dump_config(preset): experiment files in TOML
     setup      prepare (data, targets, sizes), initial_state, epoch_batches, evaluate
 """

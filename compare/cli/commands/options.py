@@ -95,6 +95,9 @@ def dump_config_of(presets, command):
     if len(presets) != 1:
         raise UsageError(f"--dump-config writes one preset (or experiment file) at a time, got {len(presets)} "
                          f"({', '.join(p.name for p in presets)}); name one")
+    import sys
+    for note in presets[0].notes:
+        print(note, file=sys.stderr)
     print(dump_config(presets[0]), end="")
     return 0
 
