@@ -279,7 +279,8 @@ def get_preset(name):
     if label not in preset.runs or label == "":
         runs = ", ".join(n for n in preset.run_names() if ":" in n) or f"none: {base} is a single run"
         raise SpecError(f"{base} has no run {label!r}; its runs are {runs}")
-    return replace(preset, name=f"{base}:{label}", runs={"": preset.runs[label]},
+    # One run compares nothing with its siblings: what the preset is about (fixed) is free to change.
+    return replace(preset, name=f"{base}:{label}", runs={"": preset.runs[label]}, fixed=(),
                    expect={"": preset.expect[label]} if label in preset.expect else {})
 
 

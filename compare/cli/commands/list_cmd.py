@@ -1,7 +1,7 @@
 """backprop-oracle list: the presets and what each demonstrates."""
 import textwrap
 
-from backprop_oracle.compare.experiments.presets import PRESETS, SOURCES
+from backprop_oracle.compare.experiments.presets import CUSTOM, PRESETS, SOURCES
 
 HELP = "list the presets"
 
@@ -17,6 +17,11 @@ def main(args):
         print(textwrap.fill(preset.description, width=96, initial_indent="    ", subsequent_indent="    "))
         if goals:
             print(f"    goal: {goals}")
+    print(f"\n{CUSTOM.name}")
+    print(textwrap.fill(CUSTOM.description, width=96, initial_indent="    ", subsequent_indent="    "))
+    print(textwrap.fill("Any preset takes the same options; a comma list sweeps (--lr 0.5,5,50); --dump-config "
+                        "writes the runs as an experiment file for --config.", width=96, initial_indent="    ",
+                        subsequent_indent="    "))
     print("\nsources:")
     for name, what in SOURCES.items():
         print(textwrap.fill(f"{name}: {what}", width=96, initial_indent="    ", subsequent_indent="        "))
