@@ -99,6 +99,13 @@ def test_a_dumped_preset_runs_exactly_as_the_preset(capsys, tmp_path, preset, ar
     assert [r["goal_met"] for r in reports[1]["runs"]] == [r["goal_met"] for r in reports[0]["runs"]]
 
 
+def test_dump_config_writes_a_file_that_runs(capsys, tmp_path):
+    code, out, err = cli(capsys, "run", "moons", "--activation", "tanh", "--dump-config", str(tmp_path / "m.toml"))
+    assert code == 0 and out == "" and f"run it with: backprop-oracle run --config {tmp_path / 'm.toml'}" in err, err
+    preset = load_config(tmp_path / "m.toml")
+    assert preset.runs[""] == with_changes(PRESETS["moons"].runs[""], activation="tanh")
+
+
 def test_a_file_of_ones_own_shares_fields_and_names_its_runs(tmp_path):
     (tmp_path / "alphas.toml").write_text(
         'dataset = "or"\nepochs = 20\nbatch_size = "full"\n\n[[run]]\nlabel = "slow"\nlr = 0.5\n\n'
@@ -213,6 +220,7 @@ BAD = [
     (["run", "learning-rate", "--lr", "0.5,1"], "learning-rate compares runs that differ only in lr"),
     (["run", "or-gate", "xor", "--dump-config"], "--dump-config writes one preset"),
     (["run", "--config", "missing.toml"], "--config: cannot read missing.toml"),
+    (["run", "or-gate", "--dump-config", "no/such/folder.toml"], "--dump-config: the folder"),
 ] + [(["run", "--config", name], words) for name, (_, words) in BAD_FILES.items()]
 
 

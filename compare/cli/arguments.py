@@ -79,15 +79,16 @@ def batch_size(text):
     return positive_int(text)
 
 
-def json_path(path):
+def json_path(path, option="--json"):
     """Check an output path before any work is done, so a long run never ends in a write error."""
     directory = os.path.dirname(os.path.abspath(path))
+    example = "report.json" if option == "--json" else "experiment.toml"
     if not os.path.isdir(directory):
-        raise UsageError(f"--json: the folder {directory} does not exist; create it or choose another path")
+        raise UsageError(f"{option}: the folder {directory} does not exist; create it or choose another path")
     if os.path.isdir(path):
-        raise UsageError(f"--json: {path} is a folder; give a file name such as report.json")
+        raise UsageError(f"{option}: {path} is a folder; give a file name such as {example}")
     if not os.access(directory, os.W_OK):
-        raise UsageError(f"--json: cannot write in {directory}")
+        raise UsageError(f"{option}: cannot write in {directory}")
     return path
 
 

@@ -26,9 +26,9 @@ def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, d
     what = parser.add_argument_group("what to run")
     what.add_argument("--config", metavar="FILE", help="run the experiment file FILE (TOML: one [[run]] table "
                                                        "per run; --dump-config writes one)")
-    what.add_argument("--dump-config", action="store_true",
-                      help="print the runs asked for (with every change and sweep) as an experiment file, and "
-                           "run nothing")
+    what.add_argument("--dump-config", nargs="?", const="-", metavar="FILE",
+                      help="write the runs asked for (with every change and sweep) as an experiment file to FILE "
+                           "(default: print it), and run nothing")
     what.add_argument("--dataset", type=listed(str), help="the data set (without a preset: an experiment of "
                                                           "your own on it)")
     net = parser.add_argument_group("the network (comma lists sweep: --activation relu,tanh)")
@@ -87,18 +87,24 @@ def what_to_run(args):
     return ["custom"] if args.dataset is not None else []
 
 
-def dump_config_of(presets, command):
-    """Print the one preset asked for, as it would run, as an experiment file
-    (compare.experiments.config.dump_config) on stdout."""
+def dump_config_of(presets, command, path="-"):
+    """Write the one preset asked for, as it would run, as an experiment file
+    (compare.experiments.config.dump_config) to ``path`` ("-": stdout), whole or not at all."""
     from backprop_oracle.compare.errors import UsageError
     from backprop_oracle.compare.experiments.config import dump_config
+    from backprop_oracle.compare.files import write_atomic
     if len(presets) != 1:
         raise UsageError(f"--dump-config writes one preset (or experiment file) at a time, got {len(presets)} "
                          f"({', '.join(p.name for p in presets)}); name one")
     import sys
     for note in presets[0].notes:
         print(note, file=sys.stderr)
-    print(dump_config(presets[0]), end="")
+    text = dump_config(presets[0])
+    if path == "-":
+        print(text, end="")
+    else:
+        write_atomic(path, text)
+        print(f"wrote {path}; run it with: backprop-oracle {command} --config {path}", file=sys.stderr)
     return 0
 
 

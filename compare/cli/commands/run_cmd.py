@@ -43,8 +43,10 @@ def main(args):
     from backprop_oracle.compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
     presets, _ = select_runs(names, overrides, args.mnist_dir, args.mnist_limit, config=args.config)
+    if args.dump_config not in (None, "-"):
+        json_path(args.dump_config, "--dump-config")
     if args.dump_config:
-        return dump_config_of(presets, "run")
+        return dump_config_of(presets, "run", args.dump_config)
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs

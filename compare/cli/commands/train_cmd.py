@@ -37,8 +37,10 @@ def main(args):
     if args.json:
         json_path(args.json)
     presets, runs = select_runs(names, overrides_from(args), args.mnist_dir, args.mnist_limit, config=args.config)
+    if args.dump_config not in (None, "-"):
+        json_path(args.dump_config, "--dump-config")
     if args.dump_config:
-        return dump_config_of(presets, "train")
+        return dump_config_of(presets, "train", args.dump_config)
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         guard = logdir_for_runs(args.logdir)     # created once everything else is known good
