@@ -150,7 +150,7 @@ def hparams_sessions(root):
 
 
 def test_a_sweep_is_a_row_and_an_hparams_session_per_value(capsys, tmp_path):
-    code, out, err = cli(capsys, "run", "or-gate", "--lr", "0.5,5,50", "--epochs", "30", "--logdir",
+    code, out, err = cli(capsys, "run", "or-gate", "--lr", "0.5,5,50", "--epochs", "10", "--logdir",
                          str(tmp_path / "runs"), "--json", str(tmp_path / "r.json"))
     assert code == 0, err
     names = ["or-gate[lr=0.5]", "or-gate[lr=5]", "or-gate[lr=50]"]
