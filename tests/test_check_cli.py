@@ -77,7 +77,8 @@ def test_a_json_spec_file_and_a_json_report(student, tmp_path, capsys):
     (["{s}:backprop"], "give the network: --sizes"),
     (["{s}:backprop", "--sizes", "2,x,1"], "--sizes: expected positive integers"),
     (["{s}:crashes", *NET], "crashes raised ValueError"),
-    (["{s}:backprop", *NET[:-2]], "the params are named 0.weight"),
+    (["{s}:backprop", *NET[:-2], "--naming", "torch"], "the params are named 0.weight"),
+    (["{s}:backprop", *NET, "--layout", "or-gate"], "backprop raised ValueError: matmul"),
     (["{s}:backprop", "--spec", "{s}"], "student.py: Expecting value"),
 ])
 def test_usage_errors_exit_2_with_one_line(student, capsys, args, message):
@@ -86,6 +87,36 @@ def test_usage_errors_exit_2_with_one_line(student, capsys, args, message):
     assert captured.out == ""
     assert captured.err.startswith("backprop-oracle check: error: ") and message in captured.err
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_without_naming_the_layout_is_found_and_said(student, capsys):
+    assert main(["check", f"{student}:backprop", *NET[:-2]]) == 0
+    out = capsys.readouterr().out
+    assert "layout: examples in rows, W1 (out, in), b1 (out,)" in out and ": PASSED" in out
+
+
+def test_a_network_object_is_checked_with_its_own_sizes(tmp_path, capsys):
+    path = tmp_path / "nielsen.py"
+    path.write_text(textwrap.dedent('''
+        import numpy as np
+
+        class Network:
+            def __init__(self, sizes):
+                rng = np.random.default_rng(0)
+                self.sizes = sizes
+                self.biases = [rng.standard_normal((y, 1)) for y in sizes[1:]]
+                self.weights = [rng.standard_normal((y, x)) for x, y in zip(sizes[:-1], sizes[1:])]
+
+            def backprop(self, x, y):
+                a = 1 / (1 + np.exp(-(self.weights[0] @ x + self.biases[0])))
+                delta = (a - y) * a * (1 - a)
+                return [delta], [delta @ x.T * 2]          # planted: a factor 2 in nabla_w
+
+        net = Network([3, 2])
+    '''))
+    assert main(["check", f"{path}:net", "--output-activation", "sigmoid"]) == 1
+    out = capsys.readouterr().out
+    assert "Michael Nielsen's network.py" in out and "first wrong (trial 1): dL/dW1 (nabla_w[0])" in out, out
 
 
 def test_a_usage_error_from_the_installed_command_has_no_traceback(student):

@@ -70,13 +70,14 @@ ROOMS = {
     "data": {"errors", "files"},
     "verdict": {"errors"},
     "experiments": {"errors", "data"},
+    "layouts": {"errors"},
     "lockstep": {"errors", "tables", "files", "data", "verdict", "experiments"},
     "updates": {"errors", "tables", "verdict"},
-    "check": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "updates"},
+    "check": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "updates", "layouts"},
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards",
-            "updates"},
+            "updates", "layouts"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

@@ -108,9 +108,11 @@ class TorchNetwork:
         self.kinds = module_kinds(self.model)
         self.layers = layer_numbers(self.kinds)
 
-    def trace(self, state, X, Y, keep=None):
+    def trace(self, state, X, Y, keep=None, l2=0.0, input_grad=False):
         """A compare.verdict.localise.Trace of one forward and backward pass with these parameter values.
-        ``keep``: the modules whose outputs (and their gradients) to copy out; None: every one."""
+        ``keep``: the modules whose outputs (and their gradients) to copy out; None: every one.
+        ``l2``: the cost gets l2·Σ_l ΣW_l² (weights only); ``input_grad``: dCost/dX is kept in
+        ``self.input_grad``."""
         torch = self.torch
         from backprop_oracle.compare.lockstep.sides import to_numpy
         # torch.tensor copies: the two sides never share memory, so they cannot agree falsely.
@@ -118,11 +120,14 @@ class TorchNetwork:
             for n, p in self.model.named_parameters():
                 p.copy_(torch.tensor(np.asarray(state[n], dtype=np.float64)))
         self.model.zero_grad(set_to_none=True)
-        Xt = torch.tensor(np.asarray(X, dtype=np.float64))
+        Xt = torch.tensor(np.asarray(X, dtype=np.float64), requires_grad=bool(input_grad))
         Yt = torch.tensor(Y if np.issubdtype(Y.dtype, np.integer) else np.asarray(Y, dtype=np.float64))
         out, outputs = self.torch_ref.forward_with_intermediates(self.model, Xt)
         cost = self.loss(out, Yt)
+        if l2:
+            cost = cost + l2 * sum((p ** 2).sum() for n, p in self.model.named_parameters() if n.endswith("weight"))
         cost.backward()
+        self.input_grad = to_numpy(Xt.grad) if input_grad else None
         kept = range(len(outputs)) if keep is None else keep
         return Trace(self.kinds, [to_numpy(o) if i in kept else None for i, o in enumerate(outputs)],
                      [to_numpy(o.grad) if i in kept else None for i, o in enumerate(outputs)],

@@ -1,18 +1,19 @@
 """Check a whole network's hand-written backprop against torch autograd on torch_ref.mlp.
 
-The user's function takes (params, X, Y) and returns (cost, grads) or (cost, grads, intermediates):
+The user's code takes (params, X, Y) and returns (cost, grads) or (cost, grads, intermediates), in
+its own layout (compare.layouts: examples in rows or columns, W (out, in) or (in, out), biases
+(out,), (out, 1) or (1, out), names W1 or 0.weight or lists) or as an object compare.layouts.adapters
+makes into such a function. In torch's layout:
 
-    params         {name: array} with torch's shapes: W_l (out, in), b_l (out,). Names are torch's
-                   ("0.weight", "0.bias", "2.weight", ...) or, with naming="layers", the teaching texts'
-                   ("W1", "b1", "W2", ...).
+    params         {name: array}: W_l (out, in), b_l (out,), named "0.weight", "0.bias", ... or W1, b1.
     X, Y           a batch, examples in rows: X (N, inputs); Y as compare.data.targets.encode_targets
                    makes it for the loss ((N, outputs) 0/1 or one-hot; (N,) class indices for
                    cross_entropy; -1/+1 for hinge).
-    cost           the number the loss gives for the batch (its reduction as manual/losses.py states).
-    grads          {name: dCost/dparam}, the same names and shapes as params.
-    intermediates  optional {key: (N, units) array}, any of, for layer l = 1..L:
-                   "z{l}" = a_{l-1} W_l^T + b_l, "a{l}" = f_l(z_l) (a_L is ŷ),
-                   "dz{l}" = dCost/dz_l, "da{l}" = dCost/da_l.
+    cost           the number the loss gives for the batch (its reduction as manual/losses.py states),
+                   plus l2·ΣW² where l2 is given; None: not compared.
+    grads          {name: dCost/dparam}, the same names (or dW1, ...) and shapes as params.
+    intermediates  optional {key: (N, units) array}, for layer l = 1..L: "z{l}" = a_{l-1} W_l^T + b_l,
+                   "a{l}" = f_l(z_l), "dz{l}" = dCost/dz_l, "da{l}" = dCost/da_l, "da0" = dCost/dX.
 
 Every tensor is compared element by element with torch's (the same parameter values copied in
 with torch.tensor, float64). The first wrong node is found by compare.verdict.localise, walking forward
@@ -27,73 +28,28 @@ import numpy as np
 from backprop_oracle import manual
 from backprop_oracle.compare.check.common import CheckError, Precision, as_array, call_user, describe, precision_of
 from backprop_oracle.compare.check.explain import explain_mismatch, module_key, param_tensor_name
-from backprop_oracle.compare.check.netspec import NetworkSpec, TorchNetwork, param_shapes, parameter_names, random_batch
+from backprop_oracle.compare.check.netspec import (NAMINGS, NetworkSpec, TorchNetwork, param_shapes, parameter_names,
+                                                   random_batch)
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
+from backprop_oracle.compare.layouts.adapters import adapt
+from backprop_oracle.compare.layouts.auto import choose_layout
+from backprop_oracle.compare.layouts.layout import in_user_terms, resolve
+from backprop_oracle.compare.layouts.returns import given_params, parse_returns, transposed_reason
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import Mismatch, Trace, layer_numbers, localise
 
 __all__ = ["check_network", "NetworkSpec"]
 
 
-def _intermediate_keys(spec):
-    return [f"{p}{l}" for l in range(1, spec.layers + 1) for p in ("z", "a", "dz", "da")]
-
-
-def _parse(result, spec, names, X, what):
-    """(cost, {torch name: grad}, {key: array}, {torch names of gradients returned transposed}) from
-    what the user's function returned, checked."""
-    if not isinstance(result, (tuple, list)) or len(result) not in (2, 3):
-        got = f"a {len(result)}-tuple" if isinstance(result, (tuple, list)) else type(result).__name__
-        raise CheckError(f"{what} returned {got}; return (cost, grads) or (cost, grads, intermediates)")
-    cost = as_array(result[0], f"the cost returned by {what}")
-    if cost.size != 1:
-        raise CheckError(f"the cost returned by {what} has shape {cost.shape}; it must be one number "
-                         "(the loss reduced over the batch, e.g. the mean of the per-example losses)")
-    grads = result[1]
-    if not isinstance(grads, dict):
-        raise CheckError(f"the grads returned by {what} are a {type(grads).__name__}; return a dict "
-                         f"{{name: gradient}} with the names {', '.join(names.values())}")
-    missing = [u for u in names.values() if u not in grads]
-    extra = sorted(set(grads) - set(names.values()), key=str)
-    if missing or extra:
-        raise CheckError(f"the grads returned by {what} have the wrong names: missing {missing}, "
-                         f"unexpected {extra}; the parameters are {', '.join(names.values())}"
-                         + ("" if not extra else " (naming='layers' names them W1, b1, ...; "
-                            "naming='torch' 0.weight, 0.bias, ...)"))
-    shapes = param_shapes(spec)
-    out, flipped = {}, set()
-    for t, u in names.items():
-        g = np.asarray(grads[u]) if not hasattr(grads[u], "detach") else grads[u]
-        # A gradient of the transposed shape is a classic mistake, not a usage error: its transpose is
-        # compared, and the check fails saying so.
-        if len(shapes[t]) == 2 and shapes[t][0] != shapes[t][1] and np.shape(g) == tuple(shapes[t])[::-1]:
-            flipped.add(t)
-            g = np.asarray(g).T
-        out[t] = as_array(g, f"grads[{u!r}] returned by {what}", shapes[t])
-    inter = result[2] if len(result) == 3 else {}
-    if not isinstance(inter, dict):
-        raise CheckError(f"the intermediates returned by {what} are a {type(inter).__name__}; "
-                         "return a dict such as {'z1': ..., 'a1': ..., 'dz1': ..., 'da1': ...}")
-    valid = _intermediate_keys(spec)
-    unknown = sorted(set(inter) - set(valid), key=str)
-    if unknown:
-        raise CheckError(f"unknown intermediate(s) {unknown}; for this network they are: {', '.join(valid)}")
-    checked = {}
-    for key, value in inter.items():
-        units = spec.sizes[int(key.lstrip("dza"))]
-        checked[key] = as_array(value, f"intermediates[{key!r}] returned by {what}", (X.shape[0], units),
-                                hint=" (examples are rows: (N, units))")
-    return float(cost.reshape(())), out, checked, flipped
-
-
-def _compare(tm, tt, given, names, tol):
-    """[TensorCheck] in the walk's order: the forward values returned, the cost, then from the
-    output back each layer's dL/da, dL/dz (where returned), dL/dW and dL/db. Also
-    {tensor name: (yours, torch's)}."""
+def _compare(tm, tt, given, names, tol, input_grad=None):
+    """[TensorCheck] in the walk's order: the forward values returned, the cost (where returned), then
+    from the output back each layer's dL/da, dL/dz (where returned), dL/dW and dL/db, and last dL/da0
+    (the input's gradient, where returned: a pair (yours, torch's)). Also {tensor name: (yours, torch's)}."""
     kinds, layers = tt.kinds, layer_numbers(tt.kinds)
     items = [(k, tm.outputs[i], tt.outputs[i]) for i, k in
              ((i, module_key(kind, layers[i], False)) for i, kind in enumerate(kinds)) if k in given]
-    items.append(("cost", tm.cost, tt.cost))
+    if tm.cost is not None:
+        items.append(("cost", tm.cost, tt.cost))
     for i in reversed(range(len(kinds))):
         key = module_key(kinds[i], layers[i], True)
         if key in given:
@@ -101,6 +57,8 @@ def _compare(tm, tt, given, names, tol):
         for attr in (("weight", "bias") if kinds[i] == "linear" else ()):
             t = f"{i}.{attr}"
             items.append((param_tensor_name(t, names[t], kinds), tm.param_grads[t], tt.param_grads[t]))
+    if input_grad is not None:
+        items.append(("dL/da0", *input_grad))
     return ([TensorCheck(compare_arrays(n, a, b, tol)) for n, a, b in items],
             {n: (a, b) for n, a, b in items})
 
@@ -131,73 +89,125 @@ def _check_data(X, Y, spec):
 
 def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_activation="identity",
                   loss="squared_error", batch=4, trials=2, seed=0, data=None, params=None,
-                  naming="torch", dtype="float64", tolerance=None, name=None):
-    """Check fn(params, X, Y) -> (cost, grads[, intermediates]) against torch autograd on the mlp
-    of ``spec`` (a NetworkSpec or a dict with sizes, activation, output_activation, loss; or those
-    as keywords). Each trial draws params (xavier_uniform, biases too) and a batch of ``batch``
-    random examples, unless ``params`` ({name: array}) or ``data`` ((X, Y)) are given.
+                  naming=None, layout="auto", l2=0.0, dtype="float64", tolerance=None, name=None):
+    """Check a network's hand-written backprop against torch autograd on the mlp of ``spec`` (a
+    NetworkSpec or a dict with sizes, activation, output_activation, loss; or those as keywords).
+
+    ``fn`` is fn(params, X, Y) -> (cost, grads[, intermediates]), or a network object: a model with a
+    params dict and loss(X, y) (CS231n), a network with lists weights, biases and backprop(x, y)
+    (Nielsen), or compare.layouts.adapters' layer_chain(...) / forward_backward(...). ``layout``: "auto"
+    (worked out from what fn accepts and returns), a name of compare.layouts.layout.NAMED, or a
+    Layout; ``naming`` fixes the parameter names ("torch": 0.weight, "layers": W1, b1). ``l2``: the
+    factor of an L2 term l2·Σ_l ΣW_l² in the cost (weights only). Each trial draws params
+    (xavier_uniform, biases too) and a batch of ``batch`` random examples, unless ``params``
+    ({name: array}, torch's shapes) or ``data`` ((X, Y), examples in rows) are given.
     dtype "float32" hands float32 arrays to fn and uses float32's tolerance (with a warning).
-    Returns a CheckResult; its mismatch names the first wrong node and why.
+    Returns a CheckResult; its mismatch names the first wrong node and why, in the user's terms.
     """
     start = time.perf_counter()
+    adapted = adapt(fn)
     if spec is None:
-        if sizes is None:
+        if sizes is None and adapted.sizes is None:
             raise CheckError("give spec=... or sizes=[inputs, hidden..., outputs]")
-        spec = NetworkSpec(tuple(sizes), activation, output_activation, loss)
+        spec = NetworkSpec(tuple(sizes if sizes is not None else adapted.sizes), activation, output_activation, loss)
     spec = (NetworkSpec.from_dict(spec) if isinstance(spec, dict) else spec).validate()
-    names = parameter_names(spec, naming)
+    if naming is not None and naming not in NAMINGS:
+        raise CheckError(f"unknown naming {naming!r}; choose one of: {', '.join(NAMINGS)}")
     if not (isinstance(trials, int) and trials >= 1):
         raise CheckError(f"trials must be a positive integer, got {trials!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**32 - 1:
         raise CheckError(f"seed must be an integer from 0 to 4294967295 (2^32 - 1), got {seed!r}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise CheckError(f"batch must be a positive integer, got {batch!r}")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not np.isfinite(l2) or l2 < 0:
+        raise CheckError(f"l2 must be a number >= 0 (the factor of l2·ΣW² in the cost), got {l2!r}")
+    what = name or adapted.name or describe(adapted.fn)
+    names_kind = {"torch": "torch", "layers": "W1", None: None}[naming]
+    if "names" in adapted.fixed:
+        if naming is not None:
+            raise CheckError(f"{what} names its own parameters ({', '.join(map(str, adapted.fixed['names']))}); "
+                             "leave naming= out")
+        names_kind = adapted.fixed["names"]
+    run = dict(spec=spec, batch=batch, trials=trials, seed=seed, data=data, params=params, dtype=dtype,
+               tolerance=tolerance, what=what, naming=naming, l2=float(l2))
+    try:
+        if layout != "auto":
+            chosen = resolve(layout, names_kind)
+            wrong = {k: v for k, v in adapted.fixed.items() if k != "names" and getattr(chosen, k) != v}
+            if wrong:
+                raise CheckError(f"layout {chosen.describe()} does not fit {what}, whose own arrays have "
+                                 + ", ".join(f"{k} {v}" for k, v in wrong.items()))
+            result = _check_in(adapted, chosen, **run)
+        elif names_kind == "torch":
+            result = _check_in(adapted, resolve("torch", "torch"), **run)
+        else:
+            result = choose_layout(adapted, names_kind, run, _check_in)
+    finally:
+        if adapted.restore is not None:
+            adapted.restore()
+    result.notes = adapted.notes + result.notes
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _check_in(adapted, layout, *, spec, batch, trials, seed, data, params, naming, dtype, tolerance, what, l2):
+    """The check with the user's code in one layout."""
     precision = Precision(dtype, tolerance)
     given = ([np.asarray(data[0])] if data is not None else []) + list((params or {}).values())
     if precision_of(*given) == "float32":      # float32 data or parameters: a float32 check
         precision.see()
-    dtype, what = precision.dtype, describe(fn)
+    dtype = precision.dtype
+    user_names = layout.torch_to_user_names(spec.layers)
     rng = np.random.default_rng(seed)
     if data is not None:
         X, Y = (np.asarray(a) for a in data)
         if X.ndim != 2 or X.shape[1] != spec.sizes[0]:
-            raise CheckError(f"data: X has shape {X.shape}; the network takes (N, {spec.sizes[0]})")
+            raise CheckError(f"data: X has shape {X.shape}; the network takes (N, {spec.sizes[0]}) "
+                             "(data is given with examples in rows; your code gets it in its own layout)")
         X = X.astype(dtype)
         Y = Y if np.issubdtype(Y.dtype, np.integer) else Y.astype(dtype)
         _check_data(X, Y, spec)
     if params is not None:
-        shapes, by_user = param_shapes(spec), {u: t for t, u in names.items()}
-        if set(params) != set(by_user):
-            raise CheckError(f"params have names {sorted(params)}; the network's are {list(by_user)}")
-        fixed = {by_user[u]: as_array(v, f"params[{u!r}]", shapes[by_user[u]]).astype(dtype)
-                 for u, v in params.items()}
+        fixed = given_params(params, layout, param_shapes(spec), user_names, dtype, as_array)
     if data is not None and params is not None:
         trials = 1
     net = TorchNetwork.for_spec(spec)
     template = None if params is not None else manual.mlp(spec.sizes, spec.activation, spec.output_activation)
-    per_trial, values, runs, given_keys, transposed = [], [], [], set(), set()
+    hint = ("; the params are named " + ", ".join(user_names.values()) + (f" (naming={naming!r}; " if naming else " (")
+            + "naming='layers' names them W1, b1, ..., naming='torch' 0.weight, 0.bias, ...)")
+    per_trial, values, runs, given_keys, transposed, slips, names = [], [], [], set(), set(), {}, user_names
     for trial in range(1, trials + 1):
         state = fixed if params is not None else manual.init_parameters(
             template, "xavier_uniform", rng, zero_bias=False, dtype=dtype)
         if data is None:
             X, Y = random_batch(spec, batch, rng, dtype)
-        user_params = {names[t]: np.array(v, copy=True) for t, v in state.items()}
+        user_params = layout.params_for(state, spec.layers)
         try:
-            result = call_user(fn, user_params, X.copy(), Y.copy(), what=what)
+            result = call_user(adapted.fn, user_params, layout.X_for(X), layout.Y_for(Y, spec.loss, spec.sizes[-1]),
+                               what=what)
         except CheckError as e:
             if isinstance(e.__cause__, KeyError) and e.__cause__.args and e.__cause__.args[0] not in user_params:
-                raise CheckError(f"{e}; the params are named {', '.join(user_params)} (naming={naming!r}; "
-                                 "naming='layers' names them W1, b1, ..., naming='torch' 0.weight, "
-                                 "0.bias, ...)") from e.__cause__
+                raise CheckError(f"{e}{hint}") from e.__cause__
             raise
-        cost, grads, inter, flipped = _parse(result, spec, names, X, what)
-        transposed |= flipped
-        tol = precision.see(*grads.values(), *inter.values())
+        try:
+            got = parse_returns(result, layout, spec.sizes, X.shape[0], what, as_array,
+                                " (naming='layers' names them W1, b1, ...; naming='torch' 0.weight, 0.bias, ...)")
+        except CheckError as e:
+            if isinstance(result, (tuple, list)) and len(result) in (2, 3):
+                e.stage = "returns"     # it ran in this layout, and returned a cost and grads
+            raise
+        names = {t: got.labels.get(t, u) for t, u in user_names.items()}
+        transposed |= got.flipped
+        slips.update(got.slips)
+        grads, inter = got.grads, got.intermediates
+        tol = precision.see(*[g for t, g in grads.items() if t not in got.slips], *inter.values())
         keys = [(module_key(k, l, False), module_key(k, l, True)) for k, l in zip(net.kinds, net.layers)]
         # Only the intermediates returned are compared; the walk recomputes all of them on a mismatch.
-        tt = net.trace(state, X, Y, keep={i for i, (f, d) in enumerate(keys) if f in inter or d in inter})
-        tm = Trace(tt.kinds, [inter.get(f) for f, _ in keys], [inter.get(d) for _, d in keys], grads, cost)
-        checks, vals = _compare(tm, tt, set(inter), names, tol)
+        tt = net.trace(state, X, Y, keep={i for i, (f, d) in enumerate(keys) if f in inter or d in inter}, l2=l2,
+                       input_grad="da0" in inter)
+        tm = Trace(tt.kinds, [inter.get(f) for f, _ in keys], [inter.get(d) for _, d in keys], grads, got.cost)
+        checks, vals = _compare(tm, tt, set(inter), names, tol,
+                                (inter["da0"], net.input_grad) if "da0" in inter else None)
         for c in checks:
             c.trial = trial
         per_trial.append(checks)
@@ -210,28 +220,38 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
     notes = list(precision.notes)
     if failing is not None:
         state, X, Y, tm, tol = runs[failing]
-        tt = net.trace(state, X, Y)
-        # Forward values not returned are filled with torch's (so they agree); gradients are left out.
-        tm = replace(tm, outputs=[o if o is not None else t for o, t in zip(tm.outputs, tt.outputs)])
+        tt = net.trace(state, X, Y, l2=l2)
+        # Forward values and a cost not returned are filled with torch's (so they agree); gradients are left out.
+        tm = replace(tm, outputs=[o if o is not None else t for o, t in zip(tm.outputs, tt.outputs)],
+                     cost=tt.cost if tm.cost is None else tm.cost)
         found = localise(tm, tt, tol, spec.loss)
-        mismatch, hint, more = explain_mismatch(found, per_trial[failing], values[failing], tm, tt,
-                                                given_keys, spec, names, X.shape[0])
+        if found is None and "da0" in given_keys:
+            first = next(c for c in per_trial[failing] if not c.passed)
+            mismatch, hint, more = (Mismatch("backward", first.diff, 1, 0, "dL/da0, the gradient with respect to "
+                                             "the input, is wrong while every gradient after it agrees: the "
+                                             "first layer's input gradient, dL/da0 = dL/dz1 W1"), "", [])
+        else:
+            mismatch, hint, more = explain_mismatch(found, per_trial[failing], values[failing], tm, tt,
+                                                    given_keys, spec, names, X.shape[0])
         notes += more
-    if transposed:
-        t = min(transposed, key=lambda n: int(n.split(".")[0]))
+    special = sorted(transposed | set(slips), key=lambda n: int(n.split(".")[0]))
+    if special:
+        t = special[0]
         label = param_tensor_name(t, names[t], net.kinds)
-        tensors = [replace(c, diff=replace(c.diff, passed=False)) if c.diff.name in
-                   {param_tensor_name(n, names[n], net.kinds) for n in transposed} else c for c in tensors]
+        wrong = {param_tensor_name(n, names[n], net.kinds) for n in special}
+        tensors = [replace(c, diff=replace(c.diff, passed=False)) if c.diff.name in wrong else c for c in tensors]
         first = next(c for c in tensors if c.diff.name == label)
-        right = ("its transpose has the right values" if first.diff.max_abs <= first.diff.allowed
-                 else "even transposed its values differ")
-        shape = tuple(param_shapes(spec)[t])
-        mismatch = Mismatch("backward", first.diff, None, None,
-                            f"grads[{names[t]!r}] has shape {shape[::-1]} where {names[t]} is {shape}: it looks "
-                            f"transposed ({right}); a parameter's gradient has the parameter's shape (weights "
-                            "are (out, in) here, dL/dW = dL/dz^T a)")
+        reason = slips.get(t) or transposed_reason(t, layout, names[t], user_names[t], param_shapes(spec)[t],
+                                                   first.diff.max_abs <= first.diff.allowed)
+        mismatch = Mismatch("backward", first.diff, None, None, reason)
         hint, failing = "", first.trial - 1
+    if mismatch is not None:
+        mismatch = replace(mismatch, reason=layout.words(mismatch.reason))
     reference = f"torch autograd on torch_ref.mlp ({spec}), float64, the same parameters copied in"
-    return CheckResult("network", name or what, reference, mismatch is None, tensors, precision.tolerance,
-                       precision.dtype, trials, mismatch, hint or "", notes, time.perf_counter() - start,
-                       None if failing is None else failing + 1)
+    if l2:
+        reference += f"; the cost includes l2·ΣW² with l2 = {l2:g} (the weights of every layer, not the biases)"
+    out = CheckResult("network", what, reference, mismatch is None, tensors, precision.tolerance,
+                      precision.dtype, trials, mismatch, hint or "", notes, 0.0,
+                      None if failing is None else failing + 1)
+    return in_user_terms(out, layout)
+

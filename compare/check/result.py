@@ -66,6 +66,7 @@ class CheckResult:
     notes: list = field(default_factory=list)   # kinks, redrawn inputs, float32, what to return next
     seconds: float = 0.0
     mismatch_trial: int | None = None   # the trial (1-based) the first wrong element comes from
+    layout: str = ""          # the user's layout, where a network check worked it out, in words
 
     def report(self):
         return format_report(self)
@@ -88,7 +89,7 @@ class CheckResult:
                "atol": self.tolerance.atol, "tensors": [t.to_dict() for t in self.tensors],
                "mismatch": None if self.mismatch is None else self.mismatch.to_dict(),
                "mismatch_trial": self.mismatch_trial, "hint": self.hint, "notes": list(self.notes),
-               "seconds": self.seconds}
+               "seconds": self.seconds, "layout": self.layout}
         return _json_safe(out)
 
 
@@ -126,6 +127,7 @@ def format_report(result):
     tol = result.tolerance
     lines = [f"check_{result.kind} {result.name}: {verdict}",
              f"  reference: {result.reference}",
+             *([f"  layout: {result.layout}"] if result.layout else []),
              f"  {result.trials} trial(s), {result.dtype}; an element passes when "
              f"|yours - reference| <= {tolerance_text(tol)}", ""]
     rows = [HEADER]

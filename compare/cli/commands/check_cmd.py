@@ -1,11 +1,13 @@
 """backprop-oracle check FILE.py:FUNCTION --sizes 2,3,1 ...: a hand-written network backprop
 against torch autograd, every gradient element by element, the first wrong node named.
 
-The network comes from flags, a JSON spec file (--spec; keys: sizes, activation,
-output_activation, loss, and optionally batch, trials, seed, naming, dtype), or a preset
+The function (or network object) may keep its values in its own layout (--layout, found out by
+default). The network comes from flags, a JSON spec file (--spec; keys: sizes, activation,
+output_activation, loss, and optionally batch, trials, seed, naming, dtype, layout, l2), or a preset
 (--preset: its architecture and its training data). Flags override the file, which overrides
 the preset. Exit 0 when every tensor agrees, 1 on a mismatch, 2 on a usage error.
 """
+import argparse
 import importlib.util
 import json
 import os
@@ -19,9 +21,11 @@ from backprop_oracle.manual import ACTIVATIONS, DTYPES, LOSSES
 
 HELP = "check a hand-written network backprop function (params, X, Y) -> (cost, grads) against torch"
 
-SPEC_KEYS = ("sizes", "activation", "output_activation", "loss", "batch", "trials", "seed", "naming", "dtype")
+SPEC_KEYS = ("sizes", "activation", "output_activation", "loss", "batch", "trials", "seed", "naming", "dtype",
+             "layout", "l2")
 DEFAULTS = {"activation": "sigmoid", "output_activation": "identity", "loss": "squared_error",
-            "batch": 4, "trials": 2, "seed": 0, "naming": "torch", "dtype": "float64"}
+            "batch": 4, "trials": 2, "seed": 0, "naming": None, "dtype": "float64", "layout": "auto", "l2": 0.0}
+LAYOUTS = ("auto", "torch", "or-gate", "deeplearning.ai", "cs231n", "nielsen")
 
 
 def sizes_list(text):
@@ -35,9 +39,21 @@ def sizes_list(text):
     return sizes
 
 
+def _factor(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (the factor of FACTOR·ΣW² in the cost), "
+                                         f"got {text!r}")
+    return value
+
+
 def add_arguments(parser):
     parser.add_argument("target", metavar="FILE.py:FUNCTION",
-                        help="fn(params, X, Y) -> (cost, grads) or (cost, grads, intermediates)")
+                        help="fn(params, X, Y) -> (cost, grads) or (cost, grads, intermediates), or a network "
+                             "object: a model with params and loss(X, y), a net with weights, biases, backprop(x, y)")
     net = parser.add_argument_group("the network (flags, --spec FILE.json, or --preset NAME)")
     net.add_argument("--sizes", help="layer sizes, inputs first: e.g. 2,3,1")
     net.add_argument("--activation", choices=list(ACTIVATIONS), help="hidden layers (default sigmoid)")
@@ -50,7 +66,12 @@ def add_arguments(parser):
     parser.add_argument("--trials", type=positive_int, help="random draws of parameters and data (default 2)")
     parser.add_argument("--seed", type=int, help="seed of the random draws, 0 to 2^32 - 1 (default 0)")
     parser.add_argument("--naming", choices=["torch", "layers"],
-                        help="parameter names: torch's 0.weight, 0.bias, ... (default) or W1, b1, ...")
+                        help="parameter names: torch's 0.weight, 0.bias, ... or W1, b1, ... (default: found out)")
+    parser.add_argument("--layout", choices=list(LAYOUTS),
+                        help="where your code keeps examples, weights and biases (default auto: found out from "
+                             "what it accepts and returns, and said in the report)")
+    parser.add_argument("--l2", type=_factor, metavar="FACTOR",
+                        help="the cost includes FACTOR·ΣW² over every layer's weights (default 0)")
     parser.add_argument("--dtype", choices=list(DTYPES), help="precision handed to your function (default float64)")
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     update_check.add_arguments(parser)        # --optimizer / --schedule: an update rule instead of a network
@@ -76,6 +97,9 @@ def load_function(target):
     except Exception as e:  # the user's file may raise anything while it is imported
         raise UsageError(f"importing {path} raised {type(e).__name__}: {e}") from None
     fn = getattr(module, name, None)
+    if fn is not None and not callable(fn) and (callable(getattr(fn, "loss", None)) or
+                                               callable(getattr(fn, "backprop", None))):
+        return fn          # a network object: a model with loss(X, y), a net with backprop(x, y)
     if not callable(fn):
         found = [k for k, v in vars(module).items()
                  if callable(v) and not k.startswith("_") and not isinstance(v, type)]
@@ -98,6 +122,9 @@ def _check_value(source, key, value):
         "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**32 - 1,
                  "an integer from 0 to 4294967295"),
         "naming": (lambda v: v in ("torch", "layers"), "'torch' or 'layers'"),
+        "layout": (lambda v: v in LAYOUTS, f"one of {', '.join(LAYOUTS)}"),
+        "l2": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"),
+               "a number >= 0"),
         "dtype": (lambda v: v in DTYPES, f"one of {', '.join(DTYPES)}"),
     }
     ok, takes = rules[key]
@@ -137,11 +164,9 @@ def resolve_options(args):
         options.update(loaded)
     flags = {"sizes": sizes_list(args.sizes) if args.sizes else None, "activation": args.activation,
              "output_activation": args.output_activation, "loss": args.loss, "batch": args.batch,
-             "trials": args.trials, "seed": args.seed, "naming": args.naming, "dtype": args.dtype}
+             "trials": args.trials, "seed": args.seed, "naming": args.naming, "dtype": args.dtype,
+             "layout": args.layout, "l2": args.l2}
     options.update({k: v for k, v in flags.items() if v is not None})
-    if "sizes" not in options:
-        raise UsageError("give the network: --sizes 2,3,1 (with --activation, --output-activation, "
-                         "--loss), or --spec FILE.json, or --preset NAME")
     if data is not None and args.batch:
         data = (data[0][:args.batch], data[1][:args.batch])
     return options, data
@@ -160,10 +185,16 @@ def main(args):
     sys.path.insert(0, folder)
     try:
         fn = load_function(args.target)
+        if "sizes" not in options:
+            from backprop_oracle.compare.layouts.adapters import adapt
+            if adapt(fn).sizes is None:
+                raise UsageError("give the network: --sizes 2,3,1 (with --activation, --output-activation, "
+                                 "--loss), or --spec FILE.json, or --preset NAME")
+            options["sizes"] = list(adapt(fn).sizes)     # the object's own arrays show them
         spec = {k: options[k] for k in ("sizes", "activation", "output_activation", "loss")}
         result = check_network(fn, spec, batch=options["batch"], trials=options["trials"],
                                seed=options["seed"], naming=options["naming"], dtype=options["dtype"],
-                               data=data, name=args.target)
+                               layout=options["layout"], l2=options["l2"], data=data, name=args.target)
     except CheckError as e:
         raise UsageError(str(e)) from None
     finally:
