@@ -15,6 +15,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     data             data sets, IDX files, target encodings
     verdict          tolerances, element-by-element diffs, localising the first wrong node
     experiments      ExperimentSpec and the presets
+    layouts          the user's layout (examples in columns, W (in, out), lists) and networks as objects
     lockstep         both sides run step by step and compared, differences proven; results, reports
     train            the torch side trained alone (GPU, DDP)
     updates          hand-written optimizer steps and learning-rate schedules against torch.optim
@@ -33,6 +34,10 @@ _LAZY = {
     "check_schedule": "backprop_oracle.compare.updates.schedule",
     "assert_schedule_matches": "backprop_oracle.compare.updates.schedule",
     "UpdateResult": "backprop_oracle.compare.updates.result",
+    "forward_backward": "backprop_oracle.compare.check.api",
+    "layer_chain": "backprop_oracle.compare.check.api",
+    "per_example": "backprop_oracle.compare.check.api",
+    "Layout": "backprop_oracle.compare.check.api",
     "CheckError": "backprop_oracle.compare.errors",
     "SpecError": "backprop_oracle.compare.errors",
     "DataError": "backprop_oracle.compare.errors",

@@ -370,3 +370,24 @@ def test_a_layout_that_fits_nothing_and_an_unknown_layout_are_clear_errors():
         check_network(Network([3, 4, 2]), **NIELSEN_SPEC, layout=dict(examples="rows", names="lists"))
     with pytest.raises(CheckError, match=r"object is not a network with lists weights, biases and backprop\(x, y\)"):
         check_network(per_example(object()), **NIELSEN_SPEC)
+
+
+def test_the_pytest_fixture_takes_a_network_object(check_gradients):
+    r = check_gradients.network(Network([3, 4, 2]), **NIELSEN_SPEC)
+    assert r.passed and "nielsen" in r.layout.lower()
+    with pytest.raises(AssertionError, match=r"dL/dW2 \(nabla_w\[1\]\) wrong"):
+        check_gradients.network(Network([3, 4, 2], mistake="sign"), **NIELSEN_SPEC)
+
+
+@pytest.mark.parametrize("example, family", [
+    ("or_gate_article.py", "the OR-gate article"), ("cs231n_two_layer_net.py", "CS231n"),
+    ("nielsen_network.py", "Nielsen's network.py"), ("deeplearning_ai_l_layer.py", "deeplearning.ai")])
+def test_each_course_example_runs_and_passes(example, family, capsys):
+    import pathlib
+    import runpy
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "course_layouts" / example
+    with pytest.raises(SystemExit) as done:          # run as a script, in this process (torch is loaded)
+        runpy.run_path(str(path), run_name="__main__")
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    assert ": PASSED" in out and family in out.splitlines()[2], out

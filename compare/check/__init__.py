@@ -5,7 +5,7 @@ against torch autograd (or finite differences), with a report that names the fir
 
 Imports compare.verdict (tolerances, diff, localise), compare.experiments (a network's spec),
 compare.data (targets), compare.errors, compare.tables, compare.updates (the fixture's .optimizer and
-.schedule), manual and torch; never the lockstep run,
+.schedule), compare.layouts (the user's layout and networks as objects), manual and torch; never the lockstep run,
 the dashboards or the command line. The names below load on first use, so that the pytest plugin
 (``pytest_plugin``) costs nothing until its fixture is used.
 
@@ -16,7 +16,8 @@ the dashboards or the command line. The names below load on first use, so that t
     common        CheckError, precision, calling user code
 """
 _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_match", "GradientChecker",
-           "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec")
+           "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec",
+           "forward_backward", "layer_chain", "model_loss", "per_example", "Layout")
 
 __all__ = list(_PUBLIC)
 

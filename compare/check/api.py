@@ -2,7 +2,8 @@
 
     check_function(f, grad, torch_f=None, shapes=...)      a function and its backward
     check_layer(layer, torch.nn.Linear(3, 2), input_shape=(4, 3))    a manual-style layer
-    check_network(fn, sizes=(2, 3, 1), activation=..., loss=...)   a whole network's backprop
+    check_network(fn, sizes=(2, 3, 1), activation=..., loss=...)   a whole network's backprop, in its
+                                                            own layout (layout="auto") or as an object
     assert_gradients_match(...)                             any of them, as a test assertion
 
 Each returns a CheckResult: ``passed``, every tensor's worst element with both values, absolute
@@ -14,9 +15,12 @@ from backprop_oracle.compare.check.functions import check_function
 from backprop_oracle.compare.check.layers import check_layer
 from backprop_oracle.compare.check.networks import NetworkSpec, check_network
 from backprop_oracle.compare.check.result import CheckResult
+from backprop_oracle.compare.layouts.adapters import forward_backward, layer_chain, model_loss, per_example
+from backprop_oracle.compare.layouts.layout import Layout
 
 __all__ = ["check_function", "check_layer", "check_network", "assert_gradients_match",
-           "GradientChecker", "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec"]
+           "GradientChecker", "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec",
+           "forward_backward", "layer_chain", "model_loss", "per_example", "Layout"]
 
 
 def _pick(target, args, kwargs):

@@ -32,7 +32,7 @@ from backprop_oracle.compare.check.netspec import (NAMINGS, NetworkSpec, TorchNe
                                                    random_batch)
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
 from backprop_oracle.compare.layouts.adapters import adapt
-from backprop_oracle.compare.layouts.auto import choose_layout
+from backprop_oracle.compare.layouts.auto import check_in_layout
 from backprop_oracle.compare.layouts.layout import in_user_terms, resolve
 from backprop_oracle.compare.layouts.returns import given_params, parse_returns, transposed_reason
 from backprop_oracle.compare.verdict.diff import compare_arrays
@@ -100,7 +100,7 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
     Layout; ``naming`` fixes the parameter names ("torch": 0.weight, "layers": W1, b1). ``l2``: the
     factor of an L2 term l2·Σ_l ΣW_l² in the cost (weights only). Each trial draws params
     (xavier_uniform, biases too) and a batch of ``batch`` random examples, unless ``params``
-    ({name: array}, torch's shapes) or ``data`` ((X, Y), examples in rows) are given.
+    ({name: array} in the user's names and layout) or ``data`` ((X, Y), examples in rows) are given.
     dtype "float32" hands float32 arrays to fn and uses float32's tolerance (with a warning).
     Returns a CheckResult; its mismatch names the first wrong node and why, in the user's terms.
     """
@@ -131,17 +131,7 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
     run = dict(spec=spec, batch=batch, trials=trials, seed=seed, data=data, params=params, dtype=dtype,
                tolerance=tolerance, what=what, naming=naming, l2=float(l2))
     try:
-        if layout != "auto":
-            chosen = resolve(layout, names_kind)
-            wrong = {k: v for k, v in adapted.fixed.items() if k != "names" and getattr(chosen, k) != v}
-            if wrong:
-                raise CheckError(f"layout {chosen.describe()} does not fit {what}, whose own arrays have "
-                                 + ", ".join(f"{k} {v}" for k, v in wrong.items()))
-            result = _check_in(adapted, chosen, **run)
-        elif names_kind == "torch":
-            result = _check_in(adapted, resolve("torch", "torch"), **run)
-        else:
-            result = choose_layout(adapted, names_kind, run, _check_in)
+        result = check_in_layout(adapted, layout, names_kind, run, _check_in)
     finally:
         if adapted.restore is not None:
             adapted.restore()

@@ -7,7 +7,7 @@ named in the report. None: the error of the layout the code ran in (else of the 
 Several with different verdicts: refused, naming them, for a wrong pick would be a false verdict.
 """
 from backprop_oracle.compare.errors import CheckError
-from backprop_oracle.compare.layouts.layout import NAME_KINDS, candidates
+from backprop_oracle.compare.layouts.layout import NAME_KINDS, candidates, resolve
 
 
 def choose_layout(adapted, names_kind, run, check_in):
@@ -48,3 +48,15 @@ def choose_layout(adapted, names_kind, run, check_in):
         first.notes.append(f"batches of {run['batch']} examples, not {batch}: a batch as large as a layer would "
                            "let one layout pass for another")
     return first
+
+
+def check_in_layout(adapted, layout, names_kind, run, check_in):
+    """The check in the layout asked for ("auto", a name, a dict, a Layout); torch's names mean torch's layout."""
+    if layout == "auto" and names_kind != "torch":
+        return choose_layout(adapted, names_kind, run, check_in)
+    chosen = resolve("torch" if layout == "auto" else layout, names_kind)
+    wrong = {k: v for k, v in adapted.fixed.items() if k != "names" and getattr(chosen, k) != v}
+    if wrong:
+        raise CheckError(f"layout {chosen.describe()} does not fit {run['what']}, whose own arrays have "
+                         + ", ".join(f"{k} {v}" for k, v in wrong.items()))
+    return check_in(adapted, chosen, **run)
