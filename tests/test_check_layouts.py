@@ -108,6 +108,8 @@ def course_backward(mistake=None):
                 dZ = dA * (Z > 0) if mistake != "relu of A" else dA * (linear_cache[0].sum() > 0)
             dA, grads[f"dW{l}"], grads[f"db{l}"] = linear_backward(dZ, linear_cache)
             grads[f"dA{l - 1}"] = dA
+        if mistake == "dA0 doubled":
+            grads["dA0"] = 2 * grads["dA0"]
         return grads
     return L_model_backward
 
@@ -139,6 +141,21 @@ def test_the_deeplearning_ai_dW_without_1_over_m_fails_at_dW2_with_db2_right():
     assert "dL/dW2 is wrong while dL/db2 is right" in r.mismatch.reason
     assert "dL/dz2 a1^T" in r.mismatch.reason, r.mismatch.reason     # their orientation, not torch's
     assert by_name(r)["dL/db2 (db2)"].passed
+
+
+def test_a_wrong_gradient_of_the_input_is_named_as_such():
+    r = check_network(forward_backward(L_model_forward, course_backward("dA0 doubled"), compute_cost), **COURSE_SPEC)
+    assert not r.passed and r.mismatch.diff.name == "dL/da0", r.report()
+    assert "the gradient with respect to the input" in r.mismatch.reason
+    assert [t.diff.name for t in r.tensors if not t.passed] == ["dL/da0"]
+
+
+def test_an_explicit_layout_is_taken_as_given():
+    fb = forward_backward(L_model_forward, course_backward(), compute_cost)
+    assert check_network(fb, **COURSE_SPEC, layout="deeplearning.ai").passed
+    assert check_network(fb, **COURSE_SPEC, layout=dict(examples="columns", bias="column", names="W1")).passed
+    with pytest.raises(CheckError, match=r"layout examples in rows.*does not fit .*examples columns"):
+        check_network(fb, **COURSE_SPEC, layout="cs231n")
 
 
 # ---------------------------------------------------------------- CS231n: a model, W (in, out), labels (N,)

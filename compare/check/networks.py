@@ -34,7 +34,7 @@ from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
 from backprop_oracle.compare.layouts.adapters import adapt
 from backprop_oracle.compare.layouts.auto import check_in_layout
 from backprop_oracle.compare.layouts.layout import in_user_terms, resolve
-from backprop_oracle.compare.layouts.returns import given_params, parse_returns, transposed_reason
+from backprop_oracle.compare.layouts.returns import check_data, given_params, parse_returns, transposed_reason
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import Mismatch, Trace, layer_numbers, localise
 
@@ -63,46 +63,17 @@ def _compare(tm, tt, given, names, tol, input_grad=None):
             {n: (a, b) for n, a, b in items})
 
 
-def _check_data(X, Y, spec):
-    """Refuse data the reference could not take, before the user's function is blamed for it."""
-    if Y.shape[0] != X.shape[0]:
-        raise CheckError(f"data: X has {X.shape[0]} rows but Y has {Y.shape[0]}; one target per example")
-    for name, a in (("X", X), ("Y", Y)):
-        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-            row = int(np.argwhere(~np.isfinite(a))[0][0])
-            raise CheckError(f"data: {name} holds NaN or infinity (row {row}); clean the data first")
-    outputs = spec.sizes[-1]
-    if spec.loss == "cross_entropy":
-        if Y.ndim == 1:
-            if not np.issubdtype(Y.dtype, np.integer) or Y.min() < 0 or Y.max() >= outputs:
-                raise CheckError(f"data: cross_entropy takes class indices 0..{outputs - 1} for {outputs} outputs; "
-                                 f"Y holds {Y.min()}..{Y.max()}")
-            return
-    if Y.ndim != 2 or Y.shape[1] != outputs:
-        raise CheckError(f"data: Y has shape {Y.shape}; the network's {outputs} output(s) need (N, {outputs})"
-                         + (" or class indices (N,)" if spec.loss == "cross_entropy" else ""))
-    if spec.loss == "bce" and ((Y < 0) | (Y > 1)).any():
-        raise CheckError(f"data: bce takes targets in [0, 1]; Y holds {Y.min()}..{Y.max()}")
-    if spec.loss == "hinge" and not ((Y == 1) | (Y == -1)).all():
-        raise CheckError("data: hinge takes labels -1 and +1; use encode_targets(labels, 'hinge', 2)")
-
-
 def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_activation="identity",
                   loss="squared_error", batch=4, trials=2, seed=0, data=None, params=None,
                   naming=None, layout="auto", l2=0.0, dtype="float64", tolerance=None, name=None):
     """Check a network's hand-written backprop against torch autograd on the mlp of ``spec`` (a
     NetworkSpec or a dict with sizes, activation, output_activation, loss; or those as keywords).
-
-    ``fn`` is fn(params, X, Y) -> (cost, grads[, intermediates]), or a network object: a model with a
-    params dict and loss(X, y) (CS231n), a network with lists weights, biases and backprop(x, y)
-    (Nielsen), or compare.layouts.adapters' layer_chain(...) / forward_backward(...). ``layout``: "auto"
-    (worked out from what fn accepts and returns), a name of compare.layouts.layout.NAMED, or a
-    Layout; ``naming`` fixes the parameter names ("torch": 0.weight, "layers": W1, b1). ``l2``: the
-    factor of an L2 term l2·Σ_l ΣW_l² in the cost (weights only). Each trial draws params
-    (xavier_uniform, biases too) and a batch of ``batch`` random examples, unless ``params``
-    ({name: array} in the user's names and layout) or ``data`` ((X, Y), examples in rows) are given.
-    dtype "float32" hands float32 arrays to fn and uses float32's tolerance (with a warning).
-    Returns a CheckResult; its mismatch names the first wrong node and why, in the user's terms.
+    ``fn``: fn(params, X, Y) -> (cost, grads[, intermediates]) or a network object (compare.layouts.adapters);
+    ``layout``: "auto", a name of compare.layouts.layout.NAMED or a Layout; ``naming``: "torch" or "layers";
+    ``l2``: the factor of l2·Σ_l ΣW_l² in the cost. Each trial draws params (xavier_uniform, biases
+    too) and ``batch`` random examples, unless ``params`` ({name: array}, in the user's layout) or
+    ``data`` ((X, Y), examples in rows) are given. dtype "float32" hands float32 arrays to fn and uses
+    float32's tolerance (with a warning). Returns a CheckResult naming the first wrong node and why.
     """
     start = time.perf_counter()
     adapted = adapt(fn)
@@ -123,6 +94,8 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
         raise CheckError(f"l2 must be a number >= 0 (the factor of l2·ΣW² in the cost), got {l2!r}")
     what = name or adapted.name or describe(adapted.fn)
     names_kind = {"torch": "torch", "layers": "W1", None: None}[naming]
+    if naming is None and isinstance(params, dict) and set(params) == set(param_shapes(spec)):
+        names_kind = "torch"                   # params given under torch's names: torch's layout
     if "names" in adapted.fixed:
         if naming is not None:
             raise CheckError(f"{what} names its own parameters ({', '.join(map(str, adapted.fixed['names']))}); "
@@ -133,11 +106,15 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
     try:
         result = check_in_layout(adapted, layout, names_kind, run, _check_in)
     finally:
+        _DRAWS.clear()
         if adapted.restore is not None:
             adapted.restore()
     result.notes = adapted.notes + result.notes
     result.seconds = time.perf_counter() - start
     return result
+
+
+_DRAWS = {}     # the random draws of one check_network call, shared by the layouts it tries
 
 
 def _check_in(adapted, layout, *, spec, batch, trials, seed, data, params, naming, dtype, tolerance, what, l2):
@@ -156,21 +133,27 @@ def _check_in(adapted, layout, *, spec, batch, trials, seed, data, params, namin
                              "(data is given with examples in rows; your code gets it in its own layout)")
         X = X.astype(dtype)
         Y = Y if np.issubdtype(Y.dtype, np.integer) else Y.astype(dtype)
-        _check_data(X, Y, spec)
+        check_data(X, Y, spec)
     if params is not None:
         fixed = given_params(params, layout, param_shapes(spec), user_names, dtype, as_array)
     if data is not None and params is not None:
         trials = 1
     net = TorchNetwork.for_spec(spec)
-    template = None if params is not None else manual.mlp(spec.sizes, spec.activation, spec.output_activation)
+    rng, draws = _DRAWS.setdefault((spec, batch, seed, dtype, data is None, params is None), (rng, []))
     hint = ("; the params are named " + ", ".join(user_names.values()) + (f" (naming={naming!r}; " if naming else " (")
             + "naming='layers' names them W1, b1, ..., naming='torch' 0.weight, 0.bias, ...)")
     per_trial, values, runs, given_keys, transposed, slips, names = [], [], [], set(), set(), {}, user_names
+    template = None
     for trial in range(1, trials + 1):
-        state = fixed if params is not None else manual.init_parameters(
-            template, "xavier_uniform", rng, zero_bias=False, dtype=dtype)
+        if len(draws) < trial:
+            template = template or (None if params is not None else
+                                    manual.mlp(spec.sizes, spec.activation, spec.output_activation))
+            draws.append((None if params is not None else manual.init_parameters(
+                template, "xavier_uniform", rng, zero_bias=False, dtype=dtype),
+                None if data is not None else random_batch(spec, batch, rng, dtype)))
+        state = fixed if params is not None else draws[trial - 1][0]
         if data is None:
-            X, Y = random_batch(spec, batch, rng, dtype)
+            X, Y = draws[trial - 1][1]
         user_params = layout.params_for(state, spec.layers)
         try:
             result = call_user(adapted.fn, user_params, layout.X_for(X), layout.Y_for(Y, spec.loss, spec.sizes[-1]),
@@ -215,23 +198,22 @@ def _check_in(adapted, layout, *, spec, batch, trials, seed, data, params, namin
         tm = replace(tm, outputs=[o if o is not None else t for o, t in zip(tm.outputs, tt.outputs)],
                      cost=tt.cost if tm.cost is None else tm.cost)
         found = localise(tm, tt, tol, spec.loss)
-        if found is None and "da0" in given_keys:
-            first = next(c for c in per_trial[failing] if not c.passed)
-            mismatch, hint, more = (Mismatch("backward", first.diff, 1, 0, "dL/da0, the gradient with respect to "
-                                             "the input, is wrong while every gradient after it agrees: the "
-                                             "first layer's input gradient, dL/da0 = dL/dz1 W1"), "", [])
-        else:
-            mismatch, hint, more = explain_mismatch(found, per_trial[failing], values[failing], tm, tt,
-                                                    given_keys, spec, names, X.shape[0])
+        mismatch, hint, more = explain_mismatch(found, per_trial[failing], values[failing], tm, tt,
+                                                given_keys, spec, names, X.shape[0])
+        if found is None and mismatch.diff.name == "dL/da0":     # localise walks from z1 on: not the input
+            mismatch = replace(mismatch, layer=1, reason="dL/da0, the gradient with respect to the input, is "
+                               "wrong while every gradient after it agrees: dL/da0 = dL/dz1 W1")
         notes += more
     special = sorted(transposed | set(slips), key=lambda n: int(n.split(".")[0]))
     if special:
         t = special[0]
         label = param_tensor_name(t, names[t], net.kinds)
         wrong = {param_tensor_name(n, names[n], net.kinds) for n in special}
-        tensors = [replace(c, diff=replace(c.diff, passed=False)) if c.diff.name in wrong else c for c in tensors]
+        shown = {param_tensor_name(n, names[n], net.kinds): shape for n, (_, shape) in slips.items()}
+        tensors = [replace(c, diff=replace(c.diff, passed=False), given_shape=shown.get(c.diff.name))
+                   if c.diff.name in wrong else c for c in tensors]
         first = next(c for c in tensors if c.diff.name == label)
-        reason = slips.get(t) or transposed_reason(t, layout, names[t], user_names[t], param_shapes(spec)[t],
+        reason = slips[t][0] if t in slips else transposed_reason(t, layout, names[t], user_names[t], param_shapes(spec)[t],
                                                    first.diff.max_abs <= first.diff.allowed)
         mismatch = Mismatch("backward", first.diff, None, None, reason)
         hint, failing = "", first.trial - 1

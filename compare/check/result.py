@@ -25,6 +25,7 @@ class TensorCheck:
     diff: object
     trial: int = 1
     skipped_near_kink: int = 0   # elements not compared because an input sat near a kink
+    given_shape: tuple = None    # the shape returned where it cannot be the tensor's (a sum over the wrong axis)
 
     @property
     def passed(self):
@@ -38,7 +39,8 @@ class TensorCheck:
         return TensorCheck(worst.diff, worst.trial, skipped)
 
     def to_dict(self):
-        return dict(self.diff.to_dict(), trial=self.trial, skipped_near_kink=self.skipped_near_kink)
+        return dict(self.diff.to_dict(), trial=self.trial, skipped_near_kink=self.skipped_near_kink,
+                    given_shape=None if self.given_shape is None else list(self.given_shape))
 
 
 def merge(checks_by_trial):
@@ -136,15 +138,19 @@ def format_report(result):
         status = "ok" if d.passed else "WRONG"
         if t.skipped_near_kink:
             status += f" ({t.skipped_near_kink} near a kink)"
+        if t.given_shape is not None:
+            rows.append([d.name, _shape(d), "-", f"shape {t.given_shape}", "-", "-", "-", status])
+            continue
         rows.append([d.name, _shape(d), _index(d), f"{d.manual:.10g}", f"{d.torch:.10g}",
                      f"{abs(d.manual - d.torch):.2e}", f"{d.max_rel:.2e}", status])
     lines += aligned(rows, indent="  ")
     if result.mismatch is not None:
         m, d = result.mismatch, result.mismatch.diff
         trial = f" (trial {result.mismatch_trial})" if result.trials > 1 and result.mismatch_trial else ""
-        lines += ["", f"first wrong{trial}: {d.name} {_index(d)}: yours {d.manual:.12g}, reference "
-                      f"{d.torch:.12g} (|diff| {abs(d.manual - d.torch):.3g}, allowed "
-                      f"{d.allowed:.3g})",
+        given = next((t.given_shape for t in result.tensors if t.diff.name == d.name), None)
+        lines += ["", f"first wrong{trial}: {d.name}: yours has shape {given}, the parameter {_shape(d)}" if given
+                  else f"first wrong{trial}: {d.name} {_index(d)}: yours {d.manual:.12g}, reference "
+                       f"{d.torch:.12g} (|diff| {abs(d.manual - d.torch):.3g}, allowed {d.allowed:.3g})",
                   f"  -> {m.reason}"]
         if result.hint:
             lines.append(f"  -> {result.hint}")

@@ -6,6 +6,8 @@ of lists ({"weights": [...], "biases": [...]}, nabla_w / nabla_b), or Nielsen's 
 (nabla_b, nabla_w). Keys such as dA1, dZ1 (the deeplearning.ai course keeps dA_l beside dW_l) are
 intermediates; dA0 is the gradient with respect to the input. A cost of None is not compared.
 
+Also what the user gives the check: its own params (``given_params``) and data (``check_data``).
+
 Every array is validated by the ``as_array`` the check passes in (compare.check.common's), so that
 the messages are the checks' own.
 """
@@ -26,7 +28,7 @@ class Returned:
     intermediates: dict               # {"z1", "a1", "dz1", "da1", "da0": (N, units) array}
     labels: dict                      # {torch name: where the user returned it, e.g. "dW1", "nabla_w[0]"}
     flipped: set = field(default_factory=set)     # torch names returned with the transposed shape
-    slips: dict = field(default_factory=dict)     # {torch name: why its shape says a wrong sum}
+    slips: dict = field(default_factory=dict)     # {torch name: (why its shape says a wrong sum, the shape)}
 
 
 def _keys_for(name):
@@ -151,7 +153,7 @@ def parse_returns(result, layout, sizes, n, what, as_array, torch_names_hint="")
             else:
                 slip = None if layout.names == "torch" else _bias_slip(layout, user[t], shape, units, n)
                 if slip:
-                    slips[t] = slip
+                    slips[t] = (slip, tuple(shape))
                     out[t] = np.full(torch_shape[t], np.nan)
                     continue
                 hint = (f" ({user[t]} is {expected} in {layout.describe()})" if layout.names != "torch" else "")
@@ -210,3 +212,28 @@ def transposed_reason(torch_name, layout, label, user_name, torch_shape, transpo
     return (f"{key} has shape {shape[::-1]} where {user_name} is {shape}: it looks transposed ({right}); a "
             f"parameter's gradient has the parameter's shape (weights are "
             f"{'(out, in)' if layout.weights == 'out_in' else '(in, out)'} here, dL/dW = dL/dz^T a)")
+
+
+def check_data(X, Y, spec):
+    """Refuse data given (examples in rows) that the reference could not take, before the user's function is
+    blamed for it. ``spec``: the network's sizes and loss."""
+    if Y.shape[0] != X.shape[0]:
+        raise CheckError(f"data: X has {X.shape[0]} rows but Y has {Y.shape[0]}; one target per example")
+    for name, a in (("X", X), ("Y", Y)):
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            row = int(np.argwhere(~np.isfinite(a))[0][0])
+            raise CheckError(f"data: {name} holds NaN or infinity (row {row}); clean the data first")
+    outputs = spec.sizes[-1]
+    if spec.loss == "cross_entropy":
+        if Y.ndim == 1:
+            if not np.issubdtype(Y.dtype, np.integer) or Y.min() < 0 or Y.max() >= outputs:
+                raise CheckError(f"data: cross_entropy takes class indices 0..{outputs - 1} for {outputs} outputs; "
+                                 f"Y holds {Y.min()}..{Y.max()}")
+            return
+    if Y.ndim != 2 or Y.shape[1] != outputs:
+        raise CheckError(f"data: Y has shape {Y.shape}; the network's {outputs} output(s) need (N, {outputs})"
+                         + (" or class indices (N,)" if spec.loss == "cross_entropy" else ""))
+    if spec.loss == "bce" and ((Y < 0) | (Y > 1)).any():
+        raise CheckError(f"data: bce takes targets in [0, 1]; Y holds {Y.min()}..{Y.max()}")
+    if spec.loss == "hinge" and not ((Y == 1) | (Y == -1)).all():
+        raise CheckError("data: hinge takes labels -1 and +1; use encode_targets(labels, 'hinge', 2)")
