@@ -266,6 +266,13 @@ def test_nielsens_network_passes_with_the_reduction_of_its_training_loop_stated(
     assert any("update_mini_batch" in n and "no cost" in n for n in r.notes)
 
 
+def test_nielsens_weight_decay_is_checked_as_its_training_loop_applies_it():
+    lmbda, n = 5.0, 1000                       # network2.py: C = C0 + λ/(2n)·Σw²
+    r = check_network(Network([3, 4, 2]), **NIELSEN_SPEC, l2=lmbda / (2 * n))
+    assert r.passed and "l2 = 0.0025" in r.reference, r.report()
+    assert any("weight decay 2·l2·w is added to each nabla_w" in note for note in r.notes)
+
+
 def test_nielsens_cost_derivative_with_its_sign_flipped_fails_at_the_output_layer():
     r = check_network(Network([3, 4, 2], mistake="sign"), **NIELSEN_SPEC)
     assert not r.passed and r.mismatch.diff.name == "dL/dW2 (nabla_w[1])", r.report()

@@ -93,6 +93,7 @@ def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_act
     if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not np.isfinite(l2) or l2 < 0:
         raise CheckError(f"l2 must be a number >= 0 (the factor of l2·ΣW² in the cost), got {l2!r}")
     what = name or adapted.name or describe(adapted.fn)
+    adapted.options["l2"] = float(l2)        # a per-example backprop's training loop adds its weight decay
     names_kind = {"torch": "torch", "layers": "W1", None: None}[naming]
     if naming is None and isinstance(params, dict) and set(params) == set(param_shapes(spec)):
         names_kind = "torch"                   # params given under torch's names: torch's layout

@@ -32,6 +32,7 @@ class Adapted:
     sizes: tuple | None = None                   # the layer sizes its arrays show
     notes: list = field(default_factory=list)
     restore: object = None                       # puts the object's own arrays back
+    options: dict = field(default_factory=dict)  # what the check tells it: {"l2": factor} where its loop adds it
 
 
 def _name(obj):
@@ -107,6 +108,7 @@ def per_example(net, reduction="mean"):
     if reduction not in ("mean", "sum"):
         raise CheckError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     saved = ([np.array(w, copy=True) for w in net.weights], [np.array(b, copy=True) for b in net.biases])
+    options = {}
 
     def fn(p, X, Y):
         net.weights, net.biases = list(p["weights"]), list(p["biases"])
@@ -120,8 +122,10 @@ def per_example(net, reduction="mean"):
             nb, nw = (list(x) for x in out)
             sum_b = nb if sum_b is None else [a + b for a, b in zip(sum_b, nb)]
             sum_w = nw if sum_w is None else [a + b for a, b in zip(sum_w, nw)]
-        k = 1.0 / m if reduction == "mean" else 1.0
-        return None, ([b * k for b in sum_b], [w * k for w in sum_w])
+        k, l2 = (1.0 / m if reduction == "mean" else 1.0), options.get("l2", 0.0)
+        # network2.py's weight decay, w -> (1 - eta·λ/n)·w, is the step of λ/(2n)·Σw² = l2·Σw²: 2·l2·w
+        return None, ([b * k for b in sum_b], [w * k + (2 * l2 * p_w if l2 and np.shape(w) == np.shape(p_w) else 0)
+                                                for w, p_w in zip(sum_w, p["weights"])])
 
     def restore():
         net.weights, net.biases = saved
@@ -136,7 +140,9 @@ def per_example(net, reduction="mean"):
            if reduction == "mean" else "summed over the batch: the gradient of the cost summed over the batch")
     note = (f"{_name(net)}.backprop(x, y) was run on each example (x one column) and its nablas {how}; "
             "it returns no cost, so none was compared")
-    return Adapted(fn, f"{_name(net)}.backprop", fixed, sizes, [note], restore)
+    note += ("; with l2 = λ/(2n), the training loop's weight decay 2·l2·w is added to each nabla_w, as "
+             "update_mini_batch applies it")
+    return Adapted(fn, f"{_name(net)}.backprop", fixed, sizes, [note], restore, options)
 
 
 _PARAM_ATTRS = (("W", "b"), ("w", "b"), ("weights", "bias"), ("weight", "bias"))
