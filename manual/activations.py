@@ -34,13 +34,24 @@ def step(z):
 def sigmoid(z, out=None):
     """s(z) = 1 / (1 + e^-z).
 
-    No overflow trouble: where z < -709 (float64) e^-z is inf and s = 1 / inf = 0, its limit.
+    e^-z never overflows: -z is capped where e^-z would pass the largest float (at 708.8 in
+    float64, 87.7 in float32). Below z = -708.8 the exact s is under 1e-307, and so is this one.
     """
     e = np.negative(z, out=_float_like(z) if out is None else out)
-    with np.errstate(over="ignore"):
-        np.exp(e, out=e)                                   # e^-z
+    np.minimum(e, _exp_cap(e.dtype), out=e)
+    np.exp(e, out=e)                                       # e^-z
     e += 1.0                                               # 1 + e^-z
     return np.reciprocal(e, out=e)
+
+
+_EXP_CAPS = {}
+
+
+def _exp_cap(dtype):
+    """One less than log(the largest float of ``dtype``): e to this power is finite."""
+    if dtype not in _EXP_CAPS:
+        _EXP_CAPS[dtype] = float(np.log(np.finfo(dtype).max)) - 1.0
+    return _EXP_CAPS[dtype]
 
 
 def sigmoid_backward(s, dL_ds, out=None):
@@ -94,7 +105,7 @@ def leaky_relu_backward(z, dL_da, negative_slope=0.01, out=None, positive=None):
 
 def _float_like(z):
     """A new array of z's shape for a result that must be floating point (float32 stays float32)."""
-    return np.empty(z.shape, np.result_type(z, np.float32))
+    return np.empty(z.shape, _floating(z))
 
 
 def _reduced(shape, dim):
@@ -149,7 +160,7 @@ class Sigmoid(Module):
     """a = 1 / (1 + e^-z);  da/dz = a (1 - a)."""
 
     def forward(self, z):
-        self.a = sigmoid(z, out=self.buffer("a", z.shape, _result(z, np.float32)))
+        self.a = sigmoid(z, out=self.buffer("a", z.shape, _floating(z)))
         return self.a
 
     def backward(self, dL_da):
@@ -160,7 +171,7 @@ class Tanh(Module):
     """a = tanh(z);  da/dz = 1 - a^2."""
 
     def forward(self, z):
-        self.a = tanh(z, out=self.buffer("a", z.shape, _result(z, np.float32)))
+        self.a = tanh(z, out=self.buffer("a", z.shape, _floating(z)))
         return self.a
 
     def backward(self, dL_da):
@@ -207,7 +218,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, z):
-        dtype = _result(z, np.float32)
+        dtype = _floating(z)
         self.a = softmax(z, self.dim, out=self.buffer("a", z.shape, dtype),
                          sums=self.buffer("sums", _reduced(z.shape, self.dim), dtype))
         return self.a
@@ -221,9 +232,15 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
-def _result(*arrays):
-    """The dtype NumPy gives an elementwise result of these arrays (float32 stays float32)."""
-    return np.result_type(*arrays)
+def _floating(z):
+    """z's dtype if it is floating point, else float64 (a result such as tanh(z) must be a float)."""
+    return z.dtype if z.dtype.kind == "f" else np.result_type(z, np.float32)
+
+
+def _result(a, b):
+    """The dtype NumPy gives an elementwise result of a and b (float32 stays float32)."""
+    dtype = a.dtype
+    return dtype if dtype == getattr(b, "dtype", None) and dtype.kind == "f" else np.result_type(a, b)
 
 
 ACTIVATIONS = {

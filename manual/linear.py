@@ -19,7 +19,7 @@ def linear_backward(x, weight, dL_dy, out=(None, None, None)):
     """
     dL_dx = None if out[0] is False else np.matmul(dL_dy, weight, out=out[0])   # (N, out) @ (out, in) -> (N, in)
     dL_dW = np.matmul(dL_dy.T, x, out=out[1])                                    # (out, N) @ (N, in) -> (out, in)
-    dL_db = np.sum(dL_dy, axis=0, out=out[2])                                    # (out,)
+    dL_db = dL_dy.sum(axis=0, out=out[2])                                        # (out,)
     return dL_dx, dL_dW, dL_db
 
 
@@ -54,14 +54,14 @@ class Linear(Module):
                              f"(N, {self.in_features}), got {x.shape}")
         self.x = x
         W, b = self.weight.data, None if self.bias is None else self.bias.data
-        y = self.buffer("y", (x.shape[0], self.out_features), np.result_type(x, W))
+        y = self.buffer("y", (x.shape[0], self.out_features), x.dtype if x.dtype == W.dtype else np.result_type(x, W))
         return linear(x, W, b, out=y)
 
     def backward(self, dL_dy):
         """Adds dL/dW and dL/db into the parameters' ``.grad``; returns dL/dx (None when
         ``input_grad`` is False: the first layer of a network, whose input is data)."""
         x, W = self.x, self.weight.data
-        dtype = np.result_type(x, W, dL_dy)
+        dtype = dL_dy.dtype if x.dtype == W.dtype == dL_dy.dtype else np.result_type(x, W, dL_dy)
         out = (self.buffer("dL_dx", x.shape, dtype) if self.input_grad else False,
                self.buffer("dL_dW", W.shape, dtype), self.buffer("dL_db", (W.shape[0],), dtype))
         dL_dx, dL_dW, dL_db = linear_backward(x, W, dL_dy, out=out)

@@ -116,7 +116,7 @@ class CrossEntropyLoss(Loss):
         if target.ndim == 1:
             if target.shape[0] != n:
                 raise ValueError(f"cross_entropy: {target.shape[0]} class indices for {n} examples")
-            if not np.issubdtype(target.dtype, np.integer):
+            if target.dtype.kind not in "iu":
                 raise ValueError("cross_entropy: 1-D targets must be integer class indices")
             if target.size and (target.min() < 0 or target.max() >= c):
                 raise ValueError(f"cross_entropy: class indices must lie in [0, {c - 1}], "
@@ -140,24 +140,22 @@ class CrossEntropyLoss(Loss):
         needs it too (the loss and its softmax fused: one exponential per logit and step).
         """
         n, c = input.shape
-        dtype = np.result_type(input, np.float32)
-        sums = self.buffer("sums", (n, 1), dtype)
-        shifted = np.subtract(input, np.max(input, axis=1, keepdims=True, out=sums),
-                              out=self.buffer("softmax", (n, c), dtype))      # z - m, (N, C)
-        if target.ndim == 1:                          # class indices: y_nk = 1 where k = t_n
-            y_shifted = np.take(shifted, self._flat_indices(target, c), out=self.buffer("picked", (n,), dtype))
-            y_sum = 1.0
+        dtype = input.dtype if input.dtype.kind == "f" else np.result_type(input, np.float32)
+        m = input.max(axis=1, keepdims=True, out=self.buffer("sums", (n, 1), dtype))      # m_n, (N, 1)
+        shifted = np.subtract(input, m, out=self.buffer("softmax", (n, c), dtype))       # z - m, (N, C)
+        if target.ndim == 1:                  # class indices: y_nk = 1 where k = t_n, else 0
+            y_shifted = np.take(shifted, self._flat_indices(target, c), mode="clip",    # (N,): z_nt - m_n
+                                out=self.buffer("picked", (n,), dtype))   # (in range: checked; "raise" copies)
         else:
-            y_shifted = np.vdot(target, shifted)      # sum_nk y_nk (z_nk - m_n)
-            y_sum = target.sum(axis=1, keepdims=True)
+            y_shifted = np.vdot(target, shifted)                          # sum_nk y_nk (z_nk - m_n)
         p = np.exp(shifted, out=shifted)
-        s = np.sum(p, axis=1, keepdims=True, out=sums)                          # sum_j e^{z_nj - m_n}
-        p /= s                                                                  # softmax(z), (N, C)
+        s = p.sum(axis=1, keepdims=True, out=m)                           # sum_j e^{z_nj - m_n}, (N, 1)
+        p /= s                                                            # softmax(z), (N, C)
         self._softmax = (input, p)
         log_s = np.log(s, out=s)
         if target.ndim == 1:
-            return np.sum(np.subtract(log_s[:, 0], y_shifted, out=y_shifted)) / n
-        return (np.vdot(y_sum, log_s) - y_shifted) / n
+            return np.subtract(log_s[:, 0], y_shifted, out=y_shifted).sum() / n
+        return (np.vdot(target.sum(axis=1, keepdims=True), log_s) - y_shifted) / n
 
     def _flat_indices(self, target, c):
         """n C + t_n: where example n's target class sits in the (N, C) array, read flat."""
@@ -178,9 +176,9 @@ class CrossEntropyLoss(Loss):
         g[...] = p
         if y.ndim == 1:                               # p - onehot(t)
             flat = self._flat_indices(y, c)
-            picked = np.take(g, flat, out=self.buffer("picked", (n,), g.dtype))
+            picked = np.take(g, flat, out=self.buffer("picked", (n,), g.dtype), mode="clip")
             picked -= 1.0
-            np.put(g, flat, picked)
+            np.put(g, flat, picked, mode="clip")
         else:                                         # p sum_k y_k - y
             g *= y.sum(axis=1, keepdims=True)
             g -= y

@@ -29,7 +29,8 @@ class Parameter:
     def __init__(self, data):
         self._data = np.array(data, copy=True)
         self._grad = np.zeros_like(self._data)
-        self._flat = None             # the FlatParameters whose views .data and .grad are, if any
+        self._home = None             # the FlatParameters that made views for this parameter, if any
+        self._flat = None             # the same while .data and .grad are those views, else None
 
     @property
     def data(self):
@@ -37,7 +38,9 @@ class Parameter:
 
     @data.setter
     def data(self, value):
-        self._data = value
+        if value is not self._data:          # (``p.data -= x`` assigns the same array back)
+            self._data = value
+            self._rejoin()
 
     @property
     def grad(self):
@@ -45,7 +48,21 @@ class Parameter:
 
     @grad.setter
     def grad(self, value):
-        self._grad = value
+        if value is not self._grad:          # (``p.grad += x`` assigns the same array back)
+            self._grad = value
+            self._rejoin()
+
+    def _rejoin(self):
+        """In the flat buffer exactly while .data and .grad are its views (assigning them back rejoins)."""
+        home = self._home
+        views = None if home is None else home.views[home.index[id(self)]]
+        self._flat = home if views is not None and self._data is views[0] and self._grad is views[1] else None
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, pickle) holds copies of the arrays, not views: it stands alone.
+        state = dict(self.__dict__)
+        state["_home"] = state["_flat"] = None
+        return state
 
     @property
     def shape(self):
@@ -73,9 +90,10 @@ class FlatParameters:
             self.spans.append((start, start + size, p.data.shape))
             start += size
         self.views = list(zip(self.split(self.data), self.split(self.grad)))   # (value, gradient) views
+        self.index = {id(p): i for i, p in enumerate(self.params)}
         for p, (value, grad) in zip(self.params, self.views):
             value[...], grad[...] = p.data, p.grad
-            p._data, p._grad, p._flat = value, grad, self
+            p._data, p._grad, p._home, p._flat = value, grad, self, self
 
     def split(self, flat):
         """Views of a flat array laid out like ``data``, one per parameter, in its shape."""
@@ -93,10 +111,10 @@ class FlatParameters:
 
     def intact(self):
         """True while every parameter's ``.data`` and ``.grad`` are still the views made here: an
-        assignment ``p.data = array`` or a copy of the model (whose views are copies) takes it out."""
-        for p, (value, grad) in zip(self.params, self.views):
-            if p._data is not value or p._grad is not grad or value.base is not self.data \
-                    or grad.base is not self.grad:
+        assignment ``p.data = array`` takes it out (until its view is assigned back), and a copy
+        of a parameter (copy.deepcopy, pickle) stands alone."""
+        for p in self.params:
+            if p._flat is not self:
                 return False
         return True
 
@@ -111,12 +129,8 @@ class FlatParameters:
 
 def _spare_refcount():
     """sys.getrefcount of an array that only a Workspace pool holds, as ``Workspace.buffer`` sees it."""
-    pool = [np.empty(0)]
-    return _refcount(pool, 0)
-
-
-def _refcount(pool, i):
-    return sys.getrefcount(pool[i])
+    for a in [np.empty(0)]:
+        return sys.getrefcount(a)
 
 
 class Workspace:
@@ -130,13 +144,18 @@ class Workspace:
     """
 
     def buffer(self, name, shape, dtype):
-        pools = self.__dict__.setdefault("_buffers", {})
-        pool = pools.setdefault(name, [])
-        for i in range(len(pool)):
-            if pool[i].shape == shape and pool[i].dtype == dtype and _refcount(pool, i) == _SPARE:
-                return pool[i]
+        try:
+            pool = self._buffers[name]
+        except AttributeError:
+            self._buffers = {}
+            pool = self._buffers[name] = []
+        except KeyError:
+            pool = self._buffers[name] = []
+        for a in pool:
+            if a.shape == shape and a.dtype == dtype and sys.getrefcount(a) == _SPARE:
+                return a
         if len(pool) == 2:
-            pool.pop(0)
+            del pool[0]
         pool.append(np.empty(shape, dtype))
         return pool[-1]
 

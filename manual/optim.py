@@ -57,12 +57,12 @@ class Optimizer(Workspace):
         (a step taken tensor by tensor, or a state set from outside); None when the per-parameter
         states differ in kind (then the step goes tensor by tensor)."""
         kept = getattr(self, "_flat", None)
-        if kept is not None and kept[0] is flat and self._shares(kept[1], kept[2]):
+        if kept is not None and kept[0] is flat and self._shares(kept[2]):
             return kept[1]
         keys = set(self.state[0])
         if any(set(s) != keys for s in self.state):
             return None
-        state, views = {}, {}
+        state = {}
         for key in keys:
             values = [s[key] for s in self.state]
             if isinstance(values[0], np.ndarray):
@@ -71,34 +71,32 @@ class Optimizer(Workspace):
                 return None
             else:
                 state[key] = values[0]
-        self._flat = (flat, state, views)
+        self._flat = (flat, state, [{} for _ in self.state])
         self._share_flat_state(flat, state)
         return state
 
-    def _shares(self, state, views):
-        """True while every ``self.state[i]`` still holds this flat state's pieces and counters."""
-        for s in self.state:
-            if set(s) != set(state) or any(s[k] != v for k, v in state.items() if not isinstance(v, np.ndarray)):
+    def _shares(self, expected):
+        """True while every ``self.state[i]`` holds exactly what the flat state gave it."""
+        for s, mine in zip(self.state, expected):
+            if len(s) != len(mine):
                 return False
-        for key, pieces in views.items():
-            for s, piece in zip(self.state, pieces):
-                if s[key] is not piece or piece.base is not state[key]:
+            for key, value in mine.items():
+                if s.get(key) is not value:
                     return False
         return True
 
     def _share_flat_state(self, flat, state):
-        """Give every ``self.state[i]`` its piece of each flat state array (a view) and the counters."""
-        views = self._flat[2] if getattr(self, "_flat", (None,))[0] is flat else {}
-        self._flat = (flat, state, views)
+        """Give every ``self.state[i]`` its piece (a view) of each flat state array, and the counters."""
+        expected = self._flat[2]
         for key, value in state.items():
-            if not isinstance(value, np.ndarray):
-                for s in self.state:
-                    s[key] = value
-            elif key not in views or views[key][0].base is not value:
-                views[key] = flat.split(value)
-                for s, piece in zip(self.state, views[key]):
-                    s[key] = piece
-
+            if isinstance(value, np.ndarray):
+                if key in expected[0] and expected[0][key].base is value:
+                    continue                                  # its views are given already
+                values = flat.split(value)
+            else:
+                values = [value] * len(self.state)
+            for s, mine, v in zip(self.state, expected, values):
+                s[key] = mine[key] = v
 
 
 class SGD(Optimizer):
