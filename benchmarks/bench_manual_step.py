@@ -9,9 +9,10 @@ and its spread (lowest - highest round). On a shared machine other processes slo
 so the table also gives each side's fastest round (ms) and their ratio ("best"), the figure least
 disturbed by them. torch runs on 2 CPU threads; NumPy uses its BLAS as installed.
 
-The last lines give the largest network's GEMM rate: the matrix products a step needs (forward
-x W^T, backward dL/dz^T x and, except for the first layer, dL/dz W) timed alone in NumPy, divided
-by the whole manual step: the share of NumPy's own matrix-product rate the step reaches.
+The last lines give the largest network's GEMM rate: the matrix products its step computes
+(forward x W^T, backward dL/dz^T x and dL/dz W, the first layer's only where dL/dX is asked for)
+timed alone in NumPy, divided by the whole manual step: the share of NumPy's own matrix-product
+rate that the step reaches.
 
     python benchmarks/bench_manual_step.py             # about a minute
     python benchmarks/bench_manual_step.py --rounds 5  # quicker, noisier
@@ -26,19 +27,21 @@ import torch
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
 
-# (sizes, batch, output activation, loss)
+# (sizes, batch, output activation, loss, input_grad). The last row runs backward with
+# input_grad=False, as a training loop may (manual.fit does): torch skips dL/dX for data too.
 CASES = [
-    ((2, 1), 4, "sigmoid", "squared_error"),
-    ((64, 16, 16, 10), 32, "identity", "cross_entropy"),
-    ((784, 16, 16, 10), 10, "identity", "cross_entropy"),
-    ((64, 16, 16, 10), 1797, "identity", "cross_entropy"),
-    ((784, 256, 256, 10), 256, "identity", "cross_entropy"),
-    ((784, 1024, 1024, 10), 1024, "identity", "cross_entropy"),
+    ((2, 1), 4, "sigmoid", "squared_error", True),
+    ((64, 16, 16, 10), 32, "identity", "cross_entropy", True),
+    ((784, 16, 16, 10), 10, "identity", "cross_entropy", True),
+    ((64, 16, 16, 10), 1797, "identity", "cross_entropy", True),
+    ((784, 256, 256, 10), 256, "identity", "cross_entropy", True),
+    ((784, 1024, 1024, 10), 1024, "identity", "cross_entropy", True),
+    ((784, 1024, 1024, 10), 1024, "identity", "cross_entropy", False),
 ]
 LR, MOMENTUM = 0.1, 0.9
 
 
-def make_case(sizes, batch, output_activation, loss, dtype, seed=0):
+def make_case(sizes, batch, output_activation, loss, input_grad, dtype, seed=0):
     """Both sides with the same initial parameters and batch; returns (manual_step, torch_step)."""
     rng = np.random.default_rng(seed)
     model = manual.mlp(sizes, "sigmoid", output_activation, dtype=dtype)
@@ -55,7 +58,10 @@ def make_case(sizes, batch, output_activation, loss, dtype, seed=0):
     def manual_step():
         opt_m.zero_grad()
         cost = loss_m(model.forward(X), Y)
-        model.backward(loss_m.backward())
+        if input_grad:
+            model.backward(loss_m.backward())            # what most loops write: dL/dX too
+        else:
+            model.backward(loss_m.backward(), input_grad=False)
         opt_m.step()
         return cost
 
@@ -108,8 +114,8 @@ def compare(manual_step, torch_step, rounds):
     return [t * 1e3 for t in ms], [t * 1e3 for t in ts], ratios
 
 
-def gemm_fraction(sizes, batch, dtype, manual_ms, repeats=5):
-    """(GEMM-only ms, fraction): the step's matrix products alone, with preallocated outputs."""
+def gemm_fraction(sizes, batch, dtype, manual_ms, input_grad, repeats=5):
+    """(GEMM-only ms, flops, fraction): the step's matrix products alone, with preallocated outputs."""
     rng = np.random.default_rng(1)
     Ws = [rng.standard_normal((o, i)).astype(dtype) for i, o in zip(sizes[:-1], sizes[1:])]
     acts = [rng.standard_normal((batch, s)).astype(dtype) for s in sizes]
@@ -122,12 +128,12 @@ def gemm_fraction(sizes, batch, dtype, manual_ms, repeats=5):
             np.matmul(acts[l], W.T, out=outs[l])               # z = x W^T
         for l in reversed(range(len(Ws))):
             np.matmul(outs[l].T, acts[l], out=dWs[l])          # dL/dW = dL/dz^T x
-            if l > 0:
+            if l > 0 or input_grad:
                 np.matmul(outs[l], Ws[l], out=dxs[l])          # dL/dx = dL/dz W
     products()
     gemm_ms = min(per_step(products, 1) for _ in range(repeats)) * 1e3
-    flops = 2 * batch * sum(i * o for i, o in zip(sizes[:-1], sizes[1:])) * 2 \
-        + 2 * batch * sum(i * o for i, o in zip(sizes[1:-1], sizes[2:]))
+    flops = 2 * batch * sum(i * o for i, o in zip(sizes[:-1], sizes[1:])) * 3 \
+        - (0 if input_grad else 2 * batch * sizes[0] * sizes[1])
     return gemm_ms, flops, gemm_ms / manual_ms
 
 
@@ -147,20 +153,21 @@ def main():
         head += f" | {dt + ' manual':>15} {'torch':>10} {'best':>6} {'median (spread)':>21}"
     print(head)
     largest = {}
-    for sizes, batch, out_act, loss in CASES:
-        line = f"{'-'.join(map(str, sizes)):>17} {batch:>5}"
+    for sizes, batch, out_act, loss, input_grad in CASES:
+        line = f"{'-'.join(map(str, sizes)):>17} {batch:>5}" + ("" if input_grad else " no dL/dX")
         for dt in dtypes:
-            m_ms, t_ms, ratios = compare(*make_case(sizes, batch, out_act, loss, dt), args.rounds)
+            m_ms, t_ms, ratios = compare(*make_case(sizes, batch, out_act, loss, input_grad, dt), args.rounds)
             line += (f" | {min(m_ms):12.3f} ms {min(t_ms):7.3f} ms {min(m_ms) / min(t_ms):6.3f} "
                      f"{statistics.median(ratios):7.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
-            largest[dt] = min(m_ms)
+            if sizes == CASES[-1][0]:
+                largest[dt, input_grad] = min(m_ms)
         print(line, flush=True)
     sizes, batch = CASES[-1][0], CASES[-1][1]
-    print(f"\nGEMM rate of the {'-'.join(map(str, sizes))} step at batch {batch}:")
-    for dt in dtypes:
-        gemm_ms, flops, frac = gemm_fraction(sizes, batch, dt, largest[dt])
-        print(f"  {dt}: its matrix products alone {gemm_ms:.1f} ms ({flops / gemm_ms / 1e6:.1f} GFLOP/s), "
-              f"the whole step {largest[dt]:.1f} ms: {frac:.0%} of NumPy's GEMM rate")
+    print(f"\nGEMM rate of the {'-'.join(map(str, sizes))} step at batch {batch} (fastest rounds):")
+    for (dt, input_grad), step_ms in largest.items():
+        gemm_ms, flops, frac = gemm_fraction(sizes, batch, dt, step_ms, input_grad)
+        print(f"  {dt}{'' if input_grad else ', no dL/dX'}: its matrix products alone {gemm_ms:.1f} ms "
+              f"({flops / gemm_ms / 1e6:.1f} GFLOP/s), the whole step {step_ms:.1f} ms: {frac:.0%} of NumPy's GEMM rate")
 
 
 if __name__ == "__main__":
