@@ -16,6 +16,7 @@ rate that the step reaches.
 
     python benchmarks/bench_manual_step.py             # about a minute
     python benchmarks/bench_manual_step.py --rounds 5  # quicker, noisier
+    python benchmarks/bench_manual_step.py --no-input-grad   # every row without dL/dX
 """
 import argparse
 import statistics
@@ -141,6 +142,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per row (default 15)")
     parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--no-input-grad", action="store_true",
+                        help="every row backward(..., input_grad=False): no dL/dX, as torch for data")
     args = parser.parse_args()
     torch.set_num_threads(2)
     dtypes = args.dtypes.split(",")
@@ -148,13 +151,14 @@ def main():
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; NumPy {np.__version__}; "
           f"{args.rounds} interleaved rounds; ms and 'best' from each side's fastest round, "
           f"'median (spread)' of the per-round ratios")
-    head = f"{'net':>17} {'batch':>5}"
+    head = f"{'net':>17} {'batch':>5} {'dL/dX':>5}"
     for dt in dtypes:
         head += f" | {dt + ' manual':>15} {'torch':>10} {'best':>6} {'median (spread)':>21}"
     print(head)
     largest = {}
-    for sizes, batch, out_act, loss, input_grad in CASES:
-        line = f"{'-'.join(map(str, sizes)):>17} {batch:>5}" + ("" if input_grad else " no dL/dX")
+    cases = [c[:-1] + (False,) for c in CASES if c[-1]] if args.no_input_grad else CASES
+    for sizes, batch, out_act, loss, input_grad in cases:
+        line = f"{'-'.join(map(str, sizes)):>17} {batch:>5} {'yes' if input_grad else 'no':>5}"
         for dt in dtypes:
             m_ms, t_ms, ratios = compare(*make_case(sizes, batch, out_act, loss, input_grad, dt), args.rounds)
             line += (f" | {min(m_ms):12.3f} ms {min(t_ms):7.3f} ms {min(m_ms) / min(t_ms):6.3f} "
