@@ -14,9 +14,9 @@ The last lines give the largest network's GEMM rate: the matrix products its ste
 timed alone in NumPy, divided by the whole manual step: the share of NumPy's own matrix-product
 rate that the step reaches.
 
-    python benchmarks/bench_manual_step.py             # about a minute
-    python benchmarks/bench_manual_step.py --rounds 5  # quicker, noisier
-    python benchmarks/bench_manual_step.py --no-input-grad   # every row without dL/dX
+    .venv/bin/python benchmarks/bench_manual_step.py             # about a minute
+    .venv/bin/python benchmarks/bench_manual_step.py --rounds 5  # quicker, noisier
+    .venv/bin/python benchmarks/bench_manual_step.py --no-input-grad   # every row without dL/dX
 """
 import argparse
 import statistics
