@@ -4,19 +4,22 @@ import numpy as np
 from backprop_oracle.manual.module import Module
 
 
-def linear(x, weight, bias=None):
-    """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out)."""
-    y = x @ weight.T
+def linear(x, weight, bias=None, out=None):
+    """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out).  (``out``: an (N, out) array to write y into.)"""
+    y = np.matmul(x, weight.T, out=out)
     if bias is not None:
-        y = y + bias
+        y += bias
     return y
 
 
-def linear_backward(x, weight, dL_dy):
-    """dL/dx = dL/dy W;  dL/dW = dL/dy^T x (summed over the batch);  dL/db = sum_n dL/dy."""
-    dL_dx = dL_dy @ weight        # (N, out) @ (out, in) -> (N, in)
-    dL_dW = dL_dy.T @ x           # (out, N) @ (N, in) -> (out, in)
-    dL_db = dL_dy.sum(axis=0)     # (out,)
+def linear_backward(x, weight, dL_dy, out=(None, None, None)):
+    """dL/dx = dL/dy W;  dL/dW = dL/dy^T x (summed over the batch);  dL/db = sum_n dL/dy.
+
+    ``out``: arrays to write (dL/dx, dL/dW, dL/db) into; dL/dx is skipped (None) when ``out[0]`` is False.
+    """
+    dL_dx = None if out[0] is False else np.matmul(dL_dy, weight, out=out[0])   # (N, out) @ (out, in) -> (N, in)
+    dL_dW = np.matmul(dL_dy.T, x, out=out[1])                                    # (out, N) @ (N, in) -> (out, in)
+    dL_db = dL_dy.sum(axis=0, out=out[2])                                        # (out,)
     return dL_dx, dL_dW, dL_db
 
 
@@ -43,16 +46,25 @@ class Linear(Module):
         self.bias = self.register_parameter(
             "bias", rng.uniform(-k, k, size=(self.out_features,)).astype(dtype) if bias else None)
         self.x = None
+        self.input_grad = True       # whether backward computes dL/dx
 
     def forward(self, x):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}) expects input of shape "
                              f"(N, {self.in_features}), got {x.shape}")
         self.x = x
-        return linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        W, b = self.weight.data, None if self.bias is None else self.bias.data
+        y = self.buffer("y", (x.shape[0], self.out_features), x.dtype if x.dtype == W.dtype else np.result_type(x, W))
+        return linear(x, W, b, out=y)
 
     def backward(self, dL_dy):
-        dL_dx, dL_dW, dL_db = linear_backward(self.x, self.weight.data, dL_dy)
+        """Adds dL/dW and dL/db into the parameters' ``.grad``; returns dL/dx (None when
+        ``input_grad`` is False: the first layer of a network, whose input is data)."""
+        x, W = self.x, self.weight.data
+        dtype = dL_dy.dtype if x.dtype == W.dtype == dL_dy.dtype else np.result_type(x, W, dL_dy)
+        out = (self.buffer("dL_dx", x.shape, dtype) if self.input_grad else False,
+               self.buffer("dL_dW", W.shape, dtype), self.buffer("dL_db", (W.shape[0],), dtype))
+        dL_dx, dL_dW, dL_db = linear_backward(x, W, dL_dy, out=out)
         self.weight.grad += dL_dW
         if self.bias is not None:
             self.bias.grad += dL_db

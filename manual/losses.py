@@ -8,6 +8,7 @@ Registry keys are shared with torch_ref/losses.py.
 import numpy as np
 
 from backprop_oracle.manual.activations import softmax
+from backprop_oracle.manual.module import Workspace
 
 
 def _check_same_shape(name, input, target):
@@ -16,7 +17,7 @@ def _check_same_shape(name, input, target):
                          f"and target {target.shape}")
 
 
-class Loss:
+class Loss(Workspace):
     """Base class: ``forward(input, target)`` caches both; ``backward()`` returns dL/dinput."""
 
     def __call__(self, input, target):
@@ -115,7 +116,7 @@ class CrossEntropyLoss(Loss):
         if target.ndim == 1:
             if target.shape[0] != n:
                 raise ValueError(f"cross_entropy: {target.shape[0]} class indices for {n} examples")
-            if not np.issubdtype(target.dtype, np.integer):
+            if target.dtype.kind not in "iu":
                 raise ValueError("cross_entropy: 1-D targets must be integer class indices")
             if target.size and (target.min() < 0 or target.max() >= c):
                 raise ValueError(f"cross_entropy: class indices must lie in [0, {c - 1}], "
@@ -132,14 +133,57 @@ class CrossEntropyLoss(Loss):
         return target
 
     def loss(self, input, target):
-        y = self._probabilities(input, target)
-        shifted = input - input.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return -np.sum(y * log_p) / input.shape[0]
+        """log softmax(z)_nk = z_nk - m_n - log sum_j e^{z_nj - m_n} with m_n = max_j z_nj, so
+        Cost = (1/N) sum_n [sum_k y_nk] log sum_j e^{z_nj - m_n} - (1/N) sum_nk y_nk (z_nk - m_n).
+
+        The softmax e^{z - m} / sum_j e^{z_j - m} is made on the way and kept for ``grad``, which
+        needs it too (the loss and its softmax fused: one exponential per logit and step).
+        """
+        n, c = input.shape
+        dtype = input.dtype if input.dtype.kind == "f" else np.result_type(input, np.float32)
+        m = input.max(axis=1, keepdims=True, out=self.buffer("sums", (n, 1), dtype))      # m_n, (N, 1)
+        shifted = np.subtract(input, m, out=self.buffer("softmax", (n, c), dtype))       # z - m, (N, C)
+        if target.ndim == 1:                  # class indices: y_nk = 1 where k = t_n, else 0
+            y_shifted = np.take(shifted, self._flat_indices(target, c), mode="clip",    # (N,): z_nt - m_n
+                                out=self.buffer("picked", (n,), dtype))   # (in range: checked; "raise" copies)
+        else:
+            y_shifted = np.vdot(target, shifted)                          # sum_nk y_nk (z_nk - m_n)
+        p = np.exp(shifted, out=shifted)
+        s = p.sum(axis=1, keepdims=True, out=m)                           # sum_j e^{z_nj - m_n}, (N, 1)
+        p /= s                                                            # softmax(z), (N, C)
+        self._softmax = (input, p)
+        log_s = np.log(s, out=s)
+        if target.ndim == 1:
+            return np.subtract(log_s[:, 0], y_shifted, out=y_shifted).sum() / n
+        return (np.vdot(target.sum(axis=1, keepdims=True), log_s) - y_shifted) / n
+
+    def _flat_indices(self, target, c):
+        """n C + t_n: where example n's target class sits in the (N, C) array, read flat."""
+        n = target.shape[0]
+        key, rows = getattr(self, "_rows", (None, None))
+        if key != (n, c):
+            rows = np.arange(n) * c
+            self._rows = ((n, c), rows)
+        return np.add(rows, target, out=self.buffer("indices", (n,), rows.dtype))
 
     def grad(self, input, target):
-        y = self._probabilities(input, target)
-        return (softmax(input, 1) * y.sum(axis=1, keepdims=True) - y) / input.shape[0]
+        y = target
+        kept_input, p = getattr(self, "_softmax", (None, None))
+        if kept_input is not input:                   # not the input of the last loss(): compute it
+            p = softmax(input, 1)
+        n, c = input.shape
+        g = self.buffer("dL_dz", p.shape, p.dtype)
+        g[...] = p
+        if y.ndim == 1:                               # p - onehot(t)
+            flat = self._flat_indices(y, c)
+            picked = np.take(g, flat, out=self.buffer("picked", (n,), g.dtype), mode="clip")
+            picked -= 1.0
+            np.put(g, flat, picked, mode="clip")
+        else:                                         # p sum_k y_k - y
+            g *= y.sum(axis=1, keepdims=True)
+            g -= y
+        g /= n
+        return g
 
 
 class HingeLoss(Loss):

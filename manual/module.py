@@ -1,4 +1,16 @@
-"""Parameters and the module base class: the small part of torch.nn.Module that backprop needs."""
+"""Parameters and the module base class: the small part of torch.nn.Module that backprop needs.
+
+Two pieces of machinery make a training step cheap without changing any formula:
+
+- ``Workspace.buffer`` hands a layer an array for an intermediate result (z, a, dL/dz, ...), the
+  same one from step to step, so that a steady training loop allocates nothing. An array that
+  anyone outside still holds (a caller kept ``forward``'s output) is never handed out again.
+- ``FlatParameters`` keeps the values of a model's parameters in one contiguous array and their
+  gradients in another, each ``Parameter.data`` / ``.grad`` a view into them, so that zeroing every
+  gradient or updating every value is one NumPy operation (see Sequential and the optimizers).
+"""
+import sys
+
 import numpy as np
 
 
@@ -7,21 +19,151 @@ class Parameter:
 
     ``data`` holds the value; ``grad`` has the same shape and dtype and is *added to* by every
     ``backward`` (as in torch), so call ``zero_grad`` between steps.
+
+    Update them in place (``p.data[...] = value``, ``p.data -= ...``). Assigning a new array
+    (``p.data = value``) works as in torch: the parameter then holds that array, and if it was a
+    view into its model's flat buffer it leaves it (zero_grad and the optimizers then treat it on
+    its own, correctly but one tensor at a time).
     """
 
     def __init__(self, data):
-        self.data = np.array(data, copy=True)
-        self.grad = np.zeros_like(self.data)
+        self._data = np.array(data, copy=True)
+        self._grad = np.zeros_like(self._data)
+        self._home = None             # the FlatParameters that made views for this parameter, if any
+        self._flat = None             # the same while .data and .grad are those views, else None
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        if value is not self._data:          # (``p.data -= x`` assigns the same array back)
+            self._data = value
+            self._rejoin()
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not self._grad:          # (``p.grad += x`` assigns the same array back)
+            self._grad = value
+            self._rejoin()
+
+    def _rejoin(self):
+        """In the flat buffer exactly while .data and .grad are its views (assigning them back rejoins)."""
+        home = self._home
+        views = None if home is None else home.views[home.index[id(self)]]
+        self._flat = home if views is not None and self._data is views[0] and self._grad is views[1] else None
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, pickle) holds copies of the arrays, not views: it stands alone.
+        state = dict(self.__dict__)
+        state["_home"] = state["_flat"] = None
+        return state
 
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype})"
 
 
-class Module:
+class FlatParameters:
+    """The values of ``params`` in one contiguous array ``data`` and their gradients in ``grad``;
+    each parameter's ``.data`` and ``.grad`` become views into them (values and gradients are
+    copied in, nothing changes numerically). All parameters must share one dtype.
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        dtype = self.params[0].data.dtype
+        sizes = [p.data.size for p in self.params]
+        self.data = np.empty(sum(sizes), dtype)
+        self.grad = np.empty(sum(sizes), dtype)
+        self.spans = []                                   # (start, stop, shape) per parameter
+        start = 0
+        for p, size in zip(self.params, sizes):
+            self.spans.append((start, start + size, p.data.shape))
+            start += size
+        self.views = list(zip(self.split(self.data), self.split(self.grad)))   # (value, gradient) views
+        self.index = {id(p): i for i, p in enumerate(self.params)}
+        for p, (value, grad) in zip(self.params, self.views):
+            value[...], grad[...] = p.data, p.grad
+            p._data, p._grad, p._home, p._flat = value, grad, self, self
+
+    def split(self, flat):
+        """Views of a flat array laid out like ``data``, one per parameter, in its shape."""
+        return [flat[start:stop].reshape(shape) for start, stop, shape in self.spans]
+
+    @staticmethod
+    def can_hold(params):
+        """True when ``params`` are Parameters of NumPy floats of one dtype (what a flat buffer needs)."""
+        params = list(params)
+        return bool(params) and all(isinstance(p, Parameter) and isinstance(p.data, np.ndarray)
+                                    and isinstance(p.grad, np.ndarray) for p in params) \
+            and len({p.data.dtype for p in params} | {p.grad.dtype for p in params}) == 1 \
+            and np.issubdtype(params[0].data.dtype, np.floating) \
+            and all(p.grad.shape == p.data.shape for p in params)
+
+    def intact(self):
+        """True while every parameter's ``.data`` and ``.grad`` are still the views made here: an
+        assignment ``p.data = array`` takes it out (until its view is assigned back), and a copy
+        of a parameter (copy.deepcopy, pickle) stands alone."""
+        for p in self.params:
+            if p._flat is not self:
+                return False
+        return True
+
+    @staticmethod
+    def of(params):
+        """The intact FlatParameters that holds exactly ``params``, in that order, or None."""
+        flat = getattr(params[0], "_flat", None) if params else None
+        if flat is None or flat.params != params or not flat.intact():
+            return None
+        return flat
+
+
+def _spare_refcount():
+    """sys.getrefcount of an array that only a Workspace pool holds, as ``Workspace.buffer`` sees it."""
+    for a in [np.empty(0)]:
+        return sys.getrefcount(a)
+
+
+class Workspace:
+    """Arrays for intermediate results, reused from call to call.
+
+    ``buffer(name, shape, dtype)`` returns one of the (at most two) arrays kept under ``name``
+    when it has that shape and dtype and nothing but this pool refers to it, or else a new one.
+    Two, because the arrays of the previous call are usually still referred to (by the next
+    layer's saved input) when this call asks. The reference count is what makes reuse safe: an
+    array that a caller kept, or a view of it, is never overwritten.
+    """
+
+    def buffer(self, name, shape, dtype):
+        try:
+            pool = self._buffers[name]
+        except AttributeError:
+            self._buffers = {}
+            pool = self._buffers[name] = []
+        except KeyError:
+            pool = self._buffers[name] = []
+        for a in pool:
+            if a.shape == shape and a.dtype == dtype and sys.getrefcount(a) == _SPARE:
+                return a
+        if len(pool) == 2:
+            del pool[0]
+        pool.append(np.empty(shape, dtype))
+        return pool[-1]
+
+
+_SPARE = _spare_refcount()
+
+
+class Module(Workspace):
     """Base class: ``forward`` caches what ``backward`` needs; ``backward(dL_dy)`` returns ``dL_dx``."""
 
     def __init__(self):

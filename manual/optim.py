@@ -6,9 +6,17 @@ Registry keys are shared with torch_ref/optim.py.
 """
 import numpy as np
 
+from backprop_oracle.manual.module import FlatParameters, Workspace
 
-class Optimizer:
-    """Holds parameters (objects with ``.data`` and ``.grad``), the learning rate and per-parameter state."""
+
+class Optimizer(Workspace):
+    """Holds parameters (objects with ``.data`` and ``.grad``), the learning rate and per-parameter state.
+
+    ``step`` applies ``update(w, g, state, scratch)``, the rule written once for one array. When
+    the parameters are exactly a model's flat buffer (manual.module.FlatParameters) it is applied
+    once, to the whole buffer; otherwise tensor by tensor. Either way ``state[i]`` holds parameter
+    i's arrays (in the flat case, views into one flat array per key).
+    """
 
     def __init__(self, params, lr):
         self.params = list(params)
@@ -21,11 +29,74 @@ class Optimizer:
         self.state = [dict() for _ in self.params]
 
     def zero_grad(self):
-        for p in self.params:
-            p.grad[...] = 0
+        flat = FlatParameters.of(self.params)
+        if flat is not None:
+            flat.grad.fill(0)
+        else:
+            for p in self.params:
+                p.grad[...] = 0
 
-    def step(self):  # pragma: no cover - abstract
+    def step(self):
+        flat = FlatParameters.of(self.params)
+        state = None if flat is None else self._flat_state(flat)
+        if state is None:
+            for i, (p, s) in enumerate(zip(self.params, self.state)):
+                self.update(p.data, p.grad, s, lambda name, i=i, w=p.data: self.buffer((name, i), w.shape, w.dtype))
+        else:
+            self.update(flat.data, flat.grad, state, lambda name: self.buffer(name, flat.data.shape, flat.data.dtype))
+            self._share_flat_state(flat, state)
+
+    def update(self, w, grad, state, scratch):  # pragma: no cover - abstract
+        """Update the array ``w`` in place from its gradient ``grad`` and its ``state`` dict;
+        ``scratch(name)`` gives a work array of w's shape."""
         raise NotImplementedError
+
+    # The flat state: one dict of flat arrays whose pieces are the per-parameter states' arrays.
+    def _flat_state(self, flat):
+        """The state dict for the flat arrays, rebuilt from ``self.state`` when that has changed
+        (a step taken tensor by tensor, or a state set from outside); None when the per-parameter
+        states differ in kind (then the step goes tensor by tensor)."""
+        kept = getattr(self, "_flat", None)
+        if kept is not None and kept[0] is flat and self._shares(kept[2]):
+            return kept[1]
+        keys = set(self.state[0])
+        if any(set(s) != keys for s in self.state):
+            return None
+        state = {}
+        for key in keys:
+            values = [s[key] for s in self.state]
+            if isinstance(values[0], np.ndarray):
+                state[key] = np.concatenate([np.asarray(v, dtype=flat.data.dtype).ravel() for v in values])
+            elif any(v != values[0] for v in values):
+                return None
+            else:
+                state[key] = values[0]
+        self._flat = (flat, state, [{} for _ in self.state])
+        self._share_flat_state(flat, state)
+        return state
+
+    def _shares(self, expected):
+        """True while every ``self.state[i]`` holds exactly what the flat state gave it."""
+        for s, mine in zip(self.state, expected):
+            if len(s) != len(mine):
+                return False
+            for key, value in mine.items():
+                if s.get(key) is not value:
+                    return False
+        return True
+
+    def _share_flat_state(self, flat, state):
+        """Give every ``self.state[i]`` its piece (a view) of each flat state array, and the counters."""
+        expected = self._flat[2]
+        for key, value in state.items():
+            if isinstance(value, np.ndarray):
+                if key in expected[0] and expected[0][key].base is value:
+                    continue                                  # its views are given already
+                values = flat.split(value)
+            else:
+                values = [value] * len(self.state)
+            for s, mine, v in zip(self.state, expected, values):
+                s[key] = mine[key] = v
 
 
 class SGD(Optimizer):
@@ -54,20 +125,24 @@ class SGD(Optimizer):
         self.momentum, self.dampening = float(momentum), float(dampening)
         self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
 
-    def step(self):
-        for p, state in zip(self.params, self.state):
-            g = p.grad
-            if self.weight_decay != 0:
-                g = g + self.weight_decay * p.data
-            if self.momentum != 0:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = np.array(g, copy=True)
-                else:
-                    buf *= self.momentum
-                    buf += (1 - self.dampening) * g
-                g = g + self.momentum * buf if self.nesterov else buf
-            p.data -= self.lr * g
+    def update(self, w, grad, state, scratch):
+        g = grad
+        if self.weight_decay != 0:
+            g = np.multiply(w, self.weight_decay, out=scratch("g"))
+            g += grad                                             # g = ∇ + weight_decay · w
+        if self.momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, copy=True)       # buf = g
+            else:
+                buf *= self.momentum                                          # buf = momentum · buf
+                buf += g if self.dampening == 0 else np.multiply(g, 1 - self.dampening, out=scratch("t"))
+            if self.nesterov:
+                g = np.add(g, np.multiply(buf, self.momentum, out=scratch("t")),
+                           out=g if g is not grad else scratch("g"))          # g = g + momentum · buf
+            else:
+                g = buf
+        w -= np.multiply(g, self.lr, out=scratch("t"))                      # w = w - lr · g
 
 
 class Adam(Optimizer):
@@ -91,27 +166,30 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), float(eps), float(weight_decay)
 
-    def step(self):
+    def update(self, w, grad, state, scratch):
         beta1, beta2 = self.betas
-        for p, state in zip(self.params, self.state):
-            g = p.grad
-            if self.weight_decay != 0:
-                g = g + self.weight_decay * p.data
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = np.zeros_like(p.data)
-                state["exp_avg_sq"] = np.zeros_like(p.data)
-            state["step"] += 1
-            t = state["step"]
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m += (1 - beta1) * (g - m)              # torch: exp_avg.lerp_(grad, 1 - beta1)
-            v *= beta2
-            v += (1 - beta2) * g * g
-            bias_correction1 = 1 - beta1 ** t
-            bias_correction2 = 1 - beta2 ** t
-            step_size = self.lr / bias_correction1
-            denom = np.sqrt(v) / np.sqrt(bias_correction2) + self.eps
-            p.data -= step_size * (m / denom)
+        g = grad
+        if self.weight_decay != 0:
+            g = np.multiply(w, self.weight_decay, out=scratch("g"))
+            g += grad                                             # g = ∇ + weight_decay · w
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(w)
+            state["exp_avg_sq"] = np.zeros_like(w)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        tmp = scratch("t")
+        m += np.multiply(np.subtract(g, m, out=tmp), 1 - beta1, out=tmp)   # m += (1 - β1)(g - m), torch's lerp
+        v *= beta2
+        v += np.multiply(np.multiply(g, 1 - beta2, out=tmp), g, out=tmp)   # v = β2 v + (1 - β2) g²
+        bias_correction1 = 1 - beta1 ** t
+        bias_correction2 = 1 - beta2 ** t
+        step_size = self.lr / bias_correction1
+        denom = np.sqrt(v, out=tmp)
+        denom /= np.sqrt(bias_correction2)
+        denom += self.eps                                         # sqrt(v) / sqrt(1 - β2^t) + eps
+        w -= np.multiply(np.divide(m, denom, out=tmp), step_size, out=tmp)  # w -= lr / (1 - β1^t) · m / denom
 
 
 OPTIMIZERS = {

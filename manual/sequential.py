@@ -4,7 +4,7 @@ import numpy as np
 from backprop_oracle.manual.activations import make_activation
 from backprop_oracle.manual.dtypes import as_dtype
 from backprop_oracle.manual.linear import Linear
-from backprop_oracle.manual.module import Module
+from backprop_oracle.manual.module import FlatParameters, Module
 
 
 class Sequential(Module):
@@ -14,6 +14,11 @@ class Sequential(Module):
     ``output_grads[i]`` is dL/d(outputs[i]). For an mlp, modules alternate Linear and activation,
     so these are z_1, a_1, z_2, a_2, ... and dL/dz_1, dL/da_1, ... Parameter names are "0.weight",
     "0.bias", "2.weight", ... exactly as torch names them.
+
+    The parameters' values live in one flat array and their gradients in another (``self.flat``,
+    see manual.module.FlatParameters; each ``.data`` / ``.grad`` is a view), so that ``zero_grad``
+    and the optimizers' updates are one NumPy operation for the whole network. The layers never
+    see this: they read ``.data`` and add into ``.grad`` as before.
     """
 
     def __init__(self, *modules):
@@ -21,6 +26,8 @@ class Sequential(Module):
         self.modules = list(modules)
         self.outputs = []
         self.output_grads = []
+        params = self.parameters()
+        self.flat = FlatParameters(params) if FlatParameters.can_hold(params) else None
 
     def __getitem__(self, i):
         return self.modules[i]
@@ -32,21 +39,43 @@ class Sequential(Module):
         for i, m in enumerate(self.modules):
             yield from m.named_parameters(f"{prefix}{i}.")
 
+    def zero_grad(self):
+        """Set every gradient to 0 (one fill of the flat gradient array while it is intact)."""
+        flat = self.flat
+        if flat is not None and flat.intact():
+            flat.grad.fill(0)
+        else:
+            super().zero_grad()
+
     def forward(self, x):
-        self.outputs = []
+        self.outputs = []            # let go of the last step's arrays, so the layers can reuse them
         for m in self.modules:
             x = m.forward(x)
             self.outputs.append(x)
         return x
 
-    def backward(self, dL_dy):
-        """Backpropagate dL/dy through every module; gradients add into ``.grad``; returns dL/dx."""
+    def backward(self, dL_dy, input_grad=True):
+        """Backpropagate dL/dy through every module; gradients add into ``.grad``; returns dL/dx.
+
+        With ``input_grad=False`` the gradient with respect to the network's input is not computed
+        (None is returned), as torch skips it for data that does not require grad: the first
+        layer's dL/dx = dL/dz W is one matrix product per step that training never uses.
+        """
+        self.output_grads = []
         grads = [None] * len(self.modules)
-        for i in reversed(range(len(self.modules))):
-            grads[i] = dL_dy
-            dL_dy = self.modules[i].backward(dL_dy)
+        first = self.modules[0] if self.modules else None
+        skip = not input_grad and getattr(first, "input_grad", None) is True
+        if skip:
+            first.input_grad = False
+        try:
+            for i in reversed(range(len(self.modules))):
+                grads[i] = dL_dy
+                dL_dy = self.modules[i].backward(dL_dy)
+        finally:
+            if skip:
+                first.input_grad = True
         self.output_grads = grads
-        return dL_dy
+        return None if not input_grad else dL_dy
 
     def state_dict(self):
         """Copies of every parameter's value, keyed by torch's names."""

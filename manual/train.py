@@ -23,7 +23,7 @@ def fit(model, loss, optimizer, X, Y, *, epochs=1, batch_size=None, scheduler=No
         for idx in batches(X.shape[0], batch_size, rng):
             optimizer.zero_grad()
             cost = float(loss_fn(model.forward(X[idx]), Y[idx]))
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)   # training never needs dL/dX
             optimizer.step()
             step_costs.append(cost)
             total += cost * len(idx)

@@ -1,0 +1,303 @@
+"""The manual side's speed machinery changes no number and no contract: flat parameter buffers,
+whole-buffer optimizer steps, reused workspace arrays and the fused softmax cross-entropy.
+
+Every case trains against torch autograd (float64, F64 tolerance) or against the same network
+stepped tensor by tensor, and a steady training step is checked to allocate (almost) nothing.
+"""
+import copy
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.manual.module import FlatParameters
+from tests.helpers import assert_close
+
+SIZES = (6, 5, 4, 3)
+
+
+def make_pair(sizes=SIZES, activation="sigmoid", optimizer="sgd", dtype="float64", seed=0, **opt_args):
+    """A manual and a torch network with the same parameters, optimizer and loss (cross-entropy)."""
+    rng = np.random.default_rng(seed)
+    m = manual.mlp(sizes, activation, "identity", dtype=dtype)
+    state = manual.init_parameters(m, "xavier_uniform", rng, zero_bias=False, dtype=dtype)
+    m.load_state_dict(state)
+    t = torch_ref.mlp(sizes, activation, "identity", dtype=dtype)
+    t.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+    om = manual.make_optimizer(optimizer, m.parameters(), **opt_args)
+    ot = torch_ref.make_optimizer(optimizer, t.parameters(), **opt_args)
+    return m, om, t, ot
+
+
+def manual_step(model, opt, loss, X, Y, **backward):
+    opt.zero_grad()
+    cost = loss(model.forward(X), Y)
+    model.backward(loss.backward(), **backward)
+    opt.step()
+    return float(cost)
+
+
+def torch_step(model, opt, loss, X, Y):
+    opt.zero_grad()
+    cost = loss(model(X), Y)
+    cost.backward()
+    opt.step()
+    return cost.item()
+
+
+def data(n=7, sizes=SIZES, seed=1, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
+
+
+def assert_same_as_torch(m, om, t, ot, steps=4, X=None, Y=None, label=""):
+    X, Y = data() if X is None else (X, Y)
+    lm, lt = manual.make_loss("cross_entropy"), torch_ref.make_loss("cross_entropy")
+    for k in range(steps):
+        cm = manual_step(m, om, lm, X, Y)
+        ct = torch_step(t, ot, lt, torch.tensor(X), torch.tensor(Y))
+        assert_close(f"{label} cost at step {k + 1}", cm, ct)
+    tp = dict(t.named_parameters())
+    for name, p in m.named_parameters():
+        assert_close(f"{label} {name} after {steps} steps", p.data, tp[name])
+        assert_close(f"{label} {name}.grad after {steps} steps", p.grad, tp[name].grad)
+
+
+# ---------------------------------------------------------------- flat buffers
+
+def test_parameters_are_views_of_the_flat_buffers():
+    m = manual.mlp(SIZES)
+    assert m.flat is not None and m.flat.intact()
+    start = 0
+    for name, p in m.named_parameters():
+        assert p.data.base is m.flat.data and p.grad.base is m.flat.grad, f"{name} is not a view"
+        assert np.array_equal(m.flat.data[start:start + p.data.size], p.data.ravel()), name
+        start += p.data.size
+    assert start == m.flat.data.size
+
+
+OPTIMIZERS = [
+    ("sgd", dict(lr=0.1)),
+    ("sgd", dict(lr=0.1, momentum=0.9)),
+    ("sgd", dict(lr=0.1, momentum=0.9, dampening=0.5)),
+    ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True)),
+    ("sgd", dict(lr=0.1, momentum=0.9, weight_decay=0.05)),
+    ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.05)),
+    ("adam", dict(lr=0.01)),
+    ("adam", dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.1)),
+]
+
+
+@pytest.mark.parametrize("optimizer,args", OPTIMIZERS, ids=[f"{o}{a}" for o, a in OPTIMIZERS])
+def test_whole_buffer_step_matches_torch(optimizer, args):
+    m, om, t, ot = make_pair(optimizer=optimizer, **args)
+    assert FlatParameters.of(om.params) is m.flat, "the optimizer should step the flat buffer"
+    assert_same_as_torch(m, om, t, ot, label=f"{optimizer}{args}")
+
+
+@pytest.mark.parametrize("optimizer,args", OPTIMIZERS, ids=[f"{o}{a}" for o, a in OPTIMIZERS])
+def test_whole_buffer_step_is_the_tensor_by_tensor_step_exactly(optimizer, args):
+    """The same formula on one flat array or on each tensor: identical to the last bit."""
+    flat, of, _, _ = make_pair(optimizer=optimizer, **args)
+    each, oe, _, _ = make_pair(optimizer=optimizer, **args)
+    for p in each.parameters():
+        p.data = p.data.copy()                         # takes every parameter out of the flat buffer
+        p.grad = p.grad.copy()
+    assert not each.flat.intact() and FlatParameters.of(oe.params) is None
+    X, Y = data()
+    loss = manual.make_loss("cross_entropy")
+    for _ in range(3):
+        manual_step(flat, of, loss, X, Y)
+        manual_step(each, oe, loss, X, Y)
+    for (name, a), b in zip(flat.named_parameters(), each.parameters()):
+        assert np.array_equal(a.data, b.data), f"{name}: flat {a.data} vs tensor by tensor {b.data}"
+    for i, (sa, sb) in enumerate(zip(of.state, oe.state)):
+        assert set(sa) == set(sb), f"state {i}: keys {set(sa)} vs {set(sb)}"
+        for key in sa:
+            assert np.array_equal(sa[key], sb[key]), f"state {i} {key}: {sa[key]} vs {sb[key]}"
+
+
+def test_optimizer_state_is_per_parameter_views_that_follow_the_steps():
+    m, om, t, ot = make_pair(optimizer="adam", lr=0.01)
+    X, Y = data()
+    loss = manual.make_loss("cross_entropy")
+    manual_step(m, om, loss, X, Y)
+    manual_step(m, om, loss, X, Y)
+    for (name, p), s in zip(m.named_parameters(), om.state):
+        assert s["step"] == 2, f"{name}: step {s['step']}"
+        assert s["exp_avg"].shape == p.shape and s["exp_avg_sq"].shape == p.shape, name
+    before = [s["exp_avg"].copy() for s in om.state]
+    manual_step(m, om, loss, X, Y)
+    assert any(not np.array_equal(b, s["exp_avg"]) for b, s in zip(before, om.state)), \
+        "state[i]['exp_avg'] did not follow the flat step"
+
+
+def test_assigning_data_takes_a_parameter_out_and_training_stays_right():
+    m, om, t, ot = make_pair(optimizer="sgd", lr=0.1, momentum=0.9)
+    X, Y = data()
+    assert_same_as_torch(m, om, t, ot, steps=2, X=X, Y=Y, label="before the assignment")
+    w = m[2].weight
+    new = w.data.copy()
+    w.data = new                                       # as in torch: the parameter now holds this array
+    assert w.data is new and not m.flat.intact() and FlatParameters.of(om.params) is None
+    assert_same_as_torch(m, om, t, ot, steps=3, X=X, Y=Y, label="after p.data = array")
+    assert w.data is new, "the assigned array was replaced"
+
+
+def test_a_state_replaced_from_outside_is_used():
+    """Setting optimizer.state (as a proof does on a copy) wins over the flat state kept inside."""
+    m, om, t, ot = make_pair(optimizer="sgd", lr=0.1, momentum=0.9)
+    X, Y = data()
+    assert_same_as_torch(m, om, t, ot, steps=2, X=X, Y=Y)
+    om.state = [{k: v * 0.5 for k, v in s.items()} for s in om.state]
+    for p in t.parameters():
+        ot.state[p]["momentum_buffer"] *= 0.5
+    assert_same_as_torch(m, om, t, ot, steps=2, X=X, Y=Y, label="after halving the momentum")
+
+
+def test_a_copy_of_the_model_trains_on_its_own():
+    m, om, t, ot = make_pair(optimizer="sgd", lr=0.1, momentum=0.9)
+    X, Y = data()
+    twin = copy.deepcopy(m)
+    before = m.state_dict()
+    loss = manual.make_loss("cross_entropy")
+    opt = manual.make_optimizer("sgd", twin.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):
+        manual_step(twin, opt, loss, X, Y)
+    for name, p in m.named_parameters():
+        assert np.array_equal(p.data, before[name]), f"training a copy moved the original's {name}"
+    ref = make_pair(optimizer="sgd", lr=0.1, momentum=0.9)
+    assert_same_as_torch(*ref, steps=3, X=X, Y=Y)
+    for (name, a), b in zip(twin.named_parameters(), ref[0].parameters()):
+        assert_close(f"copy's {name} after 3 steps", a.data, b.data)
+
+
+# ---------------------------------------------------------------- workspace arrays
+
+def test_kept_results_are_never_overwritten():
+    m = manual.mlp(SIZES, "relu")
+    X1, _ = data(seed=1)
+    X2, _ = data(seed=2)
+    out1 = m.forward(X1)
+    kept, outputs1 = out1.copy(), [o.copy() for o in m.outputs]
+    held = list(m.outputs)
+    for _ in range(3):                                 # more calls than the two arrays kept per name
+        m.forward(X2)
+    assert np.array_equal(out1, kept), "a kept forward output was overwritten by later calls"
+    for i, (h, c) in enumerate(zip(held, outputs1)):
+        assert np.array_equal(h, c), f"outputs[{i}] kept by the caller was overwritten"
+    view = m.forward(X1)[:, :1]                         # a view keeps its array too
+    m.forward(X2)
+    assert np.array_equal(view, kept[:, :1]), "an array a view was kept of was overwritten"
+
+
+def test_gradients_kept_by_the_caller_are_never_overwritten():
+    m = manual.mlp(SIZES, "tanh")
+    loss = manual.make_loss("cross_entropy")
+    X, Y = data()
+    loss(m.forward(X), Y)
+    m.backward(loss.backward())
+    kept = list(m.output_grads)
+    copies = [g.copy() for g in kept]
+    for _ in range(3):
+        loss(m.forward(X * 2), Y)
+        m.backward(loss.backward())
+    for i, (k, c) in enumerate(zip(kept, copies)):
+        assert np.array_equal(k, c), f"output_grads[{i}] kept by the caller was overwritten"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_a_steady_training_step_allocates_no_arrays(dtype, input_grad):
+    """After two warm-up steps, a step (zero_grad, forward, cross-entropy, backward, SGD momentum)
+    allocates only a few small Python objects. The bound, 16 KiB, is below every array a step
+    uses: at batch 8192 even the smallest, a float32 column of N numbers, is 32 KiB.
+
+    NumPy's own iteration buffer (np.getbufsize() elements, 64 KiB in float64 by default, freed
+    within the call that makes it: a broadcast such as z + b uses it) is set small while
+    measuring, since its size is NumPy's setting and not the network's."""
+    sizes, n = (16, 32, 32, 10), 8192
+    rng = np.random.default_rng(0)
+    m = manual.mlp(sizes, "sigmoid", "identity", dtype=dtype)
+    opt = manual.make_optimizer("sgd", m.parameters(), lr=0.01, momentum=0.9)
+    loss = manual.make_loss("cross_entropy")
+    X, Y = rng.standard_normal((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
+    old = np.setbufsize(256)
+    try:
+        for _ in range(2):
+            manual_step(m, opt, loss, X, Y, input_grad=input_grad)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            manual_step(m, opt, loss, X, Y, input_grad=input_grad)
+            current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        np.setbufsize(old)
+    bound = 16 * 1024
+    smallest = n * np.dtype(dtype).itemsize
+    assert bound < smallest
+    assert peak - base <= bound, f"a steady step allocated {peak - base} bytes at its peak (bound {bound})"
+    assert current - base <= bound, f"a steady step kept {current - base} bytes (bound {bound})"
+
+
+def test_first_layer_input_gradient_is_skipped_only_when_asked():
+    m = manual.mlp(SIZES)
+    loss = manual.make_loss("cross_entropy")
+    X, Y = data()
+    loss(m.forward(X), Y)
+    dx = m.backward(loss.backward())
+    grads = {n: p.grad.copy() for n, p in m.named_parameters()}
+    m.zero_grad()
+    loss(m.forward(X), Y)
+    assert m.backward(loss.backward(), input_grad=False) is None
+    for n, p in m.named_parameters():
+        assert np.array_equal(p.grad, grads[n]), f"{n}.grad changed when dL/dx was skipped"
+    assert m[0].input_grad, "the first layer must compute dL/dx again after the call"
+    Xt = torch.tensor(X, requires_grad=True)
+    t = torch_ref.mlp(SIZES)
+    t.load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
+    torch_ref.make_loss("cross_entropy")(t(Xt), torch.tensor(Y)).backward()
+    assert_close("dL/dx of the network's input", dx, Xt.grad)
+
+
+# ---------------------------------------------------------------- the fused softmax cross-entropy
+
+@pytest.mark.parametrize("targets", ["indices", "probabilities"])
+def test_cross_entropy_fused_with_its_softmax_matches_torch_at_extreme_logits(targets):
+    """Logits up to ±800: the softmax underflows to 0 for most classes, yet the cost stays torch's
+    finite log-sum-exp value and the gradient softmax - y."""
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((6, 5)) * 300
+    z[0, 0], z[1, 3] = 800.0, -800.0
+    y = rng.integers(0, 5, 6) if targets == "indices" else rng.dirichlet(np.ones(5), 6)
+    m = manual.CrossEntropyLoss()
+    cost = m(z, y)
+    grad = m.backward()
+    zt = torch.tensor(z, requires_grad=True)
+    ct = torch.nn.CrossEntropyLoss()(zt, torch.tensor(y))
+    ct.backward()
+    assert_close(f"cross-entropy cost ({targets})", cost, ct)
+    assert_close(f"cross-entropy dL/dz ({targets})", grad, zt.grad)
+    other = z[::-1].copy()                              # grad of another input computes its own softmax
+    zo = torch.tensor(other, requires_grad=True)
+    torch.nn.CrossEntropyLoss()(zo, torch.tensor(y)).backward()
+    assert_close(f"cross-entropy dL/dz of a new input ({targets})", m.grad(other, y), zo.grad)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "leaky_relu", "softmax"])
+def test_activations_match_torch_far_out(activation):
+    """The in-place activations keep their values where exp overflows (|z| up to 1000)."""
+    z = np.array([[-1000.0, -745.0, -30.0, -1.0, 0.0, 1e-9, 2.0, 30.0, 745.0, 1000.0]])
+    g = np.linspace(-1, 1, z.size).reshape(z.shape)
+    a = manual.make_activation(activation)
+    ma, md = a.forward(z).copy(), a.backward(g).copy()
+    zt = torch.tensor(z, requires_grad=True)
+    at = torch_ref.make_activation(activation)(zt)
+    at.backward(torch.tensor(g))
+    assert_close(f"{activation}(z)", ma, at)
+    assert_close(f"d{activation}/dz", md, zt.grad)
