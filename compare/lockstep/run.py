@@ -7,7 +7,10 @@ The first disagreement is localised (compare.verdict.localise) and the run stops
 
 Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(run, record)``,
 ``on_epoch(run, record)``, ``on_end(run, result)`` and, always, even on an error or Ctrl-C,
-``on_close(run)``. Each method is optional.
+``on_close(run)``. Each method is optional. The flat gradient vectors of a StepRecord are the
+sides' own buffers (compare.lockstep.sides): read them during ``on_step``, copy what you keep.
+Accuracies and validation costs are measured at the end of an epoch only for an observer that
+reads them: one with ``on_epoch`` whose ``logs`` is not False (a progress bar's is False).
 """
 import math
 import time
@@ -48,7 +51,7 @@ class StepRecord:
     cost_torch: float
     lr_manual: float          # the learning rate this step used
     lr_torch: float
-    flat_grads_manual: np.ndarray   # every parameter gradient, concatenated (float64)
+    flat_grads_manual: np.ndarray   # every parameter gradient, concatenated (float64; valid during on_step)
     flat_grads_torch: np.ndarray
     layout: list              # [(name, shape), ...] to split the flat vectors
     max_abs_grad_diff: float  # this step's
@@ -76,7 +79,7 @@ class EpochRecord:
     val_accuracy_torch: float | None
     lr_manual: float
     lr_torch: float
-    evaluated: bool           # False on epochs between evaluations (accuracies and val costs are None)
+    evaluated: bool           # False on epochs between evaluations, or with no observer reading them (then None)
 
 
 class LockstepRun:
@@ -125,8 +128,10 @@ class LockstepRun:
         maxima = dict(grad_abs=0.0, grad_rel=0.0, param_abs=0.0, cost_abs=0.0)
         mismatch, divergence, step, epochs_done, resyncs = None, None, 0, 0, []
         first_cost = last_finite = None
-        # The parameters before each update, for proving the update (see compare.lockstep.proof).
-        params_m = m.flat_params()
+        # The parameters before each update, for proving the update (see compare.lockstep.proof):
+        # the flat buffers are live, so they are copied into this one before every step.
+        before = m.flat_params().copy()
+        step_observers = [o for o in self.observers if hasattr(o, "on_step")]
         start = time.perf_counter()
         self._notify("on_start")
         # Divergence is reported once, as a result (compare.lockstep.divergence), not as a flood of
@@ -148,6 +153,9 @@ class LockstepRun:
                         p_abs = 0.0
                         bad = self._diverging_sides(cost_m, cost_t, grads_m, grads_t, first_cost,
                                                     checked=ok and cost_ok)
+                        if not (ok and cost_ok):
+                            # Kept as this step computed them: localising recomputes into the buffers.
+                            grads_m, grads_t = grads_m.copy(), grads_t.copy()
                         if abs(lr_m - lr_t) > tol.allowed(abs(lr_t)):
                             mismatch = self._schedule_mismatch(lr_m, lr_t, epoch)
                         elif not (ok and cost_ok) and len(bad) < 2:
@@ -162,9 +170,10 @@ class LockstepRun:
                             divergence = Divergence(step, epoch, ("manual", "torch"), where,
                                                     {"manual": cost_m, "torch": cost_t}, last_finite)
                         if mismatch is None and divergence is None:
+                            np.copyto(before, m.flat_params())
                             m.step()
                             t.step()
-                            before, params_m = params_m, m.flat_params()
+                            params_m = m.flat_params()
                             params_ok, p_abs, _ = quick_diff(params_m, t.flat_params(), tol, self.offsets)
                             if not params_ok:
                                 mismatch = self._update_mismatch(before, state_m, grads_m, grads_t, params_m, lr_t)
@@ -185,8 +194,10 @@ class LockstepRun:
                         curves["step_t"].append(cost_t)
                         total_m += cost_m * len(idx)
                         total_t += cost_t * len(idx)
-                        self._notify("on_step", StepRecord(step, epoch, len(idx), cost_m, cost_t, lr_m, lr_t,
-                                                           grads_m, grads_t, m.layout, g_abs, g_rel, p_abs, c_abs))
+                        if step_observers:
+                            notify(step_observers, "on_step", self, StepRecord(
+                                step, epoch, len(idx), cost_m, cost_t, lr_m, lr_t, grads_m, grads_t, m.layout,
+                                g_abs, g_rel, p_abs, c_abs))
                         if mismatch is not None:
                             mismatch = replace(mismatch, step=step, epoch=epoch)
                             if self.stop_on_mismatch:
@@ -297,7 +308,9 @@ class LockstepRun:
     def _end_epoch(self, epoch, step, cost_m, cost_t):
         p = self.problem
         acc_m = acc_t = vc_m = vc_t = va_m = va_t = None
-        evaluated = epoch % self.eval_every == 0 or epoch == self.spec.epochs
+        # An evaluation is a pass over the data on both sides: only for an observer that reads it.
+        readers = [o for o in self.observers if hasattr(o, "on_epoch") and getattr(o, "logs", True)]
+        evaluated = bool(readers) and (epoch % self.eval_every == 0 or epoch == self.spec.epochs)
         if evaluated and p.labels is not None:
             _, acc_m = self._evaluate(self.manual, "train")
             _, acc_t = self._evaluate(self.torch, "train")

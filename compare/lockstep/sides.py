@@ -3,6 +3,14 @@
 Each side holds its own copy of the data, its model, loss, optimizer and schedule. The fast path
 (``forward_backward``, ``flat_grads``, ``flat_params``) is what runs at every step; ``trace``
 recomputes one step with every intermediate kept, and runs only when the sides disagree.
+
+Flat buffers: each side's parameters and gradients are views of one flat buffer per side (its
+own: the two sides never share memory), so the lockstep compares every element of every
+gradient and parameter without concatenating copies at every step. ``flat_grads`` and
+``flat_params`` return that buffer (a float64 copy in float32 or on a GPU): it changes with the
+side, so a caller that keeps it past the step copies it. Code that rebinds a parameter's array
+(``p.grad = ...``, torch's ``zero_grad()``) is caught: the buffer takes the new values and the
+parameter the view again, before anything is compared.
 """
 import copy
 
@@ -54,6 +62,62 @@ def load_optimizer_state(optimizer, params, states, dtype, device):
                 own[key] = torch.tensor(value, dtype=dtype, device=device)
 
 
+def consecutive(arrays):
+    """The 1-D array of which ``arrays`` are consecutive C-contiguous views, in order, or None."""
+    first = arrays[0]
+    root = first
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if not root.flags.c_contiguous or root.dtype != first.dtype:
+        return None
+    address = lambda a: a.__array_interface__["data"][0]          # noqa: E731
+    start, rem = divmod(address(first) - address(root), first.itemsize)
+    total = sum(a.size for a in arrays)
+    if rem or start < 0 or start + total > root.size:
+        return None
+    flat = root.reshape(-1)[start:start + total]
+    at = address(flat)
+    for a in arrays:
+        if a.dtype != first.dtype or not a.flags.c_contiguous or address(a) != at:
+            return None
+        at += a.nbytes
+    return flat
+
+
+def bind_flat(params, attr):
+    """(flat buffer, views) for attribute ``attr`` ("data" or "grad") of manual Parameters: the
+    arrays they hold when these already are consecutive views of one buffer, else a new buffer
+    whose views the parameters then hold."""
+    arrays = [getattr(p, attr) for p in params]
+    flat = consecutive(arrays)
+    if flat is not None:
+        return flat, arrays
+    flat = np.concatenate([a.ravel() for a in arrays])
+    views = split(flat, [a.shape for a in arrays])
+    for p, v in zip(params, views):
+        setattr(p, attr, v)
+    return flat, views
+
+
+def keep_bound(params, attr, views):
+    """Put back the views of a parameter whose array was replaced, taking its new values."""
+    for p, v in zip(params, views):
+        a = getattr(p, attr)
+        if a is not v:
+            v[...] = a
+            setattr(p, attr, v)
+
+
+def split(flat, shapes):
+    """Views of consecutive pieces of ``flat`` with the given shapes."""
+    views, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        views.append(flat[start:start + size].reshape(shape))
+        start += size
+    return views
+
+
 def unflatten(flat, layout):
     """Split a flat vector into {name: array} by ``layout`` [(name, shape), ...]."""
     out, start = {}, 0
@@ -77,6 +141,10 @@ class ManualSide:
         self.scheduler = manual.make_scheduler(spec.schedule, self.optimizer, **spec.schedule_args)
         self.kinds = module_kinds(self.model)
         self.layout = [(n, p.shape) for n, p in self.model.named_parameters()]
+        self._params = self.model.parameters()
+        self._flat_data, self._data_views = bind_flat(self._params, "data")
+        self._flat_grad, self._grad_views = bind_flat(self._params, "grad")
+        self._as64 = self._flat_data.dtype != np.float64
         self.data = {}
 
     def load(self, problem):
@@ -101,10 +169,14 @@ class ManualSide:
                      self.grads(), cost)
 
     def flat_grads(self):
-        return np.concatenate([p.grad.ravel() for p in self.model.parameters()]).astype(np.float64)
+        """Every parameter gradient, in layout order: the flat buffer itself in float64."""
+        keep_bound(self._params, "grad", self._grad_views)
+        return self._flat_grad.astype(np.float64) if self._as64 else self._flat_grad
 
     def flat_params(self):
-        return np.concatenate([p.data.ravel() for p in self.model.parameters()]).astype(np.float64)
+        """Every parameter, in layout order: the flat buffer itself in float64."""
+        keep_bound(self._params, "data", self._data_views)
+        return self._flat_data.astype(np.float64) if self._as64 else self._flat_data
 
     def grads(self):
         return {n: p.grad.astype(np.float64) for n, p in self.model.named_parameters()}
@@ -155,7 +227,39 @@ class TorchSide:
         self.layout = [(n, tuple(p.shape)) for n, p in self.model.named_parameters()]
         # Looked up once: Module.parameters() walks the module tree, a cost paid twice every step.
         self._params = list(self.model.parameters())
+        self._bind_flat()
         self.data = {}
+
+    @torch.no_grad()
+    def _bind_flat(self):
+        """Make every parameter, and its gradient, a view of one flat tensor (see the module's
+        docstring); on the CPU in float64 the NumPy arrays compared are views of the same memory."""
+        sizes = [p.numel() for p in self._params]
+        self._flat_data = torch.cat([p.detach().reshape(-1) for p in self._params])
+        self._flat_grad = torch.zeros_like(self._flat_data)
+        for p, d, g in zip(self._params, self._flat_data.split(sizes), self._flat_grad.split(sizes)):
+            p.data = d.view_as(p)
+            p.grad = g.view_as(p)
+        self._grad_views = [p.grad for p in self._params]
+        self._data_at = [p.data_ptr() for p in self._params]
+        shared = self.device.type == "cpu" and self.dtype == torch.float64
+        self._grads_np = self._flat_grad.numpy() if shared else None
+        self._params_np = self._flat_data.numpy() if shared else None
+
+    @torch.no_grad()
+    def _keep_bound(self):
+        """Put back the flat views of parameters or gradients that were replaced (``zero_grad()``
+        sets gradients to None, DistributedDataParallel and ``trace`` make new ones)."""
+        for p, g in zip(self._params, self._grad_views):
+            if p.grad is not g:
+                g.copy_(p.grad) if p.grad is not None else g.zero_()
+                p.grad = g
+        if any(p.data_ptr() != at for p, at in zip(self._params, self._data_at)):
+            sizes = [p.numel() for p in self._params]
+            for p, d in zip(self._params, self._flat_data.split(sizes)):
+                if p.data_ptr() != d.data_ptr():
+                    d.copy_(p.detach().reshape(-1))
+                    p.data = d.view_as(p)
 
     def tensor(self, array):
         if array is None:
@@ -178,9 +282,12 @@ class TorchSide:
         return X[idx], Y[idx]
 
     def forward_backward(self, idx):
-        """Zero the gradients, run forward and backward on the batch ``idx``; return the cost."""
+        """Zero the gradients, run forward and backward on the batch ``idx``; return the cost.
+        The gradients accumulate into the flat buffer (zeroed in one go, as ``zero_grad(set_to_none=False)``
+        would, and 0 + g is g exactly)."""
         X, Y = self._batch(idx)
-        self.optimizer.zero_grad()
+        self._keep_bound()
+        self._flat_grad.zero_()
         cost = self.loss(self.model(X), Y)
         cost.backward()
         return cost.item()
@@ -220,10 +327,14 @@ class TorchSide:
             group["lr"] = other.lr
 
     def flat_grads(self):
-        return to_numpy(torch.cat([p.grad.reshape(-1) for p in self._params]))
+        """Every parameter gradient, in layout order, float64 (a view of the flat buffer on the CPU)."""
+        self._keep_bound()
+        return self._grads_np if self._grads_np is not None else to_numpy(self._flat_grad)
 
     def flat_params(self):
-        return to_numpy(torch.cat([p.detach().reshape(-1) for p in self._params]))
+        """Every parameter, in layout order, float64 (a view of the flat buffer on the CPU)."""
+        self._keep_bound()
+        return self._params_np if self._params_np is not None else to_numpy(self._flat_data)
 
     def grads(self):
         return {n: to_numpy(p.grad) for n, p in self.model.named_parameters()}

@@ -79,13 +79,25 @@ def compare_arrays(name, manual, torch, tolerance):
 def quick_diff(manual, torch, tolerance, offsets=(0,)):
     """The per-step fast path over several tensors concatenated into flat float64 arrays, the
     tensors starting at ``offsets``: (passed, max |a - b|, max |a - b| / max|b| of its tensor).
-    A NaN on either side fails; ``compare_arrays`` then says where."""
+    A NaN on either side fails, and so does an infinity: ``compare_arrays`` then says where.
+
+    Every element is compared: its tensor's bound atol + rtol · max|b| is one number, so
+    "every |a - b| within it" is "the tensor's largest |a - b| within it", and (division by a
+    positive number being monotonic, also in floating point) the largest |a - b| / max|b| is
+    the largest |a - b| over max|b|: the same numbers as element by element, with fewer passes."""
     if manual.size == 0:
         return True, 0.0, 0.0
     d = np.abs(manual - torch)
-    scales = np.maximum.reduceat(np.abs(torch), offsets)           # max |b| of each tensor
-    per_element = np.repeat(scales, np.diff(np.append(offsets, manual.size)))
-    passed = bool(np.all(d <= tolerance.atol + tolerance.rtol * per_element))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scaled = np.where(per_element > 0, d / per_element, np.where(d > 0, np.inf, 0.0))
-    return passed, float(d.max()), float(scaled.max())
+    worst = np.maximum.reduceat(d, offsets)                       # max |a - b| of each tensor (NaN wins)
+    scales = np.maximum.reduceat(np.abs(torch), offsets)          # max |b| of each tensor
+    # An infinite scale would allow an infinite difference: a side that overflowed never passes.
+    passed = bool(np.all(worst <= tolerance.atol + tolerance.rtol * scales)) and bool(np.isfinite(scales).all())
+    positive = scales > 0
+    if positive.all():
+        scaled = worst / scales
+    else:
+        # A tensor that is 0 (or NaN) on torch's side: inf where it differs, else 0 (NaN-blind, as per element).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unscaled = np.where(np.fmax.reduceat(d, offsets) > 0, np.inf, 0.0)
+            scaled = np.where(positive, worst / np.where(positive, scales, 1.0), unscaled)
+    return passed, float(worst.max()), float(scaled.max())
