@@ -157,3 +157,49 @@ def test_a_mistake_that_appears_late_is_not_taken_for_drift():
     assert not r.passed and r.mismatch.stage == "backward", r.mismatch.describe()
     assert r.mismatch.step > 1 and not r.drifts
     assert "activation derivative" in r.mismatch.reason
+
+
+# ---- flat buffers: the sides' parameters and gradients as views of one array each ----------
+
+def test_flat_buffers_are_views_that_survive_a_rebound_array():
+    import torch
+    from backprop_oracle.compare.experiments.presets import get_preset
+    from backprop_oracle.compare.flat import bind_flat, consecutive, keep_bound, split
+    spec = get_preset("xor:hidden").runs[""]
+    run = LockstepRun(spec)
+    for side in run.sides:
+        g, p = side.flat_grads(), side.flat_params()
+        assert sum(int(np.prod(s)) for _, s in side.layout) == g.size == p.size
+    assert not np.shares_memory(run.manual.flat_params(), run.torch.flat_params())
+    assert not np.shares_memory(run.manual.flat_grads(), run.torch.flat_grads())
+    # a manual parameter whose gradient is replaced: the buffer takes its values, the view comes back
+    params = run.manual.model.parameters()
+    params[0].grad = np.full(params[0].grad.shape, 7.0)
+    assert (run.manual.flat_grads()[:params[0].grad.size] == 7.0).all() and consecutive([q.grad for q in params]) is not None
+    # torch's zero_grad() sets gradients to None: the flat vector reads 0, then what backward leaves
+    run.torch.optimizer.zero_grad()
+    assert (run.torch.flat_grads() == 0).all()
+    idx = np.arange(run.problem.X.shape[0])
+    cost_t = run.torch.forward_backward(idx)
+    run.torch.optimizer.zero_grad()
+    run.torch.model(run.torch.data["train"][0]).pow(2).sum().backward()       # a fresh gradient tensor
+    fresh = torch.cat([q.grad.reshape(-1) for q in run.torch.model.parameters()]).numpy().copy()
+    np.testing.assert_array_equal(run.torch.flat_grads(), fresh)
+    assert np.isfinite(cost_t)
+    # arrays that already are consecutive views of one buffer are used as they are; others get one
+    buf = np.arange(10.0)
+    views = split(buf, [(2, 3), (4,)])
+    assert consecutive(views) is not None and np.shares_memory(consecutive(views), buf)
+    assert consecutive([views[1], views[0]]) is None and consecutive([np.zeros(2), np.zeros(3)]) is None
+
+    class P:
+        def __init__(self, a):
+            self.data = a
+    ps = [P(np.ones((2, 2))), P(np.zeros(3))]
+    flat, vs = bind_flat(ps, "data")
+    np.testing.assert_array_equal(flat, [1, 1, 1, 1, 0, 0, 0])
+    assert all(p.data is v for p, v in zip(ps, vs))
+    ps[1].data = np.array([5.0, 6.0, 7.0])
+    keep_bound(ps, "data", vs)
+    np.testing.assert_array_equal(flat, [1, 1, 1, 1, 5, 6, 7])
+    assert ps[1].data is vs[1]

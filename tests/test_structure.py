@@ -69,15 +69,17 @@ ROOMS = {
     "files": {"errors"},
     "data": {"errors", "files"},
     "verdict": {"errors"},
+    "flat": set(),
     "experiments": {"errors", "data"},
     "layouts": {"errors"},
-    "lockstep": {"errors", "tables", "files", "data", "verdict", "experiments"},
+    "lockstep": {"errors", "tables", "files", "data", "verdict", "experiments", "flat"},
     "updates": {"errors", "tables", "verdict"},
-    "check": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "updates", "layouts"},
-    "train": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
-    "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
-    "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards",
-            "updates", "layouts"},
+    "check": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "updates", "layouts"},
+    "train": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep"},
+    "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep"},
+    "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "check"},
+    "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "train", "check",
+            "dashboards", "updates", "layouts", "bench"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

@@ -4,13 +4,9 @@ Each side holds its own copy of the data, its model, loss, optimizer and schedul
 (``forward_backward``, ``flat_grads``, ``flat_params``) is what runs at every step; ``trace``
 recomputes one step with every intermediate kept, and runs only when the sides disagree.
 
-Flat buffers: each side's parameters and gradients are views of one flat buffer per side (its
-own: the two sides never share memory), so the lockstep compares every element of every
-gradient and parameter without concatenating copies at every step. ``flat_grads`` and
-``flat_params`` return that buffer (a float64 copy in float32 or on a GPU): it changes with the
-side, so a caller that keeps it past the step copies it. Code that rebinds a parameter's array
-(``p.grad = ...``, torch's ``zero_grad()``) is caught: the buffer takes the new values and the
-parameter the view again, before anything is compared.
+Each side's parameters and gradients are views of one flat buffer of its own (compare.flat):
+``flat_grads`` and ``flat_params`` return it (a float64 copy in float32 or on a GPU), so a caller
+that keeps it past the step copies it.
 """
 import copy
 
@@ -19,6 +15,7 @@ import torch
 
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
+from backprop_oracle.compare.flat import bind_flat, keep_bound, layout_offsets, unflatten  # noqa: F401
 from backprop_oracle.compare.verdict.localise import Trace
 
 _MANUAL_KINDS = {cls: key for key, cls in manual.ACTIVATIONS.items()}
@@ -43,11 +40,6 @@ def to_numpy(t):
     return None if t is None else t.detach().to("cpu", torch.float64, copy=True).numpy()
 
 
-def layout_offsets(layout):
-    """Where each parameter of ``layout`` [(name, shape), ...] starts in the flat vectors."""
-    return np.cumsum([0] + [int(np.prod(shape)) for _, shape in layout[:-1]])
-
-
 @torch.no_grad()
 def load_optimizer_state(optimizer, params, states, dtype, device):
     """Give a torch optimizer over ``params`` the per-parameter ``states`` of a manual optimizer
@@ -60,72 +52,6 @@ def load_optimizer_state(optimizer, params, states, dtype, device):
                 own[key] = torch.tensor(float(value), dtype=old.dtype if old is not None else torch.float32)
             else:
                 own[key] = torch.tensor(value, dtype=dtype, device=device)
-
-
-def consecutive(arrays):
-    """The 1-D array of which ``arrays`` are consecutive C-contiguous views, in order, or None."""
-    first = arrays[0]
-    root = first
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    if not root.flags.c_contiguous or root.dtype != first.dtype:
-        return None
-    address = lambda a: a.__array_interface__["data"][0]          # noqa: E731
-    start, rem = divmod(address(first) - address(root), first.itemsize)
-    total = sum(a.size for a in arrays)
-    if rem or start < 0 or start + total > root.size:
-        return None
-    flat = root.reshape(-1)[start:start + total]
-    at = address(flat)
-    for a in arrays:
-        if a.dtype != first.dtype or not a.flags.c_contiguous or address(a) != at:
-            return None
-        at += a.nbytes
-    return flat
-
-
-def bind_flat(params, attr):
-    """(flat buffer, views) for attribute ``attr`` ("data" or "grad") of manual Parameters: the
-    arrays they hold when these already are consecutive views of one buffer, else a new buffer
-    whose views the parameters then hold."""
-    arrays = [getattr(p, attr) for p in params]
-    flat = consecutive(arrays)
-    if flat is not None:
-        return flat, arrays
-    flat = np.concatenate([a.ravel() for a in arrays])
-    views = split(flat, [a.shape for a in arrays])
-    for p, v in zip(params, views):
-        setattr(p, attr, v)
-    return flat, views
-
-
-def keep_bound(params, attr, views):
-    """Put back the views of a parameter whose array was replaced, taking its new values."""
-    for p, v in zip(params, views):
-        a = getattr(p, attr)
-        if a is not v:
-            v[...] = a
-            setattr(p, attr, v)
-
-
-def split(flat, shapes):
-    """Views of consecutive pieces of ``flat`` with the given shapes."""
-    views, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        views.append(flat[start:start + size].reshape(shape))
-        start += size
-    return views
-
-
-def unflatten(flat, layout):
-    """Split a flat vector into {name: array} by ``layout`` [(name, shape), ...]."""
-    out, start = {}, 0
-    for name, shape in layout:
-        size = int(np.prod(shape))
-        out[name] = flat[start:start + size].reshape(shape)
-        start += size
-    return out
 
 
 class ManualSide:
@@ -247,13 +173,17 @@ class TorchSide:
         self._params_np = self._flat_data.numpy() if shared else None
 
     @torch.no_grad()
-    def _keep_bound(self):
-        """Put back the flat views of parameters or gradients that were replaced (``zero_grad()``
-        sets gradients to None, DistributedDataParallel and ``trace`` make new ones)."""
+    def _keep_grads_bound(self):
+        """Put back the flat views of gradients that were replaced (``zero_grad()`` sets them to
+        None; DistributedDataParallel and ``trace`` make new ones), taking their values."""
         for p, g in zip(self._params, self._grad_views):
             if p.grad is not g:
                 g.copy_(p.grad) if p.grad is not None else g.zero_()
                 p.grad = g
+
+    @torch.no_grad()
+    def _keep_params_bound(self):
+        """The same for parameters whose data was replaced (``p.data = ...``)."""
         if any(p.data_ptr() != at for p, at in zip(self._params, self._data_at)):
             sizes = [p.numel() for p in self._params]
             for p, d in zip(self._params, self._flat_data.split(sizes)):
@@ -271,22 +201,27 @@ class TorchSide:
     def load(self, problem):
         """Copy the run's arrays to the device once: "train" and, where there is one, "val"."""
         self.data = {"train": (self.tensor(problem.X), self.tensor(problem.Y))}
+        self._in_order = np.arange(problem.X.shape[0])
         if problem.X_val is not None:
             self.data["val"] = (self.tensor(problem.X_val), self.tensor(problem.Y_val))
 
     def _batch(self, idx):
         X, Y = self.data["train"]
-        if len(idx) == X.shape[0] and np.array_equal(idx, np.arange(len(idx))):
+        if len(idx) == X.shape[0] and np.array_equal(idx, self._in_order):
             return X, Y
-        idx = torch.as_tensor(idx, device=self.device)
-        return X[idx], Y[idx]
+        # The batch's row numbers: only read, never written, so on the CPU torch may use NumPy's
+        # memory (a tenth of torch.as_tensor's time); the data itself is torch's own copy.
+        shareable = (self.device.type == "cpu" and isinstance(idx, np.ndarray) and idx.dtype == np.int64
+                     and idx.flags.writeable)
+        rows = torch.from_numpy(idx) if shareable else torch.as_tensor(idx, device=self.device)
+        return X[rows], Y[rows]
 
     def forward_backward(self, idx):
         """Zero the gradients, run forward and backward on the batch ``idx``; return the cost.
         The gradients accumulate into the flat buffer (zeroed in one go, as ``zero_grad(set_to_none=False)``
         would, and 0 + g is g exactly)."""
         X, Y = self._batch(idx)
-        self._keep_bound()
+        self._keep_grads_bound()
         self._flat_grad.zero_()
         cost = self.loss(self.model(X), Y)
         cost.backward()
@@ -328,12 +263,12 @@ class TorchSide:
 
     def flat_grads(self):
         """Every parameter gradient, in layout order, float64 (a view of the flat buffer on the CPU)."""
-        self._keep_bound()
+        self._keep_grads_bound()
         return self._grads_np if self._grads_np is not None else to_numpy(self._flat_grad)
 
     def flat_params(self):
         """Every parameter, in layout order, float64 (a view of the flat buffer on the CPU)."""
-        self._keep_bound()
+        self._keep_params_bound()
         return self._params_np if self._params_np is not None else to_numpy(self._flat_data)
 
     def grads(self):

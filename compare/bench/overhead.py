@@ -1,0 +1,77 @@
+"""What the lockstep costs on top of its two sides: a lockstep run of a preset against the same
+spec trained separately, ``manual.fit`` then ``torch_ref.fit`` (same data, initial weights,
+optimizer, schedule and number of steps), overhead = lockstep time / (manual time + torch time).
+
+The lockstep does everything both fits do, plus comparing every gradient, the cost and every
+parameter at every step and evaluating both sides at the end; a ratio of 1 is the floor.
+"""
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.bench.timing import interleaved, ratio
+from backprop_oracle.compare.data.datasets import load_dataset
+from backprop_oracle.compare.experiments.presets import get_preset
+from backprop_oracle.compare.experiments.setup import initial_state, prepare
+from backprop_oracle.compare.lockstep.run import LockstepRun
+
+PRESETS = ("or-gate", "digits", "moons")
+GOAL = 1.25          # lockstep time / (manual.fit + torch_ref.fit) time
+
+
+def preset_spec(name, epochs=None):
+    """The spec of a one-run preset, with fewer epochs when given (a quick measurement)."""
+    spec = get_preset(name).runs[""]
+    return spec if epochs is None else replace(spec, epochs=min(epochs, spec.epochs))
+
+
+def contenders(spec):
+    """({"lockstep", "manual.fit", "torch_ref.fit": prepare()} for ``interleaved``, the number of
+    training examples): each prepare builds its models from the same initial weights and returns
+    the training to time."""
+    dataset = load_dataset(spec.dataset, seed=spec.seed, **spec.dataset_args)
+    problem = prepare(spec, dataset)
+    state = initial_state(spec, problem.sizes, np.random.default_rng(spec.seed))
+    fit_args = dict(epochs=spec.epochs, batch_size=spec.batch_size, seed=spec.seed, shuffle=spec.shuffle)
+
+    def lockstep():
+        return LockstepRun(spec, dataset=dataset).run
+
+    def manual_fit():
+        model = manual.mlp(problem.sizes, spec.activation, spec.output_activation, dtype=spec.dtype)
+        model.load_state_dict(state)
+        opt = manual.make_optimizer(spec.optimizer, model.parameters(), lr=spec.lr, **spec.optimizer_args)
+        sched = manual.make_scheduler(spec.schedule, opt, **spec.schedule_args)
+        return lambda: manual.fit(model, spec.loss, opt, problem.X, problem.Y, scheduler=sched, **fit_args)
+
+    def torch_fit():
+        dt = torch_ref.as_dtype(spec.dtype)
+        model = torch_ref.mlp(problem.sizes, spec.activation, spec.output_activation, dtype=spec.dtype)
+        model.load_state_dict({k: torch.tensor(v, dtype=dt) for k, v in state.items()})
+        opt = torch_ref.make_optimizer(spec.optimizer, model.parameters(), lr=spec.lr, **spec.optimizer_args)
+        sched = torch_ref.make_scheduler(spec.schedule, opt, **spec.schedule_args)
+        X = torch.tensor(problem.X, dtype=dt)
+        Y = torch.tensor(problem.Y, dtype=torch.int64 if np.issubdtype(problem.Y.dtype, np.integer) else dt)
+        return lambda: torch_ref.fit(model, spec.loss, opt, X, Y, scheduler=sched, **fit_args)
+
+    return {"lockstep": lockstep, "manual.fit": manual_fit, "torch_ref.fit": torch_fit}, problem.X.shape[0]
+
+
+def steps_of(spec, n_train):
+    per_epoch = 1 if spec.batch_size is None else -(-n_train // spec.batch_size)
+    return per_epoch * spec.epochs
+
+
+def measure_overhead(name, repeats=3, epochs=None, warmup=1):
+    """The overhead of one preset: times (Spread of seconds per run), steps, ratio and goal."""
+    spec = preset_spec(name, epochs)
+    found, n_train = contenders(spec)
+    times = interleaved(found, repeats, warmup=warmup)
+    separate = times["manual.fit"].median + times["torch_ref.fit"].median
+    return {"preset": name, "epochs": spec.epochs, "steps": steps_of(spec, n_train),
+            "seconds": {k: v.to_dict() for k, v in times.items()},
+            "ratio": ratio(times["lockstep"].median, separate), "goal": GOAL,
+            "met": ratio(times["lockstep"].median, separate) <= GOAL}

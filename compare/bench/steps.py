@@ -1,0 +1,187 @@
+"""The time per training step of each side, and how close the large steps come to NumPy's GEMM.
+
+A step is what ``manual.fit`` and ``torch_ref.fit`` do per batch: zero the gradients, forward,
+the loss, backward, the optimizer's step (SGD). Both sides start from the same weights and train
+on the same random batch; ``ratio`` is manual time / torch time (below 1: the NumPy side is the
+faster). A step's FLOPs are its matrix products: 2·N·in·out for each layer's forward, the same
+for its weight gradient, and again for its input gradient except at the first layer (the data
+needs none), i.e. 6·N·Σ in·out − 2·N·in₀·out₀.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backprop_oracle import manual
+from backprop_oracle import torch_ref
+from backprop_oracle.compare.bench.timing import Spread, clock, interleaved, now, ratio
+
+
+@dataclass(frozen=True)
+class Net:
+    sizes: tuple
+    batch: int
+    goal: float           # manual time / torch time at most
+    activation: str = "sigmoid"
+    output_activation: str = "sigmoid"
+    loss: str = "sum_squared_error"
+
+    @property
+    def name(self):
+        return f"{'-'.join(map(str, self.sizes))} b{self.batch}"
+
+    @property
+    def flops(self):
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        return 6 * self.batch * sum(i * o for i, o in pairs) - 2 * self.batch * pairs[0][0] * pairs[0][1]
+
+
+# The OR gate of the article; the 3Blue1Brown digits network on 8x8 digits (batch 32, the whole
+# 1797), on 28x28 MNIST (batch 10); two wide MNIST networks where the matrix products dominate.
+NETS = (
+    Net((2, 1), 4, 0.2, loss="squared_error"),
+    Net((64, 16, 16, 10), 32, 0.2),
+    Net((784, 16, 16, 10), 10, 0.2),
+    Net((64, 16, 16, 10), 1797, 0.5),
+    Net((784, 256, 256, 10), 256, 0.8),
+    Net((784, 1024, 1024, 10), 1024, 0.8),
+)
+LARGE = ("784-256-256-10 b256", "784-1024-1024-10 b1024")
+GEMM_GOAL = 0.75      # the manual step's FLOP rate over NumPy's GEMM rate, at the largest network
+GEMM_GOAL_AT = "784-1024-1024-10 b1024"
+DTYPES = ("float64", "float32")
+
+
+def problem(net, dtype, seed=0):
+    """(initial state, X, Y) for ``net``: weights drawn once, a random batch with one-hot targets."""
+    rng = np.random.default_rng(seed)
+    template = manual.mlp(net.sizes, net.activation, net.output_activation)
+    state = manual.init_parameters(template, "xavier_uniform", rng, dtype=dtype)
+    X = rng.standard_normal((net.batch, net.sizes[0])).astype(dtype)
+    if net.sizes[-1] == 1:
+        Y = (rng.random((net.batch, 1)) < 0.5).astype(dtype)
+    else:
+        Y = np.eye(net.sizes[-1], dtype=dtype)[rng.integers(0, net.sizes[-1], net.batch)]
+    return state, X, Y
+
+
+def repeat_count(seconds_per_step, target):
+    """Steps per timed run: enough for ``target`` seconds, at least one."""
+    return max(1, int(target / max(seconds_per_step, 1e-7)))
+
+
+def manual_steps(net, dtype, state, X, Y):
+    """prepare() -> work() of ``count`` manual steps, for ``interleaved`` (count set on the function)."""
+    model = manual.mlp(net.sizes, net.activation, net.output_activation, dtype=dtype)
+    model.load_state_dict(state)
+    loss = manual.make_loss(net.loss)
+    opt = manual.make_optimizer("sgd", model.parameters(), lr=0.01)
+
+    def step():
+        opt.zero_grad()
+        loss(model.forward(X), Y)
+        model.backward(loss.backward())
+        opt.step()
+    return step
+
+
+def torch_steps(net, dtype, state, X, Y, device="cpu"):
+    dt = torch_ref.as_dtype(dtype)
+    model = torch_ref.mlp(net.sizes, net.activation, net.output_activation, dtype=dtype, device=device)
+    model.load_state_dict({k: torch.tensor(v, dtype=dt, device=device) for k, v in state.items()})
+    loss = torch_ref.make_loss(net.loss)
+    opt = torch_ref.make_optimizer("sgd", model.parameters(), lr=0.01)
+    Xt, Yt = torch.tensor(X, device=device), torch.tensor(Y, device=device)
+
+    def step():
+        opt.zero_grad()
+        cost = loss(model(Xt), Yt)
+        cost.backward()
+        opt.step()
+        cost.item()                 # as fit does: the cost comes back to Python every step
+    return step
+
+
+def looped(step, count):
+    def work():
+        for _ in range(count):
+            step()
+    return work
+
+
+def measure_step(net, dtype, repeats, target):
+    """One row of the step table: Spread of seconds per step for each side, and their ratio."""
+    state, X, Y = problem(net, dtype)
+    m, t = manual_steps(net, dtype, state, X, Y), torch_steps(net, dtype, state, X, Y)
+    count = 1
+    if target > 0:                                    # (0: one step, not warmed up; rough, and quick)
+        start = now()
+        m(), t()                                      # first steps: allocations, caches
+        count = repeat_count((now() - start) / 2, target)
+    times = interleaved({"manual": lambda: looped(m, count), "torch": lambda: looped(t, count)}, repeats,
+                        warmup=0)
+    per_step = {k: Spread(v.min / count, v.median / count, v.max / count, v.repeats) for k, v in times.items()}
+    r = ratio(per_step["manual"].median, per_step["torch"].median)
+    return {"net": net.name, "sizes": list(net.sizes), "batch": net.batch, "dtype": dtype,
+            "steps_per_run": count, "flops": net.flops,
+            "seconds_per_step": {k: v.to_dict() for k, v in per_step.items()},
+            "ratio": r, "goal": net.goal, "met": r <= net.goal}
+
+
+def gemm_rate(dtype, repeats, target, n=1024):
+    """NumPy's matrix product rate (FLOP/s) for an n x n by n x n product, median of the repeats."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype=dtype)
+    one = lambda: np.matmul(a, b, out=out)     # noqa: E731
+    start = now()
+    one()
+    count = repeat_count(now() - start, target)
+    spread = interleaved({"gemm": lambda: looped(one, count)}, repeats, warmup=0)["gemm"]
+    per = Spread(spread.min / count, spread.median / count, spread.max / count, spread.repeats)
+    return {"dtype": dtype, "n": n, "flops": 2 * n ** 3, "seconds": per.to_dict(),
+            "flop_per_s": 2 * n ** 3 / per.median}
+
+
+def gemm_fractions(rows, rates):
+    """For each large network's step: its FLOP rate on each side over NumPy's GEMM rate."""
+    out = []
+    for row in rows:
+        if row["net"] not in LARGE:
+            continue
+        rate = rates[row["dtype"]]["flop_per_s"]
+        entry = {"net": row["net"], "dtype": row["dtype"], "gemm_flop_per_s": rate}
+        for side in ("manual", "torch"):
+            achieved = row["flops"] / row["seconds_per_step"][side]["median"]
+            entry[side] = {"flop_per_s": achieved, "fraction": achieved / rate}
+        if row["net"] == GEMM_GOAL_AT:
+            entry["goal"], entry["met"] = GEMM_GOAL, entry["manual"]["fraction"] >= GEMM_GOAL
+        out.append(entry)
+    return out
+
+
+def measure_cuda(net, dtype, repeats, target, device="cuda"):
+    """The torch side alone on a GPU: ms per step, samples per second, TFLOP/s (wall clock: the
+    GPU's work is not this process's CPU time)."""
+    state, X, Y = problem(net, dtype)
+    t = torch_steps(net, dtype, state, X, Y, device=device)
+    with clock("wall"):
+        for _ in range(3):
+            t()
+        torch.cuda.synchronize(device)
+        start = now()
+        t()
+        torch.cuda.synchronize(device)
+        count = repeat_count(now() - start, target)
+
+        def prepare():
+            def work():
+                for _ in range(count):
+                    t()
+                torch.cuda.synchronize(device)
+            return work
+        spread = interleaved({"cuda": prepare}, repeats, warmup=0)["cuda"]
+    per = Spread(spread.min / count, spread.median / count, spread.max / count, spread.repeats)
+    return {"net": net.name, "dtype": dtype, "device": str(torch.device(device)),
+            "name": torch.cuda.get_device_name(device), "seconds_per_step": per.to_dict(),
+            "samples_per_s": net.batch / per.median, "tflop_per_s": net.flops / per.median / 1e12}

@@ -1,0 +1,112 @@
+"""backprop-oracle bench --quick: every table there, every number positive, every ratio the one of
+the times printed beside it. Goals are printed, never asserted here: timings depend on the machine."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from backprop_oracle.compare.bench import steps
+from backprop_oracle.compare.bench.timing import Spread, interleaved
+from backprop_oracle.compare.cli.main import main
+
+
+def close(a, b):
+    return math.isclose(a, b, rel_tol=1e-12), f"{a} vs {b}"
+
+
+def positive_spread(s, what):
+    assert 0 < s["min"] <= s["median"] <= s["max"], f"{what}: {s}"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "backprop_oracle", "bench", "--quick", "--clock", "cpu",
+                           "--json", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, json.loads(path.read_text())
+
+
+def test_the_step_table_has_every_network_in_both_dtypes(quick):
+    text, r = quick
+    assert [(row["net"], row["dtype"]) for row in r["steps"]] == [(n.name, d) for n in steps.NETS for d in steps.DTYPES]
+    for row in r["steps"]:
+        for side in ("manual", "torch"):
+            positive_spread(row["seconds_per_step"][side], f"{row['net']} {row['dtype']} {side}")
+        ok, msg = close(row["ratio"], row["seconds_per_step"]["manual"]["median"]
+                        / row["seconds_per_step"]["torch"]["median"])
+        assert ok, f"{row['net']} {row['dtype']}: ratio is not manual/torch of the medians: {msg}"
+        assert row["met"] == (row["ratio"] <= row["goal"])
+        assert row["net"] in text
+    assert [n.goal for n in steps.NETS] == [0.2, 0.2, 0.2, 0.5, 0.8, 0.8]
+
+
+def test_the_gemm_fractions_are_the_step_rates_over_numpys(quick):
+    _, r = quick
+    assert {e["net"] for e in r["gemm_fraction"]} == set(steps.LARGE)
+    for e in r["gemm_fraction"]:
+        row = next(x for x in r["steps"] if (x["net"], x["dtype"]) == (e["net"], e["dtype"]))
+        rate = r["gemm"][e["dtype"]]["flop_per_s"]
+        assert rate > 0
+        for side in ("manual", "torch"):
+            ok, msg = close(e[side]["fraction"], row["flops"] / row["seconds_per_step"][side]["median"] / rate)
+            assert ok, f"{e['net']} {side}: {msg}"
+    # 784-1024-1024-10 at batch 1024: forward, weight gradients, input gradients but the first layer's
+    assert steps.Net((784, 1024, 1024, 10), 1024, 0.8).flops == 1024 * (6 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
+                                                                         - 2 * 784 * 1024)
+
+
+def test_the_lockstep_overhead_is_lockstep_over_both_fits(quick):
+    _, r = quick
+    assert [e["preset"] for e in r["lockstep"]] == ["or-gate", "digits", "moons"]
+    for e in r["lockstep"]:
+        sec = e["seconds"]
+        for k in ("lockstep", "manual.fit", "torch_ref.fit"):
+            positive_spread(sec[k], f"{e['preset']} {k}")
+        ok, msg = close(e["ratio"], sec["lockstep"]["median"] / (sec["manual.fit"]["median"]
+                                                                 + sec["torch_ref.fit"]["median"]))
+        assert ok, f"{e['preset']}: {msg}"
+        assert e["steps"] > 0 and e["goal"] == 1.25
+
+
+def test_the_two_gradients_agree_and_the_checks_are_timed(quick):
+    text, r = quick
+    lv = r["loop_vs_vectorized"]
+    assert lv["max_abs_grad_gap"] < 1e-12, "the per-example loop and the batch gradient must agree"
+    ok, msg = close(lv["ratio"], lv["seconds"]["loop"]["median"] / lv["seconds"]["vectorized"]["median"])
+    assert ok, msg
+    gc = r["gradcheck"]
+    assert gc["parameters"] == 13002 and "full" not in gc["seconds"]      # --quick skips the full gradcheck
+    for k, s in gc["seconds"].items():
+        positive_spread(s, k)
+    ok, msg = close(gc["fast_mode_over_check"], gc["seconds"]["fast"]["median"] / gc["seconds"]["check"]["median"])
+    assert ok, msg
+    for heading in ("(a)", "(b)", "(c)", "(d)", "(e)"):
+        assert heading in text
+
+
+def test_bench_on_cuda_without_cuda_is_refused(capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_refuses_a_bad_thread_count(capsys):
+    assert main(["bench", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_interleaved_times_only_the_work_and_reports_its_spread():
+    calls = []
+
+    def prepare():
+        calls.append("prepare")
+        return lambda: calls.append("work")
+    times = interleaved({"a": prepare, "b": prepare}, repeats=3, warmup=1)
+    assert calls.count("work") == 8 and calls.count("prepare") == 8
+    assert set(times) == {"a", "b"} and all(isinstance(t, Spread) and t.repeats == 3 for t in times.values())
+    assert Spread.of([3.0, 1.0, 2.0]) == Spread(1.0, 2.0, 3.0, 3)
