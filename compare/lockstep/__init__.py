@@ -5,7 +5,7 @@ result and its report; and one example traced through the network.
     a preset -> spec -> sides (ManualSide, TorchSide) -> run (compare every step) -> verdict.localise
              -> proof (the node alone, on identical inputs) -> result (LockstepResult) -> report
 
-Imports manual, torch_ref, compare.data, compare.experiments, compare.verdict, compare.errors and
+Imports manual, torch_ref, compare.data, compare.experiments, compare.verdict, compare.flat, compare.errors and
 compare.tables; never the checks, the dashboards or the command line (they observe a run through
 its observer calls, see run.LockstepRun).
 

@@ -47,7 +47,10 @@ def main(args):
         if not torch.cuda.is_available():
             raise UsageError(f"--device {args.device}: CUDA is not available on this machine (torch "
                              f"{torch.__version__}); run without --device for the CPU tables")
-        index = torch.device(args.device).index or 0
+        try:
+            index = torch.device(args.device).index or 0
+        except RuntimeError:
+            raise UsageError(f"--device: {args.device!r} is not a device; choose cpu, cuda or cuda:N") from None
         if index >= torch.cuda.device_count():
             raise UsageError(f"--device {args.device}: this machine has {torch.cuda.device_count()} GPU(s); "
                              "use cuda:0")
