@@ -5,6 +5,7 @@ import sys
 from backprop_oracle.compare.cli.arguments import json_path, single_process
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
+from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
@@ -18,6 +19,7 @@ def add_arguments(parser):
     parser.add_argument("--fail-on-divergence", action="store_true",
                         help="exit with code 1 when a run diverges, even where both sides diverge together "
                              "(which is agreement, exit code 0, by default)")
+    add_data_arguments(parser)
 
 
 class Current:
@@ -36,13 +38,16 @@ def main(args):
     names = what_to_run(args)
     if not args.config:
         select_presets(names)            # a mistyped name is answered before torch is loaded
+    check_data_arguments(args)
     if args.json:
         json_path(args.json)
     from backprop_oracle.compare.cli.runner import run_preset, select_runs
     from backprop_oracle.compare.dashboards.progress import progress_for
     from backprop_oracle.compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
-    presets, _ = select_runs(names, overrides, args.mnist_dir, args.mnist_limit, config=args.config)
+    presets, runs = select_runs(names, overrides, args.mnist_dir, args.mnist_limit, config=args.config)
+    from backprop_oracle.compare.cli.own_data import with_own_data
+    presets, runs = with_own_data(args, presets, runs, overrides, everything="all" in names)
     if args.dump_config not in (None, "-"):
         json_path(args.dump_config, "--dump-config")
     if args.dump_config:

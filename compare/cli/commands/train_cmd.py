@@ -9,6 +9,7 @@ import sys
 from backprop_oracle.compare.cli.arguments import json_path
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
+from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
@@ -21,12 +22,14 @@ def add_arguments(parser):
                          device_default="auto", device_help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     parser.add_argument("--quiet", action="store_true", help="no progress: no bars on a terminal, no line per "
                                                                  "finished run elsewhere")
+    add_data_arguments(parser)
 
 
 def main(args):
     names = what_to_run(args)
     if not args.config:
         select_presets(names)            # a mistyped name is answered before torch is loaded
+    check_data_arguments(args)
     from backprop_oracle import torch_ref
     from backprop_oracle.compare.lockstep.report import write_json
     from backprop_oracle.compare.cli.runner import select_runs, single_threaded
@@ -37,6 +40,8 @@ def main(args):
     if args.json:
         json_path(args.json)
     presets, runs = select_runs(names, overrides_from(args), args.mnist_dir, args.mnist_limit, config=args.config)
+    from backprop_oracle.compare.cli.own_data import with_own_data
+    presets, runs = with_own_data(args, presets, runs, overrides_from(args), everything="all" in names)
     if args.dump_config not in (None, "-"):
         json_path(args.dump_config, "--dump-config")
     if args.dump_config:
