@@ -6,8 +6,9 @@ At each step both sides run forward and backward on the same batch; every parame
 The first disagreement is localised (compare.verdict.localise) and the run stops there.
 
 Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(run, record)``,
-``on_epoch(run, record)``, ``on_end(run, result)`` and, always, even on an error or Ctrl-C,
-``on_close(run)``. Each method is optional.
+``on_epoch(run, record)``, ``on_epoch_done(run, progress)`` (once the schedules have stepped: where
+a checkpoint is taken, compare.lockstep.checkpoint), ``on_end(run, result)`` and, always, even on
+an error or Ctrl-C, ``on_close(run)``. Each method is optional.
 """
 import math
 import time
@@ -18,6 +19,7 @@ import numpy as np
 from backprop_oracle.compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
                                        initial_state, prepare)
 from backprop_oracle.compare.experiments.spec import SpecError
+from backprop_oracle.compare.lockstep.checkpoint import resume_into, resumed_note
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.lockstep.proof import prove_node, prove_update
 from backprop_oracle.compare.lockstep.result import LockstepResult
@@ -83,7 +85,7 @@ class LockstepRun:
     """One comparison run; observers may read ``spec``, ``problem``, ``manual`` and ``torch``."""
 
     def __init__(self, spec, *, name=None, dataset=None, observers=(), stop_on_mismatch=True,
-                 manual_side=None, eval_every=None):
+                 manual_side=None, eval_every=None, resume=None):
         self.spec = spec.validate()
         self.name = name or spec.dataset
         self.problem = prepare(spec, dataset)
@@ -107,6 +109,10 @@ class LockstepRun:
         self.offsets = layout_offsets(self.manual.layout)
         self.threshold = decision_threshold(spec.loss)
         self.eval_every = eval_every or default_eval_every(spec.epochs)
+        # A checkpoint to continue from (compare.lockstep.checkpoint): both sides' state, the batch
+        # order's Generator and the record of the steps so far; ``progress`` is where the loop stands.
+        self.resume_path = getattr(resume, "path", resume)       # a file name, or a Checkpoint's
+        self.start = self.progress = resume_into(self, resume)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -121,10 +127,10 @@ class LockstepRun:
     def run(self):
         spec, p, tol = self.spec, self.problem, self.tolerance
         m, t = self.manual, self.torch
-        curves = {"step_m": [], "step_t": [], "epoch_m": [], "epoch_t": []}
-        maxima = dict(grad_abs=0.0, grad_rel=0.0, param_abs=0.0, cost_abs=0.0)
-        mismatch, divergence, step, epochs_done, resyncs = None, None, 0, 0, []
-        first_cost = last_finite = None
+        progress = self.start.snapshot()          # a fresh run's, or a checkpoint's
+        curves, maxima, resyncs = progress.curves, progress.maxima, progress.drifts
+        mismatch, divergence, step, epochs_done = None, None, progress.step, progress.epoch
+        first_cost, last_finite = progress.first_cost, progress.last_finite
         # The parameters before each update, for proving the update (see compare.lockstep.proof).
         params_m = m.flat_params()
         start = time.perf_counter()
@@ -133,7 +139,7 @@ class LockstepRun:
         # overflow warnings from every NumPy operation after it.
         with np.errstate(all="ignore"):
             try:
-                for epoch in range(1, spec.epochs + 1):
+                for epoch in range(epochs_done + 1, spec.epochs + 1):
                     total_m = total_t = 0.0
                     for idx in self.batches():
                         step += 1
@@ -194,6 +200,7 @@ class LockstepRun:
                         if divergence is not None:
                             break
                     if (mismatch is not None and self.stop_on_mismatch) or divergence is not None:
+                        self.progress = None         # stopped inside an epoch: nothing to resume from
                         break
                     epochs_done = epoch
                     curves["epoch_m"].append(total_m / p.X.shape[0])
@@ -201,6 +208,10 @@ class LockstepRun:
                     self._end_epoch(epoch, step, curves["epoch_m"][-1], curves["epoch_t"][-1])
                     m.end_epoch()
                     t.end_epoch()
+                    progress.step, progress.epoch = step, epoch
+                    progress.first_cost, progress.last_finite = first_cost, last_finite
+                    self.progress = progress
+                    self._notify("on_epoch_done", progress)
                 if divergence is not None:
                     divergence = replace(divergence, advice=advice(self, step))
                 result = LockstepResult(
@@ -210,7 +221,8 @@ class LockstepRun:
                     step_cost_manual=curves["step_m"], step_cost_torch=curves["step_t"],
                     epoch_cost_manual=curves["epoch_m"], epoch_cost_torch=curves["epoch_t"],
                     mismatch=mismatch, drifts=resyncs, divergence=divergence,
-                    seconds=time.perf_counter() - start, **self._final())
+                    seconds=time.perf_counter() - start, **self._final(),
+                    extra=resumed_note(self, self.start, self.resume_path))
                 self._notify("on_end", result)
                 return result
             finally:

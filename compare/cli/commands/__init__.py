@@ -2,6 +2,7 @@
 from backprop_oracle.compare.cli.commands import check_cmd, trace_cmd
 from backprop_oracle.compare.cli.commands import list_cmd, run_cmd
 from backprop_oracle.compare.cli.commands import train_cmd
+from backprop_oracle.compare.cli import checkpoints
 
 COMMANDS = {
     "run": run_cmd,
@@ -9,4 +10,5 @@ COMMANDS = {
     "check": check_cmd,
     "trace": trace_cmd,
     "train": train_cmd,
+    "convert": checkpoints,
 }

@@ -6,6 +6,7 @@ from backprop_oracle.compare.cli.arguments import json_path, single_process
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
 from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
+from backprop_oracle.compare.cli.checkpoints import add_checkpoint_arguments, checkpoint_options, say_saved
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
@@ -20,6 +21,7 @@ def add_arguments(parser):
                         help="exit with code 1 when a run diverges, even where both sides diverge together "
                              "(which is agreement, exit code 0, by default)")
     add_data_arguments(parser)
+    add_checkpoint_arguments(parser, both_sides=True)
 
 
 class Current:
@@ -52,6 +54,8 @@ def main(args):
         json_path(args.dump_config, "--dump-config")
     if args.dump_config:
         return dump_config_of(presets, "run", args.dump_config)
+    resume, saver_for = checkpoint_options(args, runs, both_sides=True)
+    savers = []
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs
@@ -62,6 +66,8 @@ def main(args):
     def observers_for(name, spec):
         progress = progress_for(args.quiet)
         observers = [current] + ([progress] if progress is not None else [])
+        savers.append(saver_for())
+        observers += [savers[-1]] if savers[-1] is not None else []
         if not args.no_tensorboard:
             from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
             loggers.append(TensorBoardLogger(args.logdir, name))
@@ -72,7 +78,7 @@ def main(args):
     with guard:
         try:
             for preset in presets:
-                for name, result, goal in run_preset(preset, None, observers_for):
+                for name, result, goal in run_preset(preset, None, observers_for, resume=resume):
                     results.append(result)
                     if goal is not None:
                         goals[name] = goal
@@ -80,6 +86,8 @@ def main(args):
             # Ctrl-C: what finished is still a result; say where the interrupted run stopped.
             interrupted = (current.name, current.step)
     print(format_table(results, goals) if results else "no run finished.")
+    for saver, result in zip(savers, results):
+        say_saved(saver, result)
     if interrupted is not None:
         print(f"\ninterrupted: {interrupted[0]} at step {interrupted[1]}; the table shows the "
               f"{len(results)} run(s) that finished", file=sys.stderr)
