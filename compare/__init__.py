@@ -18,6 +18,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     lockstep         both sides run step by step and compared, differences proven; results, reports
     train            the torch side trained alone (GPU, DDP)
     updates          hand-written optimizer steps and learning-rate schedules against torch.optim
+    checkpoints      a run saved and resumed exactly; the two sides' formats converted
     check            the public gradient checks and the pytest plugin
     dashboards       TensorBoard logs, pictures, progress bars
     cli              the command line
@@ -48,6 +49,11 @@ _LAZY = {
     "LockstepResult": "backprop_oracle.compare.lockstep.result",
     "trace_example": "backprop_oracle.compare.lockstep.trace",
     "format_trace": "backprop_oracle.compare.lockstep.trace",
+    "TorchRun": "backprop_oracle.compare.train.torch_only",
+    "load_checkpoint": "backprop_oracle.compare.checkpoints",
+    "save_checkpoint": "backprop_oracle.compare.checkpoints",
+    "convert_checkpoint": "backprop_oracle.compare.checkpoints",
+    "Saver": "backprop_oracle.compare.checkpoints",
 }
 
 __all__ = list(_LAZY)

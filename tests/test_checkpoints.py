@@ -16,8 +16,8 @@ from backprop_oracle import manual, torch_ref
 from backprop_oracle.compare.cli import main
 from backprop_oracle.compare.cli.runner import single_threaded
 from backprop_oracle.compare.experiments.presets import get_preset
-from backprop_oracle.compare.lockstep import checkpoint as ckpt
-from backprop_oracle.compare.lockstep.checkpoint import FORMAT, Saver, load_checkpoint
+from backprop_oracle.compare.checkpoints import Saver, load_checkpoint, resume as ckpt_resume
+from backprop_oracle.compare.checkpoints.files import FORMAT
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from backprop_oracle.compare.experiments.setup import prepare
 from tests.helpers import assert_close
@@ -120,8 +120,8 @@ def test_train_resumes_adam_exactly(tmp_path, capsys):
 
 def test_save_every_writes_at_those_epochs(tmp_path, monkeypatch):
     written = []
-    real = ckpt.write_checkpoint
-    monkeypatch.setattr(ckpt, "write_checkpoint", lambda path, c: (written.append(c.progress.epoch), real(path, c)))
+    real = ckpt_resume.write_checkpoint
+    monkeypatch.setattr(ckpt_resume, "write_checkpoint", lambda path, c: (written.append(c.progress.epoch), real(path, c)))
     spec = get_preset(PRESET).runs[""].with_overrides(epochs=10)
     with single_threaded():
         LockstepRun(spec, observers=[Saver(tmp_path / "c.npz", every=4)]).run()

@@ -74,9 +74,10 @@ ROOMS = {
     "updates": {"errors", "tables", "verdict"},
     "check": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "updates"},
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
+    "checkpoints": {"errors", "files", "data", "experiments", "lockstep"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "lockstep", "train", "check", "dashboards",
-            "updates"},
+            "updates", "checkpoints"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

@@ -49,7 +49,7 @@ def checkpoint_options(args, runs, both_sides):
         names = ", ".join(name for name, _ in runs)
         raise UsageError(f"--save and --resume hold one run, and {len(runs)} were asked for ({names}); "
                          f"name one, e.g. {runs[0][0]}")
-    from backprop_oracle.compare.lockstep.checkpoint import Saver, check_spec, load_checkpoint
+    from backprop_oracle.compare.checkpoints import Saver, check_spec, load_checkpoint
     if save is not None:
         _check_save_path(save, both_sides)
     checkpoint = None
@@ -78,7 +78,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    from backprop_oracle.compare.lockstep.checkpoint import convert
+    from backprop_oracle.compare.checkpoints import convert
     src, dst = os.path.splitext(args.source)[1].lower(), os.path.splitext(args.target)[1].lower()
     if src == dst and src in (".npz", ".pt"):
         raise UsageError(f"convert writes the other format: {args.source} is {src} already; name OUT "

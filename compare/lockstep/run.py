@@ -7,7 +7,7 @@ The first disagreement is localised (compare.verdict.localise) and the run stops
 
 Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(run, record)``,
 ``on_epoch(run, record)``, ``on_epoch_done(run, progress)`` (once the schedules have stepped: where
-a checkpoint is taken, compare.lockstep.checkpoint), ``on_end(run, result)`` and, always, even on
+a checkpoint is taken, compare.checkpoints), ``on_end(run, result)`` and, always, even on
 an error or Ctrl-C, ``on_close(run)``. Each method is optional.
 """
 import math
@@ -19,7 +19,7 @@ import numpy as np
 from backprop_oracle.compare.experiments.setup import (decision_threshold, default_eval_every, epoch_batches, evaluate,
                                        initial_state, prepare)
 from backprop_oracle.compare.experiments.spec import SpecError
-from backprop_oracle.compare.lockstep.checkpoint import resume_into, resumed_note
+from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.lockstep.proof import prove_node, prove_update
 from backprop_oracle.compare.lockstep.result import LockstepResult
@@ -109,10 +109,10 @@ class LockstepRun:
         self.offsets = layout_offsets(self.manual.layout)
         self.threshold = decision_threshold(spec.loss)
         self.eval_every = eval_every or default_eval_every(spec.epochs)
-        # A checkpoint to continue from (compare.lockstep.checkpoint): both sides' state, the batch
-        # order's Generator and the record of the steps so far; ``progress`` is where the loop stands.
-        self.resume_path = getattr(resume, "path", resume)       # a file name, or a Checkpoint's
-        self.start = self.progress = resume_into(self, resume)
+        # A checkpoint to continue from (compare.checkpoints.Checkpoint): it gives both sides their
+        # state and the batch order's Generator its own, and returns the loop's Progress.
+        self.start_step = 0
+        self.start = self.progress = Progress() if resume is None else resume.restore(self)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -222,7 +222,7 @@ class LockstepRun:
                     epoch_cost_manual=curves["epoch_m"], epoch_cost_torch=curves["epoch_t"],
                     mismatch=mismatch, drifts=resyncs, divergence=divergence,
                     seconds=time.perf_counter() - start, **self._final(),
-                    extra=resumed_note(self, self.start, self.resume_path))
+                    extra=self.start.resumed())
                 self._notify("on_end", result)
                 return result
             finally:

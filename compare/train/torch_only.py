@@ -24,7 +24,7 @@ from backprop_oracle.compare.experiments.setup import (decision_threshold, defau
 from backprop_oracle.compare.lockstep.run import EpochRecord, StepRecord, notify
 from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
-from backprop_oracle.compare.lockstep.checkpoint import resume_into, resumed_note
+from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import _json_safe
 from backprop_oracle.compare.lockstep.sides import TorchSide
 from backprop_oracle.compare.tables import aligned
@@ -132,10 +132,10 @@ class TorchRun:
             device = self.torch.device
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.torch.model, device_ids=[device.index] if device.type == "cuda" else None)
-        # A checkpoint to continue from (compare.lockstep.checkpoint); ``progress`` is where the loop stands.
-        self.resume_path = getattr(resume, "path", resume)       # a file name, or a Checkpoint's
-        self.start = self.progress = resume_into(self, resume)
-        self.start.compared = False
+        # A checkpoint to continue from (compare.checkpoints.Checkpoint): it gives the side its state
+        # and the batch order's Generator its own, and returns the loop's Progress.
+        self.start_step = 0
+        self.start = self.progress = Progress() if resume is None else resume.restore(self)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -220,7 +220,7 @@ class TorchRun:
             result = TrainResult(self.name, spec, str(side.device), 1 if self.dist is None else self.dist.world_size,
                                  step, epochs_done, final_cost, train_acc, val_cost, val_acc,
                                  step_costs, epoch_costs, time.perf_counter() - start, divergence,
-                                 resumed_note(self, self.start, self.resume_path))
+                                 self.start.resumed())
             self._notify("on_end", result)
             return result
         finally:

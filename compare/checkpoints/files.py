@@ -23,194 +23,27 @@ Either loads into either side: a side missing from a file takes the other side's
 import hashlib
 import io
 import json
-import math
 import os
 import pickle
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import fields, replace
 
 import numpy as np
 import torch
 
-from backprop_oracle.compare.errors import SpecError, UsageError
+from backprop_oracle.compare.checkpoints.state import (Checkpoint, CheckpointError, SavedDrift, load_into,
+                                                       manual_state, torch_state)
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
 from backprop_oracle.compare.files import write_atomic
-from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide, load_optimizer_state
+from backprop_oracle.compare.lockstep.progress import CURVES, Progress
+from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide
 
 FORMAT = "backprop-oracle checkpoint 1"
 EXTENSIONS = (".npz", ".pt")
-# Spec fields a resumed run may change: how long it trains, and where the torch side runs.
-RESUMABLE = ("epochs", "device")
-
-
-class CheckpointError(UsageError):
-    """A checkpoint that cannot be read or does not fit the run; the message names the file and the fix."""
-
-
-# ---- what a run carries from step to step ---------------------------------------------------------
-
-def _no_maxima():
-    return dict(grad_abs=0.0, grad_rel=0.0, param_abs=0.0, cost_abs=0.0)
-
-
-CURVES = ("step_m", "step_t", "epoch_m", "epoch_t")
-
-
-@dataclass
-class Progress:
-    """Where a run stands at the end of an epoch: what its loop carries into the next one."""
-    step: int = 0                  # steps taken
-    epoch: int = 0                 # epochs completed
-    first_cost: float | None = None   # the divergence rule's reference (compare.lockstep.divergence)
-    last_finite: float | None = None
-    maxima: dict = field(default_factory=_no_maxima)   # the largest differences so far (lockstep)
-    curves: dict = field(default_factory=lambda: {k: [] for k in CURVES})   # step_m, step_t, epoch_m, epoch_t
-    drifts: list = field(default_factory=list)   # differences proven to be rounding (Mismatch or SavedDrift)
-    compared: bool = True          # every step so far was compared on both sides (False after a torch-only run)
-
-    def snapshot(self):
-        """A copy that later steps of the run do not change."""
-        return Progress(self.step, self.epoch, self.first_cost, self.last_finite, dict(self.maxima),
-                        {k: list(v) for k, v in self.curves.items()}, list(self.drifts), self.compared)
-
-
-@dataclass
-class SavedDrift:
-    """A difference proven to be rounding before the run was saved, as its report described it."""
-    record: dict
-    text: str
-
-    @property
-    def step(self):
-        return self.record.get("step")
-
-    def to_dict(self):
-        return self.record
-
-    def describe(self):
-        return self.text
-
-
-@dataclass
-class Checkpoint:
-    """A checkpoint in memory: the spec, the progress, the batch-order Generator's state, and the
-    state of one side or both ({"params", "optimizer", "lr", "initial_lr", "last_epoch"} for the
-    manual side; {"model", "optimizer", "scheduler"} state_dicts for the torch side)."""
-    spec: ExperimentSpec
-    progress: Progress
-    rng_state: dict
-    manual: dict | None = None
-    torch: dict | None = None
-    path: str = "checkpoint"
-
-    @property
-    def sizes(self):
-        return sizes_of(self.manual["params"] if self.manual is not None else self.torch["model"])
-
-
-def sizes_of(params):
-    """The layer sizes (inputs, hidden..., outputs) of an mlp's parameters {"0.weight": (out, in), ...}."""
-    weights = sorted((int(k.split(".")[0]), tuple(v.shape)) for k, v in params.items() if k.endswith(".weight"))
-    return (weights[0][1][1], *[shape[0] for _, shape in weights])
-
-
-# ---- each side's state, read and written ----------------------------------------------------------
-
-def manual_state(side):
-    """The manual side's parameters, optimizer state and schedule, as copies."""
-    return {"params": {n: p.data.copy() for n, p in side.model.named_parameters()},
-            "optimizer": side.optimizer_state(), "lr": float(side.optimizer.lr),
-            "initial_lr": float(side.optimizer.initial_lr), "last_epoch": int(side.scheduler.last_epoch)}
-
-
-def torch_state(side):
-    """The torch side's state_dicts (model, optimizer, scheduler), on the CPU."""
-    model = {k: v.detach().to("cpu", copy=True) for k, v in side.model.state_dict().items()}
-    optimizer = side.optimizer.state_dict()
-    optimizer["state"] = {i: {k: (v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v)
-                              for k, v in s.items()} for i, s in optimizer["state"].items()}
-    return {"model": model, "optimizer": optimizer, "scheduler": side.scheduler.state_dict()}
-
-
-def _manual_from_torch(state, layout):
-    """A torch state as the manual side's: its tensors as float64 arrays, Adam's step as an int."""
-    params = {k: v.detach().to(torch.float64).numpy().copy() for k, v in state["model"].items()}
-    by_index = state["optimizer"]["state"]
-    optimizer = []
-    for i in range(len(layout)):
-        s = by_index.get(i, {})
-        optimizer.append({k: (int(v.item()) if k == "step" else v.detach().to(torch.float64).numpy().copy())
-                          for k, v in s.items() if v is not None})
-    group = state["optimizer"]["param_groups"][0]
-    return {"params": params, "optimizer": optimizer, "lr": float(group["lr"]),
-            "initial_lr": float(group.get("initial_lr", group["lr"])),
-            "last_epoch": int(state["scheduler"]["last_epoch"])}
 
 
 def _fail(path, what, fix="save it again, or start afresh without --resume"):
     raise CheckpointError(f"{path}: {what}; {fix}")
-
-
-def load_manual(side, state, path="checkpoint"):
-    """Give the manual side a saved manual state (copies)."""
-    try:
-        side.model.load_state_dict({k: np.asarray(v, dtype=np.float64) for k, v in state["params"].items()})
-    except (KeyError, ValueError) as e:
-        _fail(path, f"its parameters do not fit this network ({e.args[0] if e.args else e})")
-    if len(state["optimizer"]) != len(side.optimizer.state):
-        _fail(path, f"its optimizer state has {len(state['optimizer'])} entries, the network "
-                    f"{len(side.optimizer.state)} parameters")
-    dtype = side.model[0].weight.data.dtype
-    for own, saved in zip(side.optimizer.state, state["optimizer"]):
-        own.clear()
-        own.update({k: (int(v) if k == "step" else np.array(v, dtype=dtype)) for k, v in saved.items()})
-    side.optimizer.lr = float(state["lr"])
-    side.optimizer.initial_lr = float(state["initial_lr"])
-    side.scheduler.last_epoch = int(state["last_epoch"])
-
-
-def load_torch(side, state, path="checkpoint"):
-    """Give the torch side a saved torch state."""
-    try:
-        side.model.load_state_dict({k: v.to(side.device, side.dtype) for k, v in state["model"].items()})
-        side.optimizer.load_state_dict(state["optimizer"])
-        side.scheduler.load_state_dict(state["scheduler"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        _fail(path, f"its torch state does not fit this network ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-
-
-@torch.no_grad()
-def load_torch_from_manual(side, state, path="checkpoint"):
-    """Give the torch side a saved manual state: the same parameters, optimizer state and schedule."""
-    own = dict(side.model.named_parameters())
-    if set(own) != set(state["params"]):
-        _fail(path, f"its parameters {sorted(state['params'])} are not this network's {sorted(own)}")
-    for name, p in own.items():
-        value = np.asarray(state["params"][name])
-        if value.shape != tuple(p.shape):
-            _fail(path, f"its {name} has shape {value.shape}, this network's is {tuple(p.shape)}")
-        p.copy_(torch.tensor(value, dtype=side.dtype, device=side.device))
-    params = list(side.model.parameters())
-    side.optimizer.state.clear()
-    load_optimizer_state(side.optimizer, params, state["optimizer"], side.dtype, side.device)
-    for group in side.optimizer.param_groups:
-        group["lr"] = float(state["lr"])
-        group["initial_lr"] = float(state["initial_lr"])
-    side.scheduler.last_epoch = int(state["last_epoch"])
-    side.scheduler._last_lr = [float(state["lr"])]
-
-
-def load_into(side, checkpoint):
-    """Give ``side`` (manual or torch) its own state from ``checkpoint``, or the other side's where the
-    file holds only that one."""
-    c, path = checkpoint, checkpoint.path
-    if side.name == "manual":
-        state = c.manual if c.manual is not None else _manual_from_torch(c.torch, side.layout)
-        load_manual(side, state, path)
-    elif c.torch is not None:
-        load_torch(side, c.torch, path)
-    else:
-        load_torch_from_manual(side, c.manual, path)
 
 
 # ---- the spec, as JSON text ------------------------------------------------------------------------
@@ -231,23 +64,6 @@ def spec_from_json(text, path="checkpoint"):
         return ExperimentSpec(**data).validate()
     except (ValueError, TypeError) as e:
         _fail(path, f"its spec cannot be read ({e})")
-
-
-def check_spec(checkpoint, spec):
-    """Raise CheckpointError naming the first field, other than the epochs and the device, in which
-    ``spec`` differs from the spec the checkpoint was saved with."""
-    saved = json.loads(_spec_json(checkpoint.spec))
-    wanted = json.loads(_spec_json(spec))
-    for key in wanted:
-        if key not in RESUMABLE and saved.get(key) != wanted[key]:
-            option = f"--{key.replace('_', '-')}"
-            raise CheckpointError(f"{checkpoint.path} was saved by a run with {key} {saved.get(key)!r}, "
-                                  f"this run has {wanted[key]!r}: a checkpoint resumes only the run that "
-                                  f"saved it. Resume with the same preset and options ({option}), or start "
-                                  f"afresh without --resume")
-    if spec.epochs <= checkpoint.progress.epoch:
-        raise CheckpointError(f"{checkpoint.path} has trained {checkpoint.progress.epoch} epochs already; "
-                              f"ask for more in all (--epochs {checkpoint.progress.epoch + 1} or more)")
 
 
 # ---- writing -------------------------------------------------------------------------------------
@@ -345,7 +161,6 @@ def write_checkpoint(path, checkpoint):
 
 
 def _on_cpu(spec):
-    from dataclasses import replace
     return replace(spec, device="cpu")
 
 
@@ -459,71 +274,3 @@ def convert(source, target):
         c = Checkpoint(c.spec, c.progress, c.rng_state, c.manual, None, c.path)
     write_checkpoint(os.fspath(target), c)
     return c
-
-
-# ---- a run's side of it --------------------------------------------------------------------------
-
-def resume_into(run, resume):
-    """Set up ``run`` (a LockstepRun or TorchRun, sides built) to continue from ``resume`` (a path or a
-    Checkpoint); returns the Progress its loop starts from (a fresh one without ``resume``)."""
-    run.start_step = 0
-    if resume is None:
-        return Progress()
-    checkpoint = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume)
-    check_spec(checkpoint, run.spec)
-    if tuple(checkpoint.sizes) != tuple(run.problem.sizes):
-        raise CheckpointError(f"{checkpoint.path} holds a {'-'.join(map(str, checkpoint.sizes))} network but this "
-                              f"data gives {'-'.join(map(str, run.problem.sizes))}; resume on the data it was "
-                              "saved from")
-    for name in ("manual", "torch"):
-        side = getattr(run, name, None)
-        if side is not None:
-            load_into(side, checkpoint)
-    run.rng.bit_generator.state = checkpoint.rng_state
-    run.start_step = checkpoint.progress.step
-    progress = checkpoint.progress.snapshot()
-    both = getattr(run, "manual", None) is not None
-    if both and not (progress.compared and checkpoint.manual is not None):
-        # Steps the sides were not compared at (a torch-only run's) are not part of this verdict.
-        progress = Progress(progress.step, progress.epoch, None, None, compared=False)
-    return progress
-
-
-def resumed_note(run, progress_at_start, path):
-    """What a result says of where it resumed (empty without a resume)."""
-    if progress_at_start.step == 0 and progress_at_start.epoch == 0:
-        return {}
-    return {"resumed": {"from": None if path is None else os.fspath(path), "step": progress_at_start.step,
-                        "epoch": progress_at_start.epoch, "compared_before": progress_at_start.compared}}
-
-
-def checkpoint_of(run, progress):
-    """The Checkpoint of ``run`` at the end of the epoch ``progress`` describes."""
-    manual = getattr(run, "manual", None)
-    return Checkpoint(run.spec, progress, run.rng.bit_generator.state,
-                      manual_state(manual) if manual is not None else None, torch_state(run.torch),
-                      "checkpoint")
-
-
-def save_checkpoint(run, path):
-    """Write ``run``'s state at the end of its last completed epoch to ``path`` (.npz or .pt)."""
-    progress = getattr(run, "progress", None)
-    if progress is None:
-        raise CheckpointError(f"--save: the run completed no epoch, so {path} was not written")
-    write_checkpoint(os.fspath(path), checkpoint_of(run, progress))
-
-
-class Saver:
-    """Observer: writes the run to ``path`` at the end of every ``every``-th epoch and of the last one
-    (``every`` None: the last only). ``saved`` is (epoch, step) of the last write, or None."""
-
-    def __init__(self, path, every=None):
-        self.path = os.fspath(path)
-        _kind(self.path, "--save")
-        self.every, self.saved = every, None
-
-    def on_epoch_done(self, run, progress):
-        last = progress.epoch == run.spec.epochs
-        if last or (self.every and progress.epoch % self.every == 0):
-            write_checkpoint(self.path, checkpoint_of(run, progress))
-            self.saved = (progress.epoch, progress.step)
