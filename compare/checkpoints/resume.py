@@ -19,10 +19,11 @@ def check_spec(checkpoint, spec):
     wanted = json.loads(_spec_json(spec))
     for key in wanted:
         if key not in RESUMABLE and saved.get(key) != wanted[key]:
-            option = f"--{key.replace('_', '-')}"
-            raise CheckpointError(f"{checkpoint.path} was saved by a run with {key} {saved.get(key)!r}, "
+            value = saved.get(key)
+            hint = f" (--{key.replace('_', '-')} {value})" if isinstance(value, (int, float, str)) else ""
+            raise CheckpointError(f"{checkpoint.path} was saved by a run with {key} {value!r}, "
                                   f"this run has {wanted[key]!r}: a checkpoint resumes only the run that "
-                                  f"saved it. Resume with the same preset and options ({option}), or start "
+                                  f"saved it. Resume with the same preset and options{hint}, or start "
                                   f"afresh without --resume")
     if spec.epochs <= checkpoint.progress.epoch:
         raise CheckpointError(f"{checkpoint.path} has trained {checkpoint.progress.epoch} epochs already; "
