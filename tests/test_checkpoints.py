@@ -239,3 +239,27 @@ def test_convert_keeps_the_predictions(tmp_path, capsys, saved):
     assert code == 0, err
     code, out, err = cli(capsys, "convert", str(saved / "c.npz"), str(tmp_path / "again.npz"))
     assert code == 2 and "convert writes the other format" in err, err
+
+
+class InterruptAt:
+    """A progress observer that presses Ctrl-C at a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, run, record):
+        if record.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_from_its_last_save(tmp_path, capsys, monkeypatch, straight_run):
+    import backprop_oracle.compare.dashboards.progress as progress
+    with monkeypatch.context() as m:
+        m.setattr(progress, "progress_for", lambda quiet: InterruptAt(200))     # in epoch 16 of 13-step epochs
+        code, out, err = cli(capsys, "run", PRESET, "--epochs", "20", "--no-tensorboard", "--save-every", "5",
+                             "--save", str(tmp_path / "c.npz"))
+    assert code == 130 and "c.npz: holds epoch 15 (step 195)" in err, err
+    code, out, err = cli(capsys, "run", PRESET, "--epochs", "20", "--quiet", "--no-tensorboard",
+                         "--resume", str(tmp_path / "c.npz"), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert_same_report(report(straight_run / "r.json"), report(tmp_path / "r.json"))

@@ -72,6 +72,13 @@ def say_saved(saver, result):
           f"{where}", file=sys.stderr)
 
 
+def say_interrupted(saver):
+    """After Ctrl-C: what the checkpoint file holds."""
+    if saver is not None:
+        held = f"holds epoch {saver.saved[0]} (step {saver.saved[1]})" if saver.saved else "was not written"
+        print(f"{saver.path}: {held}; --resume {saver.path} goes on from there", file=sys.stderr)
+
+
 def add_arguments(parser):
     parser.add_argument("source", metavar="IN", help="a checkpoint written by --save (.npz or .pt)")
     parser.add_argument("target", metavar="OUT", help="the checkpoint to write in the other format (.pt or .npz)")

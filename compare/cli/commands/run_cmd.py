@@ -6,7 +6,8 @@ from backprop_oracle.compare.cli.arguments import json_path, single_process
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
 from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
-from backprop_oracle.compare.cli.checkpoints import add_checkpoint_arguments, checkpoint_options, say_saved
+from backprop_oracle.compare.cli.checkpoints import (add_checkpoint_arguments, checkpoint_options, say_interrupted,
+                                                     say_saved)
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
@@ -91,6 +92,7 @@ def main(args):
     if interrupted is not None:
         print(f"\ninterrupted: {interrupted[0]} at step {interrupted[1]}; the table shows the "
               f"{len(results)} run(s) that finished", file=sys.stderr)
+        say_interrupted(savers[-1] if len(savers) > len(results) else None)
     if loggers:
         print(f"TensorBoard logs in {args.logdir}; view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
     if args.json:
