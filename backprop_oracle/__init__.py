@@ -31,8 +31,9 @@ _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_m
            "check_optimizer", "check_schedule", "assert_optimizer_matches", "assert_schedule_matches", "UpdateResult",
            "CheckError", "SpecError", "DataError", "ExperimentSpec", "PRESETS", "load_dataset",
            "with_changes", "sweep", "load_config", "dump_config",
-           "run_lockstep", "LockstepRun", "LockstepResult", "trace_example", "format_trace",
-           "forward_backward", "layer_chain", "per_example", "Layout")
+           "run_lockstep", "LockstepRun", "LockstepResult", "trace_example", "format_trace", "TorchRun",
+           "forward_backward", "layer_chain", "per_example", "Layout",
+           "load_checkpoint", "save_checkpoint", "convert_checkpoint", "Saver")
 
 __all__ = list(_PUBLIC) + list(_PARTS)
 

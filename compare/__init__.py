@@ -14,13 +14,17 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     files            files written whole or not at all
     data             data sets, IDX files, target encodings
     verdict          tolerances, element-by-element diffs, localising the first wrong node
+    flat             a side's parameters and gradients as views of one buffer, compared in one piece
     experiments      ExperimentSpec and the presets
     layouts          the user's layout (examples in columns, W (in, out), lists) and networks as objects
     lockstep         both sides run step by step and compared, differences proven; results, reports
     train            the torch side trained alone (GPU, DDP)
     updates          hand-written optimizer steps and learning-rate schedules against torch.optim
+    checkpoints      a run saved and resumed exactly; the two sides' formats converted
+    trace            one example through one step, every intermediate beside its formula
     check            the public gradient checks and the pytest plugin
     dashboards       TensorBoard logs, pictures, progress bars
+    bench            the timings of backprop-oracle bench
     cli              the command line
 """
 _LAZY = {
@@ -51,8 +55,13 @@ _LAZY = {
     "run_lockstep": "backprop_oracle.compare.lockstep.run",
     "LockstepRun": "backprop_oracle.compare.lockstep.run",
     "LockstepResult": "backprop_oracle.compare.lockstep.result",
-    "trace_example": "backprop_oracle.compare.lockstep.trace",
-    "format_trace": "backprop_oracle.compare.lockstep.trace",
+    "trace_example": "backprop_oracle.compare.trace.example",
+    "format_trace": "backprop_oracle.compare.trace.example",
+    "TorchRun": "backprop_oracle.compare.train.torch_only",
+    "load_checkpoint": "backprop_oracle.compare.checkpoints",
+    "save_checkpoint": "backprop_oracle.compare.checkpoints",
+    "convert_checkpoint": "backprop_oracle.compare.checkpoints",
+    "Saver": "backprop_oracle.compare.checkpoints",
 }
 
 __all__ = list(_LAZY)

@@ -169,7 +169,7 @@ def test_sine():
 
 def test_registry_names():
     assert set(DATASETS) == {"or", "and", "xor", "digits", "mnist", "moons", "circles", "blobs",
-                             "spiral", "sine"}
+                             "spiral", "sine", "file"}
 
 
 def test_unknown_dataset():

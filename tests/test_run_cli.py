@@ -258,7 +258,7 @@ def test_cli_draws_bars_on_a_terminal(monkeypatch, tmp_path):
 def test_run_all_applies_a_batch_size_where_it_can_and_says_which_presets_keep_their_own(capsys, monkeypatch):
     ran = {}
 
-    def fake_run_preset(preset, overrides, observers_for):
+    def fake_run_preset(preset, overrides, observers_for, resume=None):
         from backprop_oracle.compare.cli.runner import apply_overrides, preset_overrides
         own, _ = preset_overrides(preset, overrides)
         ran[preset.name] = [apply_overrides(spec, own).batch_size for spec in preset.runs.values()]

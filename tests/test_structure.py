@@ -76,10 +76,12 @@ ROOMS = {
     "updates": {"errors", "tables", "verdict"},
     "check": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "updates", "layouts"},
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep"},
+    "checkpoints": {"errors", "files", "data", "experiments", "flat", "lockstep"},
+    "trace": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep"},
     "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "check"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "train", "check",
-            "dashboards", "updates", "layouts", "bench"},
+            "dashboards", "updates", "layouts", "bench", "checkpoints", "trace"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

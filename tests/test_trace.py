@@ -5,7 +5,7 @@ import pytest
 from backprop_oracle import manual
 from backprop_oracle.compare.cli import main
 from backprop_oracle.compare.experiments.spec import SpecError
-from backprop_oracle.compare.lockstep.trace import ACTIVATION_FORMULAS, LOSS_FORMULAS, format_trace, trace_example
+from backprop_oracle.compare.trace.example import ACTIVATION_FORMULAS, LOSS_FORMULAS, format_trace, trace_example
 
 
 def node(trace, symbol):

@@ -168,10 +168,11 @@ def single_threaded():
         torch.set_num_threads(previous)
 
 
-def run_preset(preset, overrides=None, observers_for=None):
+def run_preset(preset, overrides=None, observers_for=None, resume=None):
     """Run every run of ``preset``; returns [(run name, LockstepResult, (goal met, goal text) or None)].
 
-    ``observers_for(run_name, spec)`` returns the observers (progress bar, TensorBoard) for one run.
+    ``observers_for(run_name, spec)`` returns the observers (progress bar, TensorBoard) for one run;
+    ``resume``: a checkpoint to continue from (compare.lockstep.checkpoint; a preset of one run).
     """
     overrides, _ = preset_overrides(preset, overrides)      # run all: it keeps what it is about
     specs = [(name, apply_overrides(spec, overrides))
@@ -179,7 +180,7 @@ def run_preset(preset, overrides=None, observers_for=None):
     out = []
     for (name, spec), label in zip(specs, preset.runs):
         with single_threaded():
-            run = LockstepRun(spec, name=name)    # refuses a batch larger than the data (MNIST's too)
+            run = LockstepRun(spec, name=name, resume=resume)    # refuses a batch larger than the data (MNIST's too)
             run.observers = list(observers_for(name, spec)) if observers_for else []
             result = run.run()
         expectation = preset.expect.get(label)

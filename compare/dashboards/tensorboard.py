@@ -165,10 +165,11 @@ class TensorBoardLogger:
             self.snap_steps = set(np.linspace(0, self.total, self.snapshots).round().astype(int)[1:-1].tolist())
             self._log_config(run)
             self._log_graph(run)
-            self._histograms(0)
+            start = getattr(run, "start_step", 0)     # a run resumed from a checkpoint goes on from its step
+            self._histograms(start)
             from backprop_oracle.compare.dashboards.run_pictures import RunPictures
             self.pictures = RunPictures(run, self.name, self.sides)
-            self._add_images(self.pictures.snapshot(0), 0)
+            self._add_images(self.pictures.snapshot(start), start)
         except BaseException:
             self._close()
             raise

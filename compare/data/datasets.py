@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backprop_oracle.compare.data import idx
+from backprop_oracle.compare.data.user_data import load_file
 from backprop_oracle.compare.errors import DataError
 
 
@@ -276,6 +277,7 @@ DATASETS = {
     "sine": load_sine,
     "digits": load_digits,
     "mnist": load_mnist,
+    "file": load_file,          # the user's own CSV or NPZ (compare.data.user_data)
 }
 
 

@@ -1,6 +1,6 @@
 """The lockstep engine: both sides built from one spec, run on the same batches from the same
 initial weights, compared at every step; every difference proven at its node; divergence; the
-result and its report; and one example traced through the network.
+result and its report.
 
     a preset -> spec -> sides (ManualSide, TorchSide) -> run (compare every step) -> verdict.localise
              -> proof (the node alone, on identical inputs) -> result (LockstepResult) -> report
@@ -15,5 +15,4 @@ its observer calls, see run.LockstepRun).
     proof        a difference's node recomputed alone on identical inputs: wrong, or amplified rounding
     divergence   the rule for a diverged run, its report and a learning rate that does not diverge
     report       format_table, write_json
-    trace        trace_example: one example's forward and backward, number by number
 """

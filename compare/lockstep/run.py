@@ -6,8 +6,9 @@ At each step both sides run forward and backward on the same batch; every parame
 The first disagreement is localised (compare.verdict.localise) and the run stops there.
 
 Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(run, record)``,
-``on_epoch(run, record)``, ``on_end(run, result)`` and, always, even on an error or Ctrl-C,
-``on_close(run)``. Each method is optional. The flat gradient vectors of a StepRecord are the
+``on_epoch(run, record)``, ``on_epoch_done(run, progress)`` (once the schedules have stepped: where
+a checkpoint is taken, compare.checkpoints), ``on_end(run, result)`` and, always, even on
+an error or Ctrl-C, ``on_close(run)``. Each method is optional. The flat gradient vectors of a StepRecord are the
 sides' own buffers (compare.lockstep.sides): read them during ``on_step``, copy what you keep.
 Accuracies and validation costs are measured at the end of an epoch only for an observer that
 reads them: one with ``on_epoch`` whose ``logs`` is not False (a progress bar's is False).
@@ -23,6 +24,7 @@ from backprop_oracle.compare.experiments.setup import (decision_threshold, defau
 from backprop_oracle.compare.experiments.spec import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.lockstep.proof import prove_node, prove_update
+from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import LockstepResult
 from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
 from backprop_oracle.compare.verdict.diff import compare_arrays, quick_diff
@@ -86,7 +88,7 @@ class LockstepRun:
     """One comparison run; observers may read ``spec``, ``problem``, ``manual`` and ``torch``."""
 
     def __init__(self, spec, *, name=None, dataset=None, observers=(), stop_on_mismatch=True,
-                 manual_side=None, eval_every=None):
+                 manual_side=None, eval_every=None, resume=None):
         self.spec = spec.validate()
         self.name = name or spec.dataset
         self.problem = prepare(spec, dataset)
@@ -110,6 +112,10 @@ class LockstepRun:
         self.offsets = layout_offsets(self.manual.layout)
         self.threshold = decision_threshold(spec.loss)
         self.eval_every = eval_every or default_eval_every(spec.epochs)
+        # A checkpoint to continue from (compare.checkpoints.Checkpoint): it gives both sides their
+        # state and the batch order's Generator its own, and returns the loop's Progress.
+        self.start_step = 0
+        self.start = self.progress = Progress() if resume is None else resume.restore(self)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -124,10 +130,10 @@ class LockstepRun:
     def run(self):
         spec, p, tol = self.spec, self.problem, self.tolerance
         m, t = self.manual, self.torch
-        curves = {"step_m": [], "step_t": [], "epoch_m": [], "epoch_t": []}
-        maxima = dict(grad_abs=0.0, grad_rel=0.0, param_abs=0.0, cost_abs=0.0)
-        mismatch, divergence, step, epochs_done, resyncs = None, None, 0, 0, []
-        first_cost = last_finite = None
+        progress = self.start.snapshot()          # a fresh run's, or a checkpoint's
+        curves, maxima, resyncs = progress.curves, progress.maxima, progress.drifts
+        mismatch, divergence, step, epochs_done = None, None, progress.step, progress.epoch
+        first_cost, last_finite = progress.first_cost, progress.last_finite
         # The parameters before each update, for proving the update (see compare.lockstep.proof):
         # the flat buffers are live, so they are copied into this one before every step.
         before = m.flat_params().copy()
@@ -138,7 +144,7 @@ class LockstepRun:
         # overflow warnings from every NumPy operation after it.
         with np.errstate(all="ignore"):
             try:
-                for epoch in range(1, spec.epochs + 1):
+                for epoch in range(epochs_done + 1, spec.epochs + 1):
                     total_m = total_t = 0.0
                     for idx in self.batches():
                         step += 1
@@ -205,6 +211,7 @@ class LockstepRun:
                         if divergence is not None:
                             break
                     if (mismatch is not None and self.stop_on_mismatch) or divergence is not None:
+                        self.progress = None         # stopped inside an epoch: nothing to resume from
                         break
                     epochs_done = epoch
                     curves["epoch_m"].append(total_m / p.X.shape[0])
@@ -212,6 +219,10 @@ class LockstepRun:
                     self._end_epoch(epoch, step, curves["epoch_m"][-1], curves["epoch_t"][-1])
                     m.end_epoch()
                     t.end_epoch()
+                    progress.step, progress.epoch = step, epoch
+                    progress.first_cost, progress.last_finite = first_cost, last_finite
+                    self.progress = progress
+                    self._notify("on_epoch_done", progress)
                 if divergence is not None:
                     divergence = replace(divergence, advice=advice(self, step))
                 result = LockstepResult(
@@ -221,7 +232,8 @@ class LockstepRun:
                     step_cost_manual=curves["step_m"], step_cost_torch=curves["step_t"],
                     epoch_cost_manual=curves["epoch_m"], epoch_cost_torch=curves["epoch_t"],
                     mismatch=mismatch, drifts=resyncs, divergence=divergence,
-                    seconds=time.perf_counter() - start, **self._final())
+                    seconds=time.perf_counter() - start, **self._final(),
+                    extra=self.start.resumed())
                 self._notify("on_end", result)
                 return result
             finally:

@@ -24,6 +24,7 @@ from backprop_oracle.compare.experiments.setup import (decision_threshold, defau
 from backprop_oracle.compare.lockstep.run import EpochRecord, StepRecord, notify
 from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
+from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import _json_safe
 from backprop_oracle.compare.lockstep.sides import TorchSide
 from backprop_oracle.compare.tables import aligned
@@ -82,6 +83,7 @@ class TrainResult:
     epoch_cost_torch: list = field(repr=False, default_factory=list)
     seconds: float = 0.0
     divergence: object = None        # a compare.lockstep.divergence.Divergence where the run diverged
+    extra: dict = field(default_factory=dict)   # where it resumed from a checkpoint, if it did
 
     @property
     def accuracy(self):
@@ -94,7 +96,7 @@ class TrainResult:
                "final_cost": self.final_cost_torch, "train_accuracy": self.train_accuracy_torch,
                "val_cost": self.val_cost_torch, "val_accuracy": self.val_accuracy_torch,
                "seconds": self.seconds, "spec": self.spec.to_dict(),
-               "divergence": None if self.divergence is None else self.divergence.to_dict()}
+               "divergence": None if self.divergence is None else self.divergence.to_dict(), **self.extra}
         if curves:
             out.update(step_cost=self.step_cost_torch, epoch_cost=self.epoch_cost_torch)
         return _json_safe(out)
@@ -104,7 +106,8 @@ class TorchRun:
     """The torch side of a LockstepRun on its own; observers may read ``spec``, ``problem``,
     ``torch``, ``threshold`` and ``name`` (the attributes a LockstepRun offers them)."""
 
-    def __init__(self, spec, *, name=None, dataset=None, observers=(), eval_every=None, distributed=None):
+    def __init__(self, spec, *, name=None, dataset=None, observers=(), eval_every=None, distributed=None,
+                 resume=None):
         self.dist = distributed
         if distributed is not None and torch_ref.resolve_device(spec.device).type == "cuda":
             spec = replace(spec, device=f"cuda:{distributed.local_rank}")   # one GPU per process
@@ -129,6 +132,10 @@ class TorchRun:
             device = self.torch.device
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.torch.model, device_ids=[device.index] if device.type == "cuda" else None)
+        # A checkpoint to continue from (compare.checkpoints.Checkpoint): it gives the side its state
+        # and the batch order's Generator its own, and returns the loop's Progress.
+        self.start_step = 0
+        self.start = self.progress = Progress() if resume is None else resume.restore(self)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -167,12 +174,15 @@ class TorchRun:
 
     def run(self):
         spec, side, n = self.spec, self.torch, self.problem.X.shape[0]
-        step_costs, epoch_costs, step, epochs_done = [], [], 0, 0
-        divergence = first = last_finite = None
+        progress = self.start.snapshot()          # a fresh run's, or a checkpoint's
+        progress.compared = False
+        step_costs, epoch_costs = progress.curves["step_t"], progress.curves["epoch_t"]
+        step, epochs_done, divergence = progress.step, progress.epoch, None
+        first, last_finite = progress.first_cost, progress.last_finite
         start = time.perf_counter()
         self._notify("on_start")
         try:
-            for epoch in range(1, spec.epochs + 1):
+            for epoch in range(epochs_done + 1, spec.epochs + 1):
                 total = 0.0
                 for idx in self.batches():
                     step += 1
@@ -193,19 +203,24 @@ class TorchRun:
                     self._notify("on_step", StepRecord(step, epoch, len(idx), None, cost, None, lr, None, grads,
                                                        side.layout, None, None, None, None))
                 if divergence is not None:
+                    self.progress = None         # stopped inside an epoch: nothing to resume from
                     break
                 epochs_done = epoch
                 epoch_costs.append(total / n)
                 if self._loggers:      # evaluating costs a pass over the data: only for a logger
                     self._end_epoch(epoch, step, epoch_costs[-1])
                 side.end_epoch()
+                progress.step, progress.epoch, progress.first_cost, progress.last_finite = step, epoch, first, last_finite
+                self.progress = progress
+                self._notify("on_epoch_done", progress)
             if divergence is not None and (self.dist is None or self.dist.rank == 0):
                 divergence = replace(divergence, advice=advice(self, divergence.step))
             final_cost, train_acc = self._evaluate("train")
             val_cost, val_acc = self._evaluate("val") if "val" in side.data else (None, None)
             result = TrainResult(self.name, spec, str(side.device), 1 if self.dist is None else self.dist.world_size,
                                  step, epochs_done, final_cost, train_acc, val_cost, val_acc,
-                                 step_costs, epoch_costs, time.perf_counter() - start, divergence)
+                                 step_costs, epoch_costs, time.perf_counter() - start, divergence,
+                                 self.start.resumed())
             self._notify("on_end", result)
             return result
         finally:

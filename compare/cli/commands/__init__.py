@@ -3,6 +3,7 @@ from backprop_oracle.compare.cli.commands import check_cmd, trace_cmd
 from backprop_oracle.compare.cli.commands import list_cmd, run_cmd
 from backprop_oracle.compare.cli.commands import train_cmd
 from backprop_oracle.compare.cli.commands import bench_cmd
+from backprop_oracle.compare.cli import checkpoints
 
 COMMANDS = {
     "run": run_cmd,
@@ -11,4 +12,5 @@ COMMANDS = {
     "trace": trace_cmd,
     "train": train_cmd,
     "bench": bench_cmd,
+    "convert": checkpoints,
 }

@@ -142,7 +142,7 @@ def resolve_options(args):
                          "would describe another network. Give one or the other")
     if args.preset:
         from backprop_oracle.compare.experiments.setup import prepare
-        from backprop_oracle.compare.lockstep.trace import resolve_run
+        from backprop_oracle.compare.trace.example import resolve_run
         _, spec = resolve_run(args.preset)
         problem = prepare(spec)
         options.update(sizes=list(problem.sizes), activation=spec.activation,

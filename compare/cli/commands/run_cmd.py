@@ -5,6 +5,9 @@ import sys
 from backprop_oracle.compare.cli.arguments import json_path, single_process
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
+from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
+from backprop_oracle.compare.cli.checkpoints import (add_checkpoint_arguments, checkpoint_options, say_interrupted,
+                                                     say_saved)
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "run presets in lockstep on both sides and print the verdict"
@@ -18,6 +21,8 @@ def add_arguments(parser):
     parser.add_argument("--fail-on-divergence", action="store_true",
                         help="exit with code 1 when a run diverges, even where both sides diverge together "
                              "(which is agreement, exit code 0, by default)")
+    add_data_arguments(parser)
+    add_checkpoint_arguments(parser, both_sides=True)
 
 
 class Current:
@@ -36,17 +41,22 @@ def main(args):
     names = what_to_run(args)
     if not args.config:
         select_presets(names)            # a mistyped name is answered before torch is loaded
+    check_data_arguments(args)
     if args.json:
         json_path(args.json)
     from backprop_oracle.compare.cli.runner import run_preset, select_runs
     from backprop_oracle.compare.dashboards.progress import progress_for
     from backprop_oracle.compare.lockstep.report import format_table, write_json
     overrides = overrides_from(args)
-    presets, _ = select_runs(names, overrides, args.mnist_dir, args.mnist_limit, config=args.config)
+    presets, runs = select_runs(names, overrides, args.mnist_dir, args.mnist_limit, config=args.config)
+    from backprop_oracle.compare.cli.own_data import with_own_data
+    presets, runs = with_own_data(args, presets, runs, overrides, everything="all" in names)
     if args.dump_config not in (None, "-"):
         json_path(args.dump_config, "--dump-config")
     if args.dump_config:
         return dump_config_of(presets, "run", args.dump_config)
+    resume, saver_for = checkpoint_options(args, runs, both_sides=True)
+    savers = []
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs
@@ -57,6 +67,8 @@ def main(args):
     def observers_for(name, spec):
         progress = progress_for(args.quiet)
         observers = [current] + ([progress] if progress is not None else [])
+        savers.append(saver_for())
+        observers += [savers[-1]] if savers[-1] is not None else []
         if not args.no_tensorboard:
             from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
             loggers.append(TensorBoardLogger(args.logdir, name))
@@ -67,7 +79,7 @@ def main(args):
     with guard:
         try:
             for preset in presets:
-                for name, result, goal in run_preset(preset, None, observers_for):
+                for name, result, goal in run_preset(preset, None, observers_for, resume=resume):
                     results.append(result)
                     if goal is not None:
                         goals[name] = goal
@@ -75,9 +87,12 @@ def main(args):
             # Ctrl-C: what finished is still a result; say where the interrupted run stopped.
             interrupted = (current.name, current.step)
     print(format_table(results, goals) if results else "no run finished.")
+    for saver, result in zip(savers, results):
+        say_saved(saver, result)
     if interrupted is not None:
         print(f"\ninterrupted: {interrupted[0]} at step {interrupted[1]}; the table shows the "
               f"{len(results)} run(s) that finished", file=sys.stderr)
+        say_interrupted(savers[-1] if len(savers) > len(results) else None)
     if loggers:
         print(f"TensorBoard logs in {args.logdir}; view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
     if args.json:

@@ -13,7 +13,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    from backprop_oracle.compare.lockstep.trace import format_trace, trace_example
+    from backprop_oracle.compare.trace.example import format_trace, trace_example
     trace = trace_example(args.preset, args.example)
     print(format_trace(trace))
     return 0 if trace.passed else 1

@@ -9,6 +9,8 @@ import sys
 from backprop_oracle.compare.cli.arguments import json_path
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
+from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
+from backprop_oracle.compare.cli.checkpoints import add_checkpoint_arguments, checkpoint_options, say_saved
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
@@ -21,12 +23,15 @@ def add_arguments(parser):
                          device_default="auto", device_help="cpu, cuda, cuda:N or auto (default: CUDA when present)")
     parser.add_argument("--quiet", action="store_true", help="no progress: no bars on a terminal, no line per "
                                                                  "finished run elsewhere")
+    add_data_arguments(parser)
+    add_checkpoint_arguments(parser, both_sides=False)
 
 
 def main(args):
     names = what_to_run(args)
     if not args.config:
         select_presets(names)            # a mistyped name is answered before torch is loaded
+    check_data_arguments(args)
     from backprop_oracle import torch_ref
     from backprop_oracle.compare.lockstep.report import write_json
     from backprop_oracle.compare.cli.runner import select_runs, single_threaded
@@ -37,10 +42,14 @@ def main(args):
     if args.json:
         json_path(args.json)
     presets, runs = select_runs(names, overrides_from(args), args.mnist_dir, args.mnist_limit, config=args.config)
+    from backprop_oracle.compare.cli.own_data import with_own_data
+    presets, runs = with_own_data(args, presets, runs, overrides_from(args), everything="all" in names)
     if args.dump_config not in (None, "-"):
         json_path(args.dump_config, "--dump-config")
     if args.dump_config:
         return dump_config_of(presets, "train", args.dump_config)
+    resume, saver_for = checkpoint_options(args, runs, both_sides=False)
+    savers = []
     guard = contextlib.nullcontext()
     if not args.no_tensorboard:
         guard = logdir_for_runs(args.logdir)     # created once everything else is known good
@@ -55,14 +64,17 @@ def main(args):
             logger = TensorBoardLogger(args.logdir, name, sides=("torch",), diff=False) \
                 if first and not args.no_tensorboard else None
             progress = progress_for(args.quiet) if first else None
-            observers = [o for o in (progress, logger) if o is not None]
+            savers.append(saver_for() if first else None)
+            observers = [o for o in (progress, logger, savers[-1]) if o is not None]
             with threads():
-                results.append(train_torch(spec, name=name, observers=observers, distributed=dist))
+                results.append(train_torch(spec, name=name, observers=observers, distributed=dist, resume=resume))
             if logger is not None:
                 run_dirs[name] = logger.run_dir
     if not first:
         return 0
     print(format_train_table(results, run_dirs))
+    for saver, result in zip(savers, results):
+        say_saved(saver, result)
     if run_dirs:
         print(f"view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
     if args.json:

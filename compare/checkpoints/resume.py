@@ -1,0 +1,86 @@
+"""A run's side of checkpoints: whether a checkpoint fits the run, the run set up from one, and the
+observer that saves a run at the end of its epochs."""
+import json
+import os
+
+from backprop_oracle.compare.checkpoints.files import _kind, _spec_json, write_checkpoint
+from backprop_oracle.compare.checkpoints.state import (Checkpoint, CheckpointError, load_into, manual_state,
+                                                       torch_state)
+from backprop_oracle.compare.lockstep.progress import Progress
+
+# Spec fields a resumed run may change: how long it trains, and where the torch side runs.
+RESUMABLE = ("epochs", "device")
+
+
+def check_spec(checkpoint, spec):
+    """Raise CheckpointError naming the first field, other than the epochs and the device, in which
+    ``spec`` differs from the spec the checkpoint was saved with."""
+    saved = json.loads(_spec_json(checkpoint.spec))
+    wanted = json.loads(_spec_json(spec))
+    for key in wanted:
+        if key not in RESUMABLE and saved.get(key) != wanted[key]:
+            value = saved.get(key)
+            hint = f" (--{key.replace('_', '-')} {value})" if isinstance(value, (int, float, str)) else ""
+            raise CheckpointError(f"{checkpoint.path} was saved by a run with {key} {value!r}, "
+                                  f"this run has {wanted[key]!r}: a checkpoint resumes only the run that "
+                                  f"saved it. Resume with the same preset and options{hint}, or start "
+                                  f"afresh without --resume")
+    if spec.epochs <= checkpoint.progress.epoch:
+        raise CheckpointError(f"{checkpoint.path} has trained {checkpoint.progress.epoch} epochs already; "
+                              f"ask for more in all (--epochs {checkpoint.progress.epoch + 1} or more)")
+
+
+def restore(run, checkpoint):
+    """Set up ``run`` (a LockstepRun or TorchRun, its sides built) to continue from ``checkpoint``: each
+    side's state, the batch order's Generator, the step; returns the Progress its loop starts from."""
+    check_spec(checkpoint, run.spec)
+    if tuple(checkpoint.sizes) != tuple(run.problem.sizes):
+        raise CheckpointError(f"{checkpoint.path} holds a {'-'.join(map(str, checkpoint.sizes))} network but this "
+                              f"data gives {'-'.join(map(str, run.problem.sizes))}; resume on the data it was "
+                              "saved from")
+    for name in ("manual", "torch"):
+        side = getattr(run, name, None)
+        if side is not None:
+            load_into(side, checkpoint)
+    run.rng.bit_generator.state = checkpoint.rng_state
+    run.start_step = checkpoint.progress.step
+    progress = checkpoint.progress.snapshot()
+    progress.resumed_from = checkpoint.path
+    both = getattr(run, "manual", None) is not None
+    if both and not (progress.compared and checkpoint.manual is not None):
+        # Steps the sides were not compared at (a torch-only run's) are not part of this verdict.
+        progress = Progress(progress.step, progress.epoch, None, None, compared=False,
+                            resumed_from=checkpoint.path)
+    return progress
+
+
+def checkpoint_of(run, progress):
+    """The Checkpoint of ``run`` at the end of the epoch ``progress`` describes."""
+    manual = getattr(run, "manual", None)
+    return Checkpoint(run.spec, progress, run.rng.bit_generator.state,
+                      manual_state(manual) if manual is not None else None, torch_state(run.torch),
+                      "checkpoint")
+
+
+def save_checkpoint(run, path):
+    """Write ``run``'s state at the end of its last completed epoch to ``path`` (.npz or .pt)."""
+    progress = getattr(run, "progress", None)
+    if progress is None:
+        raise CheckpointError(f"--save: the run completed no epoch, so {path} was not written")
+    write_checkpoint(os.fspath(path), checkpoint_of(run, progress))
+
+
+class Saver:
+    """Observer: writes the run to ``path`` at the end of every ``every``-th epoch and of the last one
+    (``every`` None: the last only). ``saved`` is (epoch, step) of the last write, or None."""
+
+    def __init__(self, path, every=None):
+        self.path = os.fspath(path)
+        _kind(self.path, "--save")
+        self.every, self.saved = every, None
+
+    def on_epoch_done(self, run, progress):
+        last = progress.epoch == run.spec.epochs
+        if last or (self.every and progress.epoch % self.every == 0):
+            write_checkpoint(self.path, checkpoint_of(run, progress))
+            self.saved = (progress.epoch, progress.step)

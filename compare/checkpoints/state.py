@@ -1,0 +1,161 @@
+"""Each side's state as a checkpoint holds it, and loaded back into either side: the manual side's
+parameters, optimizer state and schedule as NumPy arrays; the torch side's as its state_dicts. A
+side missing from a checkpoint takes the other side's numbers, converted here."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backprop_oracle.compare.errors import UsageError
+from backprop_oracle.compare.experiments.spec import ExperimentSpec
+from backprop_oracle.compare.lockstep.progress import Progress
+from backprop_oracle.compare.lockstep.sides import load_optimizer_state
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be read or does not fit the run; the message names the file and the fix."""
+
+
+@dataclass
+class SavedDrift:
+    """A difference proven to be rounding before the run was saved, as its report described it."""
+    record: dict
+    text: str
+
+    @property
+    def step(self):
+        return self.record.get("step")
+
+    def to_dict(self):
+        return self.record
+
+    def describe(self):
+        return self.text
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint in memory: the spec, the progress, the batch-order Generator's state, and the
+    state of one side or both ({"params", "optimizer", "lr", "initial_lr", "last_epoch"} for the
+    manual side; {"model", "optimizer", "scheduler"} state_dicts for the torch side)."""
+    spec: ExperimentSpec
+    progress: Progress
+    rng_state: dict
+    manual: dict | None = None
+    torch: dict | None = None
+    path: str = "checkpoint"
+
+    def restore(self, run):
+        """Give ``run`` (a LockstepRun or TorchRun, its sides built) this checkpoint's state; returns
+        the Progress its loop starts from (compare.checkpoints.resume)."""
+        from backprop_oracle.compare.checkpoints.resume import restore
+        return restore(run, self)
+
+    @property
+    def sizes(self):
+        return sizes_of(self.manual["params"] if self.manual is not None else self.torch["model"])
+
+
+def sizes_of(params):
+    """The layer sizes (inputs, hidden..., outputs) of an mlp's parameters {"0.weight": (out, in), ...}."""
+    weights = sorted((int(k.split(".")[0]), tuple(v.shape)) for k, v in params.items() if k.endswith(".weight"))
+    return (weights[0][1][1], *[shape[0] for _, shape in weights])
+
+
+# ---- each side's state, read and written ----------------------------------------------------------
+
+def manual_state(side):
+    """The manual side's parameters, optimizer state and schedule, as copies."""
+    return {"params": {n: p.data.copy() for n, p in side.model.named_parameters()},
+            "optimizer": side.optimizer_state(), "lr": float(side.optimizer.lr),
+            "initial_lr": float(side.optimizer.initial_lr), "last_epoch": int(side.scheduler.last_epoch)}
+
+
+def torch_state(side):
+    """The torch side's state_dicts (model, optimizer, scheduler), on the CPU."""
+    model = {k: v.detach().to("cpu", copy=True) for k, v in side.model.state_dict().items()}
+    optimizer = side.optimizer.state_dict()
+    optimizer["state"] = {i: {k: (v.detach().to("cpu", copy=True) if isinstance(v, torch.Tensor) else v)
+                              for k, v in s.items()} for i, s in optimizer["state"].items()}
+    return {"model": model, "optimizer": optimizer, "scheduler": side.scheduler.state_dict()}
+
+
+def _manual_from_torch(state, layout):
+    """A torch state as the manual side's: its tensors as float64 arrays, Adam's step as an int."""
+    params = {k: v.detach().to(torch.float64).numpy().copy() for k, v in state["model"].items()}
+    by_index = state["optimizer"]["state"]
+    optimizer = []
+    for i in range(len(layout)):
+        s = by_index.get(i, {})
+        optimizer.append({k: (int(v.item()) if k == "step" else v.detach().to(torch.float64).numpy().copy())
+                          for k, v in s.items() if v is not None})
+    group = state["optimizer"]["param_groups"][0]
+    return {"params": params, "optimizer": optimizer, "lr": float(group["lr"]),
+            "initial_lr": float(group.get("initial_lr", group["lr"])),
+            "last_epoch": int(state["scheduler"]["last_epoch"])}
+
+
+def _fail(path, what, fix="save it again, or start afresh without --resume"):
+    raise CheckpointError(f"{path}: {what}; {fix}")
+
+
+def load_manual(side, state, path="checkpoint"):
+    """Give the manual side a saved manual state (copies)."""
+    try:
+        side.model.load_state_dict({k: np.asarray(v, dtype=np.float64) for k, v in state["params"].items()})
+    except (KeyError, ValueError) as e:
+        _fail(path, f"its parameters do not fit this network ({e.args[0] if e.args else e})")
+    if len(state["optimizer"]) != len(side.optimizer.state):
+        _fail(path, f"its optimizer state has {len(state['optimizer'])} entries, the network "
+                    f"{len(side.optimizer.state)} parameters")
+    dtype = side.model[0].weight.data.dtype
+    for own, saved in zip(side.optimizer.state, state["optimizer"]):
+        own.clear()
+        own.update({k: (int(v) if k == "step" else np.array(v, dtype=dtype)) for k, v in saved.items()})
+    side.optimizer.lr = float(state["lr"])
+    side.optimizer.initial_lr = float(state["initial_lr"])
+    side.scheduler.last_epoch = int(state["last_epoch"])
+
+
+def load_torch(side, state, path="checkpoint"):
+    """Give the torch side a saved torch state."""
+    try:
+        side.model.load_state_dict({k: v.to(side.device, side.dtype) for k, v in state["model"].items()})
+        side.optimizer.load_state_dict(state["optimizer"])
+        side.scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        _fail(path, f"its torch state does not fit this network ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+
+
+@torch.no_grad()
+def load_torch_from_manual(side, state, path="checkpoint"):
+    """Give the torch side a saved manual state: the same parameters, optimizer state and schedule."""
+    own = dict(side.model.named_parameters())
+    if set(own) != set(state["params"]):
+        _fail(path, f"its parameters {sorted(state['params'])} are not this network's {sorted(own)}")
+    for name, p in own.items():
+        value = np.asarray(state["params"][name])
+        if value.shape != tuple(p.shape):
+            _fail(path, f"its {name} has shape {value.shape}, this network's is {tuple(p.shape)}")
+        p.copy_(torch.tensor(value, dtype=side.dtype, device=side.device))
+    params = list(side.model.parameters())
+    side.optimizer.state.clear()
+    load_optimizer_state(side.optimizer, params, state["optimizer"], side.dtype, side.device)
+    for group in side.optimizer.param_groups:
+        group["lr"] = float(state["lr"])
+        group["initial_lr"] = float(state["initial_lr"])
+    side.scheduler.last_epoch = int(state["last_epoch"])
+    side.scheduler._last_lr = [float(state["lr"])]
+
+
+def load_into(side, checkpoint):
+    """Give ``side`` (manual or torch) its own state from ``checkpoint``, or the other side's where the
+    file holds only that one."""
+    c, path = checkpoint, checkpoint.path
+    if side.name == "manual":
+        state = c.manual if c.manual is not None else _manual_from_torch(c.torch, side.layout)
+        load_manual(side, state, path)
+    elif c.torch is not None:
+        load_torch(side, c.torch, path)
+    else:
+        load_torch_from_manual(side, c.manual, path)

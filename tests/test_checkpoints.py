@@ -1,0 +1,265 @@
+"""Checkpoints (``--save``, ``--save-every``, ``--resume``, ``convert``): a run saved after 10 epochs
+and resumed for 10 more is the run of 20, bit for bit, on both sides and in its report; saves are
+atomic; a damaged, foreign or code-bearing file is refused in one line and never runs code; either
+side's checkpoint loads into the other with the same predictions."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
+
+import backprop_oracle.compare.files
+from backprop_oracle import manual, torch_ref
+from backprop_oracle.compare.cli import main
+from backprop_oracle.compare.cli.runner import single_threaded
+from backprop_oracle.compare.experiments.presets import get_preset
+from backprop_oracle.compare.checkpoints import Saver, load_checkpoint, resume as ckpt_resume
+from backprop_oracle.compare.checkpoints.files import FORMAT
+from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.experiments.setup import prepare
+from tests.helpers import assert_close
+
+# moons: shuffled mini-batches, SGD with momentum 0.9 and an exponential schedule; every piece of
+# state a resume needs (batch order, momentum buffers, the annealed rate) shows in 10 epochs.
+PRESET = "moons"
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def report(path):
+    (r,) = json.loads(path.read_text())["runs"]
+    return r
+
+
+def assert_same_report(straight, resumed, ignore=("seconds", "extra", "logdir")):
+    for key in straight:
+        if key not in ignore:
+            assert straight[key] == resumed[key], f"{key}: straight {straight[key]!r}, resumed {resumed[key]!r}"
+
+
+def assert_same_state(a, b):
+    """Two checkpoints hold the same numbers, bit for bit, on every side they both hold."""
+    for side in ("manual", "torch"):
+        x, y = getattr(a, side), getattr(b, side)
+        if x is None or y is None:
+            continue
+        params_x = x["params"] if side == "manual" else x["model"]
+        params_y = y["params"] if side == "manual" else y["model"]
+        for name in params_x:
+            vx, vy = np.asarray(params_x[name]), np.asarray(params_y[name])
+            assert np.array_equal(vx, vy), f"{side} {name}: max |diff| {np.abs(vx - vy).max():.3g}, expected 0"
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The run of 20 epochs, uninterrupted, with its report and checkpoint."""
+    d = tmp_path_factory.mktemp("straight")
+    code = main(["run", PRESET, "--epochs", "20", "--quiet", "--no-tensorboard", "--json", str(d / "r.json"),
+                 "--save", str(d / "end.npz")])
+    assert code == 0
+    return d
+
+
+def test_ten_and_ten_epochs_are_twenty(tmp_path, capsys, straight_run):
+    code, out, err = cli(capsys, "run", PRESET, "--epochs", "10", "--quiet", "--no-tensorboard",
+                         "--save", str(tmp_path / "half.npz"))
+    assert code == 0 and "saved epoch 10 (step 130)" in err, err
+    code, out, err = cli(capsys, "run", PRESET, "--epochs", "20", "--quiet", "--logdir", str(tmp_path / "runs"),
+                         "--resume", str(tmp_path / "half.npz"), "--save", str(tmp_path / "end.npz"),
+                         "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    straight, resumed = report(straight_run / "r.json"), report(tmp_path / "r.json")
+    assert resumed["steps"] == 260 and len(resumed["step_cost_manual"]) == 260
+    assert_same_report(straight, resumed)
+    assert resumed["extra"]["resumed"] == {"from": str(tmp_path / "half.npz"), "step": 130, "epoch": 10,
+                                           "compared_before": True}
+    a, b = load_checkpoint(straight_run / "end.npz"), load_checkpoint(tmp_path / "end.npz")
+    assert a.torch is not None and b.torch is not None, "a lockstep checkpoint holds the torch side's own state"
+    assert_same_state(a, b)
+    assert a.rng_state == b.rng_state and a.progress.maxima == b.progress.maxima
+
+    # TensorBoard: the resumed run's curves go on at step 131, with the straight run's numbers
+    # (the exact/ tensors are the report's float64 costs, bit for bit).
+    for side in ("manual", "torch"):
+        (side_dir,) = [os.path.join(d, side) for d, dirs, _ in os.walk(tmp_path / "runs") if side in dirs]
+        acc = EventAccumulator(side_dir, size_guidance={"tensors": 0, "histograms": 0})
+        acc.Reload()
+        rest = {e.step: tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors("exact/step/cost")}
+        assert sorted(rest) == list(range(131, 261)), f"{side}: resumed steps {min(rest)}..{max(rest)}, expected 131..260"
+        for s, cost in rest.items():
+            assert cost == straight[f"step_cost_{side}"][s - 1], \
+                f"{side} step {s}: resumed cost {cost!r}, straight {straight[f'step_cost_{side}'][s - 1]!r}"
+        first = min(e.step for e in acc.Histograms("weights/0.weight"))
+        assert first == 130, f"{side}: the resumed run's first histogram is at the step it resumed at, 130, not {first}"
+
+
+def test_train_resumes_adam_exactly(tmp_path, capsys):
+    common = ["train", PRESET, "--optimizer", "adam", "--dtype", "float64", "--device", "cpu", "--quiet",
+              "--no-tensorboard"]
+    assert main([*common, "--epochs", "20", "--json", str(tmp_path / "s.json"), "--save", str(tmp_path / "s.pt")]) == 0
+    assert main([*common, "--epochs", "10", "--save", str(tmp_path / "half.pt")]) == 0
+    code, out, err = cli(capsys, *common, "--epochs", "20", "--resume", str(tmp_path / "half.pt"),
+                         "--json", str(tmp_path / "r.json"), "--save", str(tmp_path / "r.pt"))
+    assert code == 0, err
+    assert_same_report(report(tmp_path / "s.json"), report(tmp_path / "r.json"))
+    a, b = load_checkpoint(tmp_path / "s.pt"), load_checkpoint(tmp_path / "r.pt")
+    assert_same_state(a, b)
+    for i, state in a.torch["optimizer"]["state"].items():
+        for key, value in state.items():
+            other = b.torch["optimizer"]["state"][i][key]
+            assert torch.equal(value, other), f"Adam state {i} {key} differs after the resume"
+    assert a.torch["scheduler"] == b.torch["scheduler"]
+
+
+def test_save_every_writes_at_those_epochs(tmp_path, monkeypatch):
+    written = []
+    real = ckpt_resume.write_checkpoint
+    monkeypatch.setattr(ckpt_resume, "write_checkpoint", lambda path, c: (written.append(c.progress.epoch), real(path, c)))
+    spec = get_preset(PRESET).runs[""].with_overrides(epochs=10)
+    with single_threaded():
+        LockstepRun(spec, observers=[Saver(tmp_path / "c.npz", every=4)]).run()
+    assert written == [4, 8, 10], written
+    assert load_checkpoint(tmp_path / "c.npz").progress.epoch == 10
+
+
+def test_a_crash_during_a_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    spec = get_preset(PRESET).runs[""].with_overrides(epochs=1)
+    with single_threaded():
+        LockstepRun(spec, observers=[Saver(tmp_path / "c.npz")]).run()
+    before = (tmp_path / "c.npz").read_bytes()
+
+    def crash(src, dst):
+        raise KeyboardInterrupt          # killed between writing the new file and putting it in place
+    monkeypatch.setattr(backprop_oracle.compare.files.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt), single_threaded():
+        LockstepRun(spec.with_overrides(epochs=2), observers=[Saver(tmp_path / "c.npz")]).run()
+    assert (tmp_path / "c.npz").read_bytes() == before, "the previous checkpoint was damaged"
+    assert sorted(os.listdir(tmp_path)) == ["c.npz"], "a temporary file was left behind"
+
+
+class WritesMarker:
+    """Unpickled, this creates a file: the proof that a loader ran code from the checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    d = tmp_path_factory.mktemp("saved")
+    assert main(["run", PRESET, "--epochs", "2", "--quiet", "--no-tensorboard", "--save", str(d / "c.npz")]) == 0
+    assert main(["train", PRESET, "--epochs", "2", "--quiet", "--no-tensorboard", "--dtype", "float64",
+                 "--device", "cpu", "--save", str(d / "t.pt")]) == 0
+    return d
+
+
+def bad_checkpoints(d, saved):
+    """(file, the words of its one-line error)."""
+    good_npz, good_pt = (saved / "c.npz").read_bytes(), (saved / "t.pt").read_bytes()
+    marker = str(d / "MARKER")
+    cases = []
+    for name, data in (("half.npz", good_npz[:len(good_npz) // 2]), ("half.pt", good_pt[:len(good_pt) // 2])):
+        (d / name).write_bytes(data)
+        cases.append((d / name, "not a readable checkpoint, or a damaged one"))
+    for name, data in (("flipped.npz", good_npz), ("flipped.pt", good_pt)):
+        data = bytearray(data)
+        middle = len(data) // 2
+        data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+        (d / name).write_bytes(bytes(data))
+        cases.append((d / name, "damaged"))
+    torch.save({"format": FORMAT, "spec": WritesMarker(marker)}, d / "code.pt")
+    cases.append((d / "code.pt", "it was not loaded (loading it could run code)"))
+    np.savez(d / "code.npz", format=np.array(FORMAT), spec=np.array([WritesMarker(marker)], dtype=object))
+    cases.append((d / "code.npz", "holds Python objects, which are not loaded (loading them could run code)"))
+    np.savez(d / "foreign.npz", weights=np.ones(3))
+    cases.append((d / "foreign.npz", "not a backprop-oracle checkpoint"))
+    cases.append((d / "missing.npz", "missing.npz not found"))
+    return cases
+
+
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_bad_checkpoints_exit_2_and_run_no_code(tmp_path, capsys, saved, command):
+    for path, words in bad_checkpoints(tmp_path, saved):
+        code, out, err = cli(capsys, command, PRESET, "--epochs", "4", "--resume", str(path),
+                             "--logdir", str(tmp_path / "runs"))
+        assert code == 2, f"{path.name}: exit {code}, {err!r}"
+        assert words in err and err.count("\n") == 1 and "Traceback" not in err, f"{path.name}: {err!r}"
+        assert not (tmp_path / "runs").exists(), f"{path.name}: a refused checkpoint leaves no log folder"
+    assert not (tmp_path / "MARKER").exists(), "loading a checkpoint ran code from it"
+
+
+def test_a_checkpoint_of_another_run_is_refused(capsys, saved):
+    code, out, err = cli(capsys, "run", "circles", "--epochs", "4", "--resume", str(saved / "c.npz"), "--no-tensorboard")
+    assert code == 2 and "was saved by a run with" in err and "resumes only the run that saved it" in err, err
+    code, out, err = cli(capsys, "run", PRESET, "--epochs", "4", "--lr", "0.5", "--resume", str(saved / "c.npz"),
+                         "--no-tensorboard")
+    assert code == 2 and "was saved by a run with lr 0.1, this run has 0.5" in err, err
+    code, out, err = cli(capsys, "run", PRESET, "--epochs", "2", "--resume", str(saved / "c.npz"), "--no-tensorboard")
+    assert code == 2 and "has trained 2 epochs already; ask for more in all (--epochs 3 or more)" in err, err
+    for args, words in ((["xor", "--save", "x.npz"], "--save and --resume hold one run, and 2 were asked for"),
+                        ([PRESET, "--save", "x.pt"], "run saves both sides"),
+                        ([PRESET, "--save-every", "2"], "--save-every needs --save FILE")):
+        code, out, err = cli(capsys, "run", *args, "--no-tensorboard")
+        assert code == 2 and words in err and err.count("\n") == 1, err
+
+
+def predictions(path, X):
+    """The outputs on X of the network in a checkpoint, on the side of its format: the manual
+    network for an .npz, the torch network for a .pt."""
+    c = load_checkpoint(path)
+    if path.suffix == ".npz":
+        model = manual.mlp(c.sizes, c.spec.activation, c.spec.output_activation)
+        model.load_state_dict(c.manual["params"])
+        return model.forward(X)
+    model = torch_ref.mlp(c.sizes, c.spec.activation, c.spec.output_activation, dtype="float64")
+    model.load_state_dict(c.torch["model"])
+    return model(torch.tensor(X)).detach().numpy()
+
+
+def test_convert_keeps_the_predictions(tmp_path, capsys, saved):
+    X = prepare(load_checkpoint(saved / "c.npz").spec).X            # (N, 2) moons
+    for source, target in (("c.npz", "c.pt"), ("t.pt", "t.npz")):
+        code, out, err = cli(capsys, "convert", str(saved / source), str(tmp_path / target))
+        assert code == 0 and f"of {saved / source}" in out, err
+        before, after = predictions(saved / source, X), predictions(tmp_path / target, X)
+        assert_close(f"predictions of {source} and {target}", after, before)
+    # the converted torch checkpoint trains on with the torch side alone
+    code, out, err = cli(capsys, "train", PRESET, "--epochs", "3", "--dtype", "float64", "--device", "cpu",
+                         "--quiet", "--no-tensorboard", "--resume", str(tmp_path / "c.pt"))
+    assert code == 0, err
+    code, out, err = cli(capsys, "convert", str(saved / "c.npz"), str(tmp_path / "again.npz"))
+    assert code == 2 and "convert writes the other format" in err, err
+
+
+class InterruptAt:
+    """A progress observer that presses Ctrl-C at a given step."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, run, record):
+        if record.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_from_its_last_save(tmp_path, capsys, monkeypatch, straight_run):
+    import backprop_oracle.compare.dashboards.progress as progress
+    with monkeypatch.context() as m:
+        m.setattr(progress, "progress_for", lambda quiet: InterruptAt(200))     # in epoch 16 of 13-step epochs
+        code, out, err = cli(capsys, "run", PRESET, "--epochs", "20", "--no-tensorboard", "--save-every", "5",
+                             "--save", str(tmp_path / "c.npz"))
+    assert code == 130 and "c.npz: holds epoch 15 (step 195)" in err, err
+    code, out, err = cli(capsys, "run", PRESET, "--epochs", "20", "--quiet", "--no-tensorboard",
+                         "--resume", str(tmp_path / "c.npz"), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert_same_report(report(straight_run / "r.json"), report(tmp_path / "r.json"))
