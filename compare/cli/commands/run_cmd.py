@@ -52,25 +52,29 @@ def main(args):
         from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs
         guard = logdir_for_runs(args.logdir)     # removed again if nothing could run
     say_dropped(presets, overrides)
-    loggers, current = [], Current()
+    loggers, current, folder = [], Current(), None
 
     def observers_for(name, spec):
         progress = progress_for(args.quiet)
         observers = [current] + ([progress] if progress is not None else [])
         if not args.no_tensorboard:
             from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
-            loggers.append(TensorBoardLogger(args.logdir, name))
+            loggers.append(TensorBoardLogger(folder, name))
             observers.append(loggers[-1])
         return observers
 
     results, goals, interrupted = [], {}, None
-    with guard:
+    with guard as folder:
         try:
             for preset in presets:
-                for name, result, goal in run_preset(preset, None, observers_for):
+                ran = run_preset(preset, None, observers_for)
+                for name, result, goal in ran:
                     results.append(result)
                     if goal is not None:
                         goals[name] = goal
+                if folder is not None and len(ran) > 1:
+                    from backprop_oracle.compare.dashboards.tensorboard import log_preset_runs
+                    log_preset_runs(folder, preset.name, [(name, result) for name, result, _ in ran])
         except KeyboardInterrupt:
             # Ctrl-C: what finished is still a result; say where the interrupted run stopped.
             interrupted = (current.name, current.step)
@@ -79,7 +83,8 @@ def main(args):
         print(f"\ninterrupted: {interrupted[0]} at step {interrupted[1]}; the table shows the "
               f"{len(results)} run(s) that finished", file=sys.stderr)
     if loggers:
-        print(f"TensorBoard logs in {args.logdir}; view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
+        from backprop_oracle.compare.dashboards.tensorboard import view_command
+        print(f"TensorBoard logs in {folder}; view with: {view_command(args.logdir, folder)}", file=sys.stderr)
     if args.json:
         payload = {"passed": bool(results) and all(r.passed for r in results),
                    "runs": [dict(r.to_dict(), goal_met=None if r.name not in goals else goals[r.name][0])
