@@ -89,6 +89,8 @@ def point_latest(logdir, target):
             os.remove(link)
             return True
         temporary = f"{link}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)     # left by a process of the same id that was killed here
         os.symlink(os.path.basename(target), temporary, target_is_directory=True)
         os.replace(temporary, link)
         return True
