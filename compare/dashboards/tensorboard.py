@@ -5,7 +5,7 @@ Layout: each command writes into a folder of its own, ``<logdir>/<YYYYmmdd-HHMMS
 ``<logdir>/latest`` points to (``logdir_for_runs``); in it, ``<run name>/`` is one TensorBoard
 run for each run (``xor_hidden``), holding both sides' curves, their differences, the pictures
 (each also a PNG file beside the events) and ``config.json``. One TensorBoard run per run keeps
-``run all`` to 17 runs, under the 40 beyond which TensorBoard's dashboards select none, and makes
+``run all`` well under the 40 runs beyond which TensorBoard's dashboards select none, and makes
 the HParams dashboard one session per run, each side's final figures and their agreement in one
 row. A preset of several runs also gets a run of its own, its name, with their costs on one plot.
 
