@@ -157,11 +157,10 @@ def test_a_sweep_is_a_row_and_an_hparams_session_per_value(capsys, tmp_path):
     assert [r["preset"] for r in json.loads((tmp_path / "r.json").read_text())["runs"]] == names
     for name in names:
         assert sum(line.startswith(name + " ") for line in out.splitlines()) == 1, f"one row for {name}:\n{out}"
-    manual = sorted((h["lr"], h["run"]) for folder, h in hparams_sessions(tmp_path / "runs")
-                    if folder.endswith("manual"))
-    assert manual == [(0.5, names[0]), (5.0, names[1]), (50.0, names[2])], manual
-    torch_side = [h for folder, h in hparams_sessions(tmp_path / "runs") if folder.endswith("torch")]
-    assert sorted(h["lr"] for h in torch_side) == [0.5, 5.0, 50.0]
+    sessions = hparams_sessions(tmp_path / "runs")   # one per run, both sides' metrics in it
+    got = sorted((h["lr"], h["run"], h["sides"]) for folder, h in sessions)
+    assert got == [(0.5, names[0], "manual,torch"), (5.0, names[1], "manual,torch"),
+                   (50.0, names[2], "manual,torch")], got
 
 
 def test_sweeps_multiply_and_name_each_value(capsys):

@@ -20,7 +20,7 @@ def test_sigint_mid_run_leaves_readable_event_files_with_the_steps_so_far(tmp_pa
     try:
         deadline, sizes, grown = time.monotonic() + 120, set(), False
         while time.monotonic() < deadline and proc.poll() is None:
-            files = glob.glob(str(logdir / "or-gate" / "*" / "manual" / "events.out.tfevents.*"))
+            files = glob.glob(str(logdir / "*" / "or-gate" / "events.out.tfevents.*"))
             if files:
                 sizes.add(os.path.getsize(files[0]))
             # Three sizes seen: the header alone, the first flush (config, pictures, first steps)
@@ -39,17 +39,18 @@ def test_sigint_mid_run_leaves_readable_event_files_with_the_steps_so_far(tmp_pa
             proc.communicate()
     assert proc.returncode == 130, f"exit code {proc.returncode}, expected 130; stderr: {err[-1000:]}"
     assert "Traceback" not in err, err[-2000:]
-    (run_dir,) = glob.glob(str(logdir / "or-gate" / "*"))
+    (run_dir,) = glob.glob(str(logdir / "latest" / "or-gate"))
     counts = {}
-    for side, tag in (("manual", "step/cost"), ("torch", "step/cost"), ("diff", "step/abs_cost_diff")):
-        acc = EventAccumulator(os.path.join(run_dir, side), size_guidance={"scalars": 0, "tensors": 0})
-        acc.Reload()
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    for tag, exact_tag in (("step/cost/manual", "exact/step/cost/manual"), ("step/cost/torch", "exact/step/cost/torch"),
+                           ("step/abs_cost_diff", None)):
         steps = [e.step for e in acc.Scalars(tag)]
         assert steps and steps == list(range(1, len(steps) + 1)), \
-            f"{side}: {len(steps)} points, steps {steps[:3]}...{steps[-3:]}; expected 1..N consecutive"
-        exact = [e.step for e in acc.Tensors("exact/step/cost")] if side != "diff" else steps
-        assert exact == steps, f"{side}: exact/step/cost has {len(exact)} points, step/cost {len(steps)}"
-        counts[side] = len(steps)
+            f"{tag}: {len(steps)} points, steps {steps[:3]}...{steps[-3:]}; expected 1..N consecutive"
+        exact = [e.step for e in acc.Tensors(exact_tag)] if exact_tag else steps
+        assert exact == steps, f"{exact_tag} has {len(exact)} points, {tag} {len(steps)}"
+        counts[tag] = len(steps)
     assert len(set(counts.values())) == 1, f"every run logged the same steps: {counts}"
-    if counts["manual"] < 2:
-        pytest.fail(f"only {counts['manual']} step logged before the interrupt")
+    if counts["step/cost/manual"] < 2:
+        pytest.fail(f"only {counts['step/cost/manual']} step logged before the interrupt")

@@ -81,19 +81,19 @@ def served(tmp_path_factory):
             server.wait()
 
 
-def test_server_lists_the_manual_torch_and_diff_runs(served):
+def test_server_lists_one_run_holding_both_sides(served):
     port, server, base, _ = served
-    runs = wait_for(port, "/data/runs", lambda r: len(r) >= 3, server)
-    assert sorted(runs) == [f"{base}/diff", f"{base}/manual", f"{base}/torch"]
+    runs = wait_for(port, "/data/runs", lambda r: len(r) >= 1, server)
+    assert runs == [base]
 
 
 @pytest.mark.parametrize("side", ["manual", "torch"])
 def test_server_serves_each_sides_cost_curve_point_by_point(served, side):
-    port, server, base, result = served
-    run = f"{base}/{side}"
-    tags = wait_for(port, "/data/plugin/scalars/tags", lambda t: "step/cost" in t.get(run, {}), server)
-    assert {"step/cost", "epoch/cost", "grad_norm/0.weight", "final/cost"} <= set(tags[run])
-    query = urllib.parse.urlencode({"run": run, "tag": "step/cost"})
+    port, server, run, result = served
+    tags = wait_for(port, "/data/plugin/scalars/tags", lambda t: f"step/cost/{side}" in t.get(run, {}), server)
+    assert {f"step/cost/{side}", f"epoch/cost/{side}", f"grad_norm/0.weight/{side}", f"final/cost/{side}",
+            "step/abs_cost_diff"} <= set(tags[run])
+    query = urllib.parse.urlencode({"run": run, "tag": f"step/cost/{side}"})
     points = get(port, f"/data/plugin/scalars/scalars?{query}")   # [[wall time, step, value], ...]
     assert [p[1] for p in points] == list(range(1, STEPS + 1))
     report = getattr(result, f"step_cost_{side}")
@@ -104,22 +104,23 @@ def test_server_serves_each_sides_cost_curve_point_by_point(served, side):
 
 def test_server_has_the_images_histograms_graph_and_hparams(served):
     port, server, base, result = served
-    images = wait_for(port, "/data/plugin/images/tags", lambda t: f"{base}/torch" in t, server)
-    for side in ("manual", "torch"):
-        assert {"boundary/decision", "cost/curves"} <= set(images[f"{base}/{side}"])
+    images = wait_for(port, "/data/plugin/images/tags", lambda t: base in t, server)
+    assert set(images[base]) == {"pictures/boundary", "pictures/cost"}
     histograms = get(port, "/data/plugin/histograms/tags")
-    assert "weights/0.weight" in histograms[f"{base}/manual"]
+    assert {"weights/0.weight/manual", "weights/0.weight/torch"} <= set(histograms[base])
     graphs = get(port, "/data/plugin/graphs/info")
-    assert f"{base}/torch" in graphs and graphs[f"{base}/torch"]["run_graph"]
+    assert base in graphs and graphs[base]["run_graph"]
     groups = post(port, "/data/plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 10, "aggregationType": "AGGREGATION_AVG",
         "allowedStatuses": ["STATUS_SUCCESS", "STATUS_UNKNOWN", "STATUS_RUNNING", "STATUS_FAILURE"],
-        "colParams": [{"metric": {"tag": "final/cost", "group": ""}, "order": "ORDER_ASC"}]})
+        "colParams": [{"metric": {"tag": "final/cost/manual", "group": ""}, "order": "ORDER_ASC"}]})
     sessions = {g["name"]: g for g in groups["sessionGroups"]}
-    assert set(sessions) == {f"{base}/manual", f"{base}/torch"}, "the hparams live in the side's own run"
-    manual = sessions[f"{base}/manual"]
-    assert manual["hparams"]["side"] == "manual" and manual["hparams"]["lr"] == 1.0
-    metrics = {m["name"]["tag"]: m["value"] for m in manual["metricValues"]}
+    assert set(sessions) == {base}, "one session per run"
+    session = sessions[base]
+    assert session["hparams"]["run"] == "or-gate" and session["hparams"]["sides"] == "manual,torch"
+    assert session["hparams"]["lr"] == 1.0
+    metrics = {m["name"]["tag"]: m["value"] for m in session["metricValues"]}
     assert metrics["final/agree"] == 1.0
-    assert metrics["final/train_accuracy"] == result.train_accuracy_manual
-    assert metrics["final/cost"] == float(np.float32(result.final_cost_manual))
+    for side in ("manual", "torch"):
+        assert metrics[f"final/train_accuracy/{side}"] == getattr(result, f"train_accuracy_{side}")
+        assert metrics[f"final/cost/{side}"] == float(np.float32(getattr(result, f"final_cost_{side}")))

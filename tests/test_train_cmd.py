@@ -46,13 +46,15 @@ def test_train_float64_reproduces_the_lockstep_torch_side_exactly(tmp_path, caps
 
     # Only the torch run is logged, with the lockstep run's tags.
     run_dir = run["logdir"]
-    assert sorted(d for d in os.listdir(run_dir) if os.path.isdir(os.path.join(run_dir, d))) == ["torch"]
-    acc = EventAccumulator(os.path.join(run_dir, "torch"), size_guidance={"tensors": 0, "scalars": 0, "images": 0})
+    assert os.path.samefile(run_dir, tmp_path / "runs" / "latest" / "or-gate")
+    acc = EventAccumulator(run_dir, size_guidance={"tensors": 0, "scalars": 0, "images": 0})
     acc.Reload()
-    exact = [tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors("exact/step/cost")]
+    exact = [tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors("exact/step/cost/torch")]
     assert exact == run["step_cost"]
-    assert {"step/cost", "step/lr", "grad_norm/0.weight", "epoch/cost", "final/cost"} <= set(acc.Tags()["scalars"])
-    assert {"boundary/decision", "cost/curves"} <= set(acc.Tags()["images"])
+    assert {"step/cost/torch", "step/lr/torch", "grad_norm/0.weight/torch", "epoch/cost/torch",
+            "final/cost/torch"} <= set(acc.Tags()["scalars"])
+    assert not [t for t in acc.Tags()["scalars"] if t.endswith("/manual")], "the torch side only"
+    assert {"pictures/boundary", "pictures/cost"} <= set(acc.Tags()["images"])
     assert "final/agree" not in acc.Tags()["scalars"], "no agreement figures without a manual side"
 
 
@@ -116,4 +118,5 @@ def test_two_processes_train_as_one(tmp_path):
     worst = int(np.argmax(np.abs(got - want)))
     assert np.allclose(got, want, rtol=1e-12, atol=1e-15), \
         f"step {worst + 1}: two processes {got[worst]!r}, one {want[worst]!r} (rtol 1e-12, atol 1e-15)"
-    assert os.listdir(tmp_path / "runs" / "or-gate"), "rank 0 logged the run"
+    assert os.listdir(tmp_path / "runs" / "latest" / "or-gate"), "rank 0 logged the run"
+    assert len(os.listdir(tmp_path / "runs")) == 2, "one folder for the command (and latest), made by rank 0"

@@ -198,7 +198,7 @@ def test_finished_files_get_the_umasks_permissions(tmp_path, monkeypatch, capsys
         assert main(["run", "or-gate", "--epochs", "2", "--quiet", "--json", "r.json"]) == 0
     finally:
         os.umask(old)
-    pictures = list(tmp_path.glob("runs/or-gate/*/*.png")) + list(tmp_path.glob("runs/or-gate/*/config.json"))
+    pictures = list(tmp_path.glob("runs/*/or-gate/*.png")) + list(tmp_path.glob("runs/*/or-gate/config.json"))
     assert pictures
     for path in [tmp_path / "r.json", *pictures]:
         assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
@@ -365,7 +365,7 @@ def test_a_full_disk_under_logdir_says_so_and_keeps_the_complete_records(tmp_pat
     code = main(["run", "or-gate", "--epochs", "400", "--quiet"])
     out, err = capsys.readouterr()
     assert code == 2 and "no space left on the device of" in err and "Traceback" not in err, err
-    logs = list(tmp_path.glob("runs/or-gate/*/*/events.out.tfevents.*"))
+    logs = list(tmp_path.glob("runs/*/or-gate/events.out.tfevents.*"))
     assert logs
     for events in logs:
         data, at, records = events.read_bytes(), 0, 0

@@ -5,7 +5,8 @@ the progress bar, each an observer of a lockstep run or a function that returns 
 Imports compare.lockstep (the records it observes), compare.errors, matplotlib and tensorboard's
 protos; never the checks or the command line.
 
-    tensorboard   TensorBoardLogger, check_logdir, make_run_dir
+    tensorboard   TensorBoardLogger, logdir_for_runs (a folder per command, and latest),
+                  log_preset_runs (a preset's runs on one plot), check_logdir, make_run_dir
     event_file    EventFile: batched, checksummed TensorBoard records
     plots         the figures;  run_pictures  which figures a run gets
     progress      ProgressBar, progress_wanted

@@ -12,14 +12,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 # The OR-gate article's figure: red below the boundary (output 0), green above it (output 1).
 BINARY_COLOURS = np.array([[0.84, 0.15, 0.16], [0.17, 0.63, 0.17]])
-SIDE_STYLES = {"manual": dict(color="black", linestyle="-", linewidth=2.2),
-               "torch": dict(color="#1f77b4", linestyle="--", linewidth=1.4)}
+SIDE_STYLES = {"manual": dict(color="black", linestyle="-", linewidth=3.0),
+               "torch": dict(color="#1f77b4", linestyle="--", linewidth=1.8)}
 IMAGE_SIDES = {64: 8, 784: 28}   # features -> side of a square digit image (8x8 digits, 28x28 MNIST)
-_DPI = 72
+DISAGREE = np.array([0.45, 0.45, 0.45])   # shading where the sides predict different classes
+# About 800 pixels wide with type that stays legible when TensorBoard shrinks a picture to its card.
+_DPI = 100
+TITLE, LABEL, TICK, LEGEND = 14, 13, 12, 12   # font sizes, points
 
 
 def class_colours(num_classes):
@@ -67,12 +71,14 @@ def boundary_grid(X, resolution=120, margin=0.15):
 
 
 class BoundaryFigure:
-    """The decision boundary of 2-D classification data, redrawn cheaply at several steps.
+    """The decision boundary of 2-D classification data, both sides in one picture, redrawn
+    cheaply at several steps.
 
-    The background is shaded by the class one side predicts (binary: red = 0, green = 1);
-    each side's boundary is a line (manual solid, torch dashed), so two sides that agree draw one
-    line. Data points are coloured by their true class. The figure is built once; a redraw only
-    changes the shading, the lines (traced by contourpy) and the title.
+    The background is shaded by the class the sides predict (binary: red = 0, green = 1), grey
+    where they predict different classes; each side's boundary is a line (manual solid, torch
+    dashed), so two sides that agree draw one line. Data points are coloured by their true class.
+    The figure is built once; a redraw only changes the shading, the lines (traced by contourpy)
+    and the title.
     """
 
     def __init__(self, X, labels, num_classes, sides=("manual", "torch"), resolution=120, max_points=400):
@@ -80,14 +86,15 @@ class BoundaryFigure:
         self.shape = (len(self.ys), len(self.xs))
         self.num_classes = max(2, num_classes)
         self.colours = class_colours(self.num_classes)
-        self.fig = new_figure(4.2, 3.9)
-        ax = self.ax = self.fig.add_axes((0.12, 0.17, 0.84, 0.74))
+        self.fig = new_figure(8.0, 7.2)
+        ax = self.ax = self.fig.add_axes((0.09, 0.13, 0.87, 0.8))
         extent = (self.xs[0], self.xs[-1], self.ys[0], self.ys[-1])
-        self.image = ax.imshow(np.ones(self.shape + (3,)), extent=extent, origin="lower", aspect="auto",
-                               interpolation="nearest")
+        # uint8 RGB: matplotlib resamples it to the screen several times faster than floats
+        self.image = ax.imshow(np.full(self.shape + (3,), 255, dtype=np.uint8), extent=extent, origin="lower",
+                               aspect="auto", interpolation="nearest")
         keep = np.linspace(0, len(X) - 1, min(len(X), max_points)).astype(int)   # evenly, deterministic
         Xs, ys = X[keep], labels[keep]
-        size = 70 if len(Xs) <= 20 else 20   # a truth table's four points should stand out
+        size = 220 if len(Xs) <= 20 else 45   # a truth table's four points should stand out
         if self.num_classes == 2:
             for c, marker in ((0, "o"), (1, "X")):   # the article: red dots for 0, green crosses for 1
                 m = ys == c
@@ -101,21 +108,34 @@ class BoundaryFigure:
             style = SIDE_STYLES.get(side, SIDE_STYLES["torch"])
             self.lines[side] = ax.add_collection(LineCollection(
                 [], colors=style["color"], linestyles=style["linestyle"], linewidths=style["linewidth"], zorder=2))
-        handles = [Line2D([], [], label=f"{side} boundary", **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
-                   for side in sides]
-        # Below the axes, where it hides no data point.
-        self.fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+        self.handles = [Line2D([], [], label=f"{side} boundary", **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
+                        for side in sides]
+        self.legend = None
         ax.set_xlim(extent[:2])
         ax.set_ylim(extent[2:])
-        ax.locator_params(nbins=4)
-        ax.tick_params(labelsize=8)
-        self.title = ax.set_title("", fontsize=9)
+        ax.locator_params(nbins=5)
+        ax.tick_params(labelsize=TICK)
+        self.title = ax.set_title("", fontsize=TITLE)
 
-    def render(self, shade_classes, boundaries, title):
-        """PNG of the figure shaded by ``shade_classes`` (R*R,) with one line per ``boundaries``
-        entry: side name -> (values (R*R,), levels), the boundary being where values cross a level."""
+    def render(self, classes, boundaries, title):
+        """PNG of the figure shaded by the sides' predicted ``classes`` (side -> (R*R,)), grey where
+        they differ, with one line per ``boundaries`` entry: side name -> (values (R*R,), levels),
+        the boundary being where values cross a level."""
         light = 0.72 * np.ones(3) + 0.28 * self.colours   # (C, 3), pale versions of the class colours
-        self.image.set_data(light[np.asarray(shade_classes).reshape(self.shape)])
+        predicted = [np.asarray(c) for c in classes.values()]
+        shading = light[predicted[0]]                       # (R*R, 3)
+        apart = np.zeros(len(predicted[0]), dtype=bool)
+        for other in predicted[1:]:
+            apart |= other != predicted[0]
+        shading[apart] = DISAGREE
+        self.image.set_data((shading.reshape(self.shape + (3,)) * 255).round().astype(np.uint8))
+        handles = self.handles + ([Patch(color=DISAGREE, label="the sides predict different classes")]
+                                  if apart.any() else [])
+        if self.legend is not None:
+            self.legend.remove()
+        # Below the axes, where it hides no data point.
+        self.legend = self.fig.legend(handles=handles, loc="lower center", ncol=len(handles),
+                                      fontsize=LEGEND, frameon=False)
         for side, collection in self.lines.items():
             segments = []
             if side in boundaries:
@@ -138,13 +158,16 @@ def boundary_values(outputs, threshold):
     return predicted_classes(outputs).astype(np.float64), list(np.arange(outputs.shape[1] - 1) + 0.5)
 
 
-def _log_y(ax):
-    """Log scale with a few plain labels ("1e-03"): minor ticks and TeX labels cost more to draw
-    than the rest of the figure."""
+def _log_y(ax, arrays):
+    """Log scale with a few plain labels: powers of ten ("1e-03") over a wide range, 1, 2 and 5
+    times them ("0.2", "0.5") over less than two decades, where powers of ten alone would leave
+    one label or none. (Minor ticks and TeX labels cost more to draw than the rest of the figure.)"""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(numticks=5))
+    values = np.concatenate([c[np.isfinite(c)] for c in arrays])
+    narrow = values.size and values.max() < 100 * values.min()
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=8))
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if narrow else f"{v:.0e}"))
 
 
 def _thin(n, most=1000):
@@ -153,24 +176,78 @@ def _thin(n, most=1000):
     return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(int)) if n else np.arange(0)
 
 
-def cost_curves(curves, title, xlabel="step"):
-    """Every side's cost per step on one plot, log scale when positive: the manual side a thick
-    solid line, the torch side dashed on top of it. ``curves``: side name -> list of costs.
-    (Their difference per step is the diff run's step/abs_cost_diff.)"""
-    fig = new_figure(5.0, 3.2)
-    ax = fig.add_axes((0.14, 0.15, 0.82, 0.75))
-    arrays = {side: np.asarray(c, dtype=np.float64) for side, c in curves.items()}
-    for side, c in arrays.items():
+def cost_curves(step_curves, epoch_curves, steps_per_epoch, title):
+    """One run's cost against the epoch, every side on one plot (manual a thick solid line,
+    torch dashed on top of it), log scale when positive. ``step_curves``/``epoch_curves``: side
+    -> each batch's cost / each epoch's mean of its batch costs. With one step an epoch (a full
+    batch) the two are the same curve; with several, each batch's cost (the manual side's) is a
+    faint band behind the epoch means, which a batch of 1 would otherwise hide in its noise.
+    (The per-step difference of the sides is TensorBoard's step/abs_cost_diff.)"""
+    fig = new_figure(8.0, 5.0)
+    ax = fig.add_axes((0.11, 0.12, 0.85, 0.78))
+    steps = {side: np.asarray(c, dtype=np.float64) for side, c in step_curves.items()}
+    epochs = {side: np.asarray(c, dtype=np.float64) for side, c in epoch_curves.items()}
+    log = _all_positive(list(epochs.values()))   # a batch's cost of 0 (the hinge) is a gap in the band
+    if steps_per_epoch > 1 and steps:
+        side, c = next(iter(steps.items()))
+        if log:
+            c = np.where(c > 0, c, np.nan)
+        keep = _thin(len(c), 4000)
+        ax.plot((keep + 1) / steps_per_epoch, c[keep], color="#b0b0b0", linewidth=0.6, zorder=1,
+                label=f"each batch's cost ({side}, {steps_per_epoch} batches an epoch)")
+    for side, c in epochs.items():
         keep = _thin(len(c))
-        ax.plot(keep + 1, c[keep], label=side, **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
-    if all(len(c) and np.all(c[np.isfinite(c)] > 0) for c in arrays.values()):
-        _log_y(ax)
-    ax.set_ylabel("cost", fontsize=8)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    ax.tick_params(labelsize=8)
+        marker = dict(marker="o", markersize=4) if len(c) <= 60 else {}
+        ax.plot(keep + 1, c[keep], label=f"{side}, mean cost of each epoch" if steps_per_epoch > 1 else side,
+                zorder=2, **marker, **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
+    if log:
+        _log_y(ax, list(epochs.values()) + [c[c > 0] for c in steps.values()])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("cost", fontsize=LABEL)
+    ax.set_xlabel("epoch", fontsize=LABEL)
+    ax.set_title(title, fontsize=TITLE)
+    ax.legend(fontsize=LEGEND)
+    ax.tick_params(labelsize=TICK)
     return figure_png(fig)
+
+
+def runs_cost(curves, title):
+    """Several runs of one preset (full-batch GD, SGD, mini-batches; a single unit against a
+    hidden layer) on one axis: each run's mean cost per epoch, a colour per run, the manual side
+    solid and the torch side dashed on top. ``curves``: run label -> {side: epoch costs}."""
+    from matplotlib import colormaps
+    colours = colormaps["tab10"].colors
+    fig = new_figure(8.0, 5.0)
+    ax = fig.add_axes((0.11, 0.12, 0.85, 0.78))
+    arrays = []
+    for k, (label, sides) in enumerate(curves.items()):
+        for side, c in sides.items():
+            c = np.asarray(c, dtype=np.float64)
+            arrays.append(c)
+            keep = _thin(len(c))
+            # the run's colour; the torch side's dashes in black on top, where they stay visible
+            style = dict(SIDE_STYLES["manual"], color=colours[k % 10]) if side == "manual" else \
+                dict(color="black", linestyle="--", linewidth=1.2)
+            marker = dict(marker="o", markersize=4) if side == "manual" and len(c) <= 60 else {}
+            ax.plot(keep + 1, c[keep], label=label if side == "manual" or len(sides) == 1 else None,
+                    **marker, **style)
+    if _all_positive(arrays):
+        _log_y(ax, arrays)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = ax.get_legend_handles_labels()
+    if any(len(s) > 1 for s in curves.values()):
+        handles += [Line2D([], [], label="manual side", **dict(SIDE_STYLES["manual"], color="#777777")),
+                    Line2D([], [], label="torch side", color="black", linestyle="--", linewidth=1.2)]
+    ax.legend(handles=handles, fontsize=LEGEND)
+    ax.set_ylabel("mean cost of each epoch", fontsize=LABEL)
+    ax.set_xlabel("epoch", fontsize=LABEL)
+    ax.set_title(title, fontsize=TITLE)
+    ax.tick_params(labelsize=TICK)
+    return figure_png(fig)
+
+
+def _all_positive(arrays):
+    return bool(arrays) and all(len(c) and np.all(c[np.isfinite(c)] > 0) for c in arrays)
 
 
 def digit_samples(X, labels, predicted, title, columns=8, rows=4):
@@ -188,18 +265,19 @@ def digit_samples(X, labels, predicted, title, columns=8, rows=4):
         span = img.max() - img.min()
         top, left = gap + r * height, gap + c * width
         mosaic[top:top + side, left:left + side] = 1.0 - (img - img.min()) / (span if span > 0 else 1.0)
-    inches = 0.75 / width   # inches per mosaic pixel: 0.75 in per tile
-    fig = new_figure(mosaic.shape[1] * inches, mosaic.shape[0] * inches + 0.35)
-    ax = fig.add_axes((0, 0, 1, 1 - 0.35 / (mosaic.shape[0] * inches + 0.35)))
+    inches = 1.0 / width   # inches per mosaic pixel: 1 in (100 pixels) per tile
+    head = 0.8             # inches above the mosaic for the title's two lines
+    fig = new_figure(mosaic.shape[1] * inches, mosaic.shape[0] * inches + head)
+    ax = fig.add_axes((0, 0, 1, 1 - head / (mosaic.shape[0] * inches + head)))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     for i in range(n):
         r, c = divmod(i, columns)
         ok = predicted[i] == labels[i]
         ax.text(gap + c * width + side / 2 - 0.5, gap + r * height + side + caption / 2 - 0.5,
-                str(predicted[i]) if ok else f"{predicted[i]} ({labels[i]})", fontsize=8,
+                str(predicted[i]) if ok else f"{predicted[i]} ({labels[i]})", fontsize=LABEL,
                 color="#1a7f1a" if ok else "#d62728", ha="center", va="center")
     ax.set_axis_off()
-    fig.suptitle(title, fontsize=9, y=0.99, va="top")
+    fig.suptitle(title, fontsize=TITLE, y=0.99, va="top")
     return figure_png(fig)
 
 
@@ -211,32 +289,34 @@ def confusion_counts(labels, predicted, num_classes):
 
 def confusion_matrix(labels, predicted, num_classes, title):
     counts = confusion_counts(labels, predicted, num_classes)
-    fig = new_figure(4.4, 4.0)
-    ax = fig.add_axes((0.14, 0.12, 0.82, 0.78))
+    fig = new_figure(8.0, 7.6)
+    ax = fig.add_axes((0.1, 0.09, 0.86, 0.83))
     ax.imshow(counts, cmap="Blues", interpolation="nearest")
     top = counts.max() or 1
     for (i, j), v in np.ndenumerate(counts):
         if v:
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=LABEL if num_classes <= 10 else TICK,
                     color="white" if v > top / 2 else "black")
     ticks = np.arange(num_classes)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
-    ax.tick_params(labelsize=7)
-    ax.set_xlabel("predicted", fontsize=8)
-    ax.set_ylabel("true", fontsize=8)
-    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=TICK)
+    ax.set_xlabel("predicted class", fontsize=LABEL)
+    ax.set_ylabel("true class", fontsize=LABEL)
+    ax.set_title(title, fontsize=TITLE)
     return figure_png(fig)
 
 
 def regression_fit(X, Y, xs, predictions, title):
     """1-D regression: the data, and each side's prediction over ``xs`` (side -> (R,) values)."""
-    fig = new_figure(4.6, 3.2)
-    ax = fig.add_axes((0.12, 0.14, 0.84, 0.76))
-    ax.scatter(X[:, 0], Y[:, 0], s=6, color="#999999", label="data")
+    fig = new_figure(8.0, 5.0)
+    ax = fig.add_axes((0.09, 0.12, 0.87, 0.78))
+    ax.scatter(X[:, 0], Y[:, 0], s=14, color="#999999", label="training data")
     for side, ys in predictions.items():
-        ax.plot(xs, ys, label=side, **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
-    ax.legend(fontsize=7)
-    ax.tick_params(labelsize=8)
-    ax.set_title(title, fontsize=9)
+        ax.plot(xs, ys, label=f"{side} prediction", **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
+    ax.legend(fontsize=LEGEND)
+    ax.tick_params(labelsize=TICK)
+    ax.set_xlabel("x", fontsize=LABEL)
+    ax.set_ylabel("y", fontsize=LABEL)
+    ax.set_title(title, fontsize=TITLE)
     return figure_png(fig)

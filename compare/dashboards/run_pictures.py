@@ -1,7 +1,12 @@
 """Which pictures a run draws, and of what: the boundary (or fit) at a few steps, the cost curves,
 and for digit images a grid of samples and a confusion matrix.
 
-Each call returns [(side, tag, file name, PNG bytes), ...]; compare.dashboards.tensorboard writes them.
+Each picture shows both sides: the boundary, the fit and the cost curves draw one line per side
+in one figure; the digit samples and the confusion matrix, which are the same picture for sides
+that predict the same classes (the usual case: the sides agree), are drawn once then, and once
+per side, named after it, where the sides' predictions differ.
+
+Each call returns [(tag, file name, PNG bytes), ...]; compare.dashboards.tensorboard writes them.
 """
 import numpy as np
 import torch
@@ -18,27 +23,30 @@ def side_outputs(side, X):
     return np.asarray(side.model.forward(X), dtype=np.float64)
 
 
-def shared(predictions, render):
-    """{side: PNG}, drawn once for sides whose ``predictions`` are equal (the usual case: the
-    sides agree), so a picture costs one drawing, not two. ``render(side, label)``; the label
-    names the side(s) the picture shows."""
-    out = {}
-    for s, pred in predictions.items():
-        same = [t for t in out if np.array_equal(predictions[t], pred)]
-        if same:
-            out[s] = out[same[0]]
-            continue
-        alike = [t for t, other in predictions.items() if np.array_equal(other, pred)]
-        out[s] = render(s, "both sides" if len(alike) > 1 else f"{s} side")
-    return out
+def once_or_per_side(predictions, tag, filename, render):
+    """One picture when every side's ``predictions`` are equal, else one per side.
+
+    ``render(side, label)`` draws the picture of ``side``'s predictions, ``label`` naming the
+    side(s) it shows; ``filename`` is "stem.png". Returns [(tag, file name, PNG)]: the tag and
+    file name as given for a shared picture, with "/side" and "_side" added to each side's own.
+    """
+    sides = list(predictions)
+    first = predictions[sides[0]]
+    if all(np.array_equal(first, predictions[s]) for s in sides[1:]):
+        label = "both sides" if len(sides) > 1 else f"{sides[0]} side"
+        return [(tag, filename, render(sides[0], label))]
+    stem = filename[:-len(".png")]
+    return [(f"{tag}/{s}", f"{stem}_{s}.png", render(s, f"{s} side (the sides differ)")) for s in sides]
 
 
 class RunPictures:
-    """The pictures of one run. ``sides``: {"manual": ManualSide, "torch": TorchSide} or a subset."""
+    """The pictures of one run. ``sides``: {"manual": ManualSide, "torch": TorchSide} or a subset;
+    ``total``: the steps the run is set to take, ``steps_per_epoch`` its batches an epoch."""
 
-    def __init__(self, run, name, sides):
+    def __init__(self, run, name, sides, total, steps_per_epoch):
         p = self.problem = run.problem
         self.name, self.sides = name, sides
+        self.total, self.steps_per_epoch = total, steps_per_epoch
         self.threshold = run.threshold
         self.boundary = self.fit_xs = None
         if p.X.shape[1] == 2 and p.labels is not None:
@@ -47,41 +55,49 @@ class RunPictures:
         elif p.X.shape[1] == 1 and p.task == "regression" and p.Y.shape[1] == 1:
             self.fit_xs = np.linspace(p.X.min(), p.X.max(), 200)
 
+    def _when(self, step):
+        epoch = step / self.steps_per_epoch
+        epochs = f"epoch {epoch:g}" if epoch == int(epoch) else f"epoch {epoch:.2f}"
+        return f"at step {step} of {self.total} ({epochs})" if step else "at the start (step 0)"
+
     def snapshot(self, step):
-        """The decision boundary (2-D classification) or the fit (one-input regression) at ``step``."""
+        """The decision boundary (2-D classification) or the fit (one-input regression) at ``step``,
+        every side in one picture."""
         p = self.problem
         if self.boundary is not None:
             grid = self.boundary.points.astype(p.X.dtype)
             outputs = {s: side_outputs(side, grid) for s, side in self.sides.items()}
             lines = {s: plots.boundary_values(o, self.threshold) for s, o in outputs.items()}
             classes = {s: plots.predicted_classes(o, self.threshold) for s, o in outputs.items()}
-            pngs = shared(classes, lambda s, label: self.boundary.render(
-                classes[s], lines, f"{self.name}, step {step} (shading: {label})"))
-            return [(s, "boundary/decision", f"boundary_{s}_step{step:06d}.png", png) for s, png in pngs.items()]
+            png = self.boundary.render(classes, lines, f"{self.name} — boundary {self._when(step)}")
+            return [("pictures/boundary", f"boundary_step{step:06d}.png", png)]
         if self.fit_xs is not None:
             xs = self.fit_xs.reshape(-1, 1).astype(p.X.dtype)
             predictions = {s: side_outputs(side, xs)[:, 0] for s, side in self.sides.items()}
-            png = plots.regression_fit(p.X, p.Y, self.fit_xs, predictions, f"{self.name}, step {step}")
-            return [(s, "fit/prediction", f"fit_{s}_step{step:06d}.png", png) for s in self.sides]
+            png = plots.regression_fit(p.X, p.Y, self.fit_xs, predictions, f"{self.name} — fit {self._when(step)}")
+            return [("pictures/fit", f"fit_step{step:06d}.png", png)]
         return []
 
     def at_end(self, result):
         """The cost curves of every side on one plot; for digit images, samples and a confusion matrix."""
-        p, out = self.problem, []
-        curves = {s: getattr(result, f"step_cost_{s}") for s in self.sides}
-        png = plots.cost_curves(curves, f"{self.name}: cost per step")
-        out += [(s, "cost/curves", "cost_curves.png", png) for s in self.sides]
+        p = self.problem
+        png = plots.cost_curves({s: getattr(result, f"step_cost_{s}") for s in self.sides},
+                                {s: getattr(result, f"epoch_cost_{s}") for s in self.sides},
+                                self.steps_per_epoch, f"{self.name} — cost")
+        out = [("pictures/cost", "cost.png", png)]
         if p.X.shape[1] in plots.IMAGE_SIDES and p.labels is not None:
-            X, labels, split = (p.X, p.labels, "train") if p.X_val is None else (p.X_val, p.labels_val, "val")
+            X, labels, split = (p.X, p.labels, "train") if p.X_val is None else (p.X_val, p.labels_val, "validation")
             num_classes = int(max(labels.max(), p.labels.max()) + 1)
             predicted = {s: plots.predicted_classes(side_outputs(side, X), self.threshold)
                          for s, side in self.sides.items()}
-            samples = shared(predicted, lambda s, label: plots.digit_samples(
-                X, labels, predicted[s], f"{self.name}: {label}, {split} set"))
-            confusion = shared(predicted, lambda s, label: plots.confusion_matrix(
-                labels, predicted[s], num_classes,
-                f"{label}, {split} accuracy {np.mean(predicted[s] == labels):.3f}"))
-            for s in self.sides:
-                out += [(s, "digits/samples", f"digits_{s}.png", samples[s]),
-                        (s, "digits/confusion", f"confusion_{s}.png", confusion[s])]
+            def samples(s, label):
+                return plots.digit_samples(X, labels, predicted[s],
+                                           f"{self.name} — predicted by {label}, {split} set\n"
+                                           "green: right; red: wrong, with the true class in brackets")
+
+            def confusion(s, label):
+                return plots.confusion_matrix(labels, predicted[s], num_classes, f"{self.name} — {label}, {split} "
+                                              f"accuracy {np.mean(predicted[s] == labels):.3f}")
+            out += once_or_per_side(predicted, "pictures/digits", "digits.png", samples)
+            out += once_or_per_side(predicted, "pictures/confusion", "confusion.png", confusion)
         return out

@@ -1,25 +1,29 @@
 """TensorBoard logging of a run, as an observer of compare.lockstep.LockstepRun (or of the
 torch-only compare.train.torch_only.TorchRun).
 
-Layout: ``<logdir>/<run name>/<timestamp>/`` holds one TensorBoard run per side, ``manual/`` and
-``torch/``, with the same tags, so TensorBoard draws their curves on top of each other; ``diff/``
-with the differences between them; ``config.json``; and a PNG copy of every picture.
+Layout: each command writes into a folder of its own, ``<logdir>/<YYYYmmdd-HHMMSS>/``, which
+``<logdir>/latest`` points to (``logdir_for_runs``); in it, ``<run name>/`` is one TensorBoard
+run for each run (``xor_hidden``), holding both sides' curves, their differences, the pictures
+(each also a PNG file beside the events) and ``config.json``. One TensorBoard run per run keeps
+``run all`` well under the 40 runs beyond which TensorBoard's dashboards select none, and makes
+the HParams dashboard one session per run, each side's final figures and their agreement in one
+row. A preset of several runs also gets a run of its own, its name, with their costs on one plot.
 
-Tags of the manual and torch runs:
-    step/cost, step/lr, grad_norm/<parameter>        every step
-    epoch/cost, epoch/lr                             every epoch, at the step that ended it
-    epoch/train_accuracy, epoch/val_cost, epoch/val_accuracy   where the run evaluated
-    final/cost, final/train_accuracy, final/val_cost, final/val_accuracy, and (with a diff run)
+Tags: the side is the last part of a tag, so both sides' charts of a quantity stand side by side:
+    step/cost/<side>, step/lr/<side>, grad_norm/<parameter>/<side>     every step
+    step/max_abs_grad_diff, step/max_rel_grad_diff, step/max_abs_param_diff, step/abs_cost_diff
+    epoch/cost/<side>, epoch/lr/<side>, epoch/abs_cost_diff           every epoch, at its last step
+    epoch/train_accuracy/<side>, epoch/val_cost/<side>, epoch/val_accuracy/<side>   where evaluated
+    final/cost/<side>, final/train_accuracy/<side>, final/val_cost/<side>, final/val_accuracy/<side>,
     final/max_abs_grad_diff, final/max_abs_param_diff, final/max_abs_cost_diff, final/agree:
                                                      at the last step; the HParams metrics
-    weights/<parameter>, grads/<parameter>           histograms, about ``histograms`` times a run
-    boundary/decision (2-D classification), fit/prediction (one-input regression): ``snapshots``
-    times a run, from the start to the end; cost/curves; digits/samples, digits/confusion
-    config, verdict (text); hparams; the model graph (torch run)
-    exact/step/cost, exact/epoch/cost, exact/final/cost: the costs again as float64 tensors,
-        equal bit for bit to the report's (the dashboard's scalars are float32)
-Tags of the diff run: step/max_abs_grad_diff, step/max_rel_grad_diff, step/max_abs_param_diff,
-step/abs_cost_diff, epoch/abs_cost_diff, the final/ agreement figures, config, verdict.
+    weights/<parameter>/<side>, grads/<parameter>/<side>   histograms, about ``histograms`` times a run
+    pictures/boundary (2-D classification) or pictures/fit (one-input regression): ``snapshots``
+    times a run, from the start to the end; pictures/cost; pictures/digits, pictures/confusion
+    config, verdict (text); hparams; the torch model's graph
+    exact/step/cost/<side>, exact/epoch/cost/<side>, exact/final/cost/<side>: the costs again as
+        float64 tensors, equal bit for bit to the report's (the dashboard's scalars are float32)
+The difference tags are written where both sides run (``diff``).
 """
 import contextlib
 import json
@@ -49,16 +53,14 @@ def safe_name(name):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "run"
 
 
-def make_run_dir(logdir, run_name, now=None):
-    """Create and return ``<logdir>/<safe run name>/<YYYYmmdd-HHMMSS>``; a run started in the same
-    second as another gets ``-2``, ``-3``, ... (the folder is created exclusively, so two
-    processes never share one)."""
-    parent = os.path.join(logdir, safe_name(run_name))
-    os.makedirs(parent, exist_ok=True)
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+def make_run_dir(logdir, run_name):
+    """Create and return ``<logdir>/<safe run name>``; a name already there gets ``-2``, ``-3``, ...
+    (the folder is created exclusively, so two runs never share one)."""
+    os.makedirs(logdir, exist_ok=True)
+    base = os.path.join(logdir, safe_name(run_name))
     k = 1
     while True:
-        path = os.path.join(parent, stamp if k == 1 else f"{stamp}-{k}")
+        path = base if k == 1 else f"{base}-{k}"
         try:
             os.mkdir(path)
             return path
@@ -66,26 +68,82 @@ def make_run_dir(logdir, run_name, now=None):
             k += 1
 
 
+def make_command_dir(logdir, now=None):
+    """Create and return ``<logdir>/<YYYYmmdd-HHMMSS>``, the folder of one command's runs; a
+    command started in the same second as another gets ``-2``, ``-3``, ... (created exclusively)."""
+    return make_run_dir(logdir, (now or datetime.now()).strftime("%Y%m%d-%H%M%S"))
+
+
+LATEST = "latest"
+
+
+def point_latest(logdir, target):
+    """Make ``<logdir>/latest`` a relative symbolic link to ``target`` (a folder in ``logdir``), or
+    remove it for ``target`` None; replaced in one step, so a reader never sees it missing.
+    Returns whether it could (a file system without links keeps no ``latest``)."""
+    link = os.path.join(logdir, LATEST)
+    if os.path.lexists(link) and not os.path.islink(link):
+        return False                 # a user's own file or folder of that name: left alone
+    try:
+        if target is None:
+            os.remove(link)
+            return True
+        temporary = f"{link}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)     # left by a process of the same id that was killed here
+        os.symlink(os.path.basename(target), temporary, target_is_directory=True)
+        os.replace(temporary, link)
+        return True
+    except OSError:
+        return False
+
+
+def view_command(logdir, folder):
+    """The command that shows ``folder``'s runs: through ``<logdir>/latest`` while it points there."""
+    link = os.path.join(logdir, LATEST)
+    shown = link if os.path.islink(link) and os.readlink(link) == os.path.basename(folder) else folder
+    return f"tensorboard --logdir {shown}"
+
+
 @contextlib.contextmanager
 def logdir_for_runs(path):
-    """``check_logdir(path)`` for the commands' whole work: the folders it had to create are removed
-    again if the command fails before any run wrote into them (a data or seed error), so that a
-    mistake leaves nothing behind."""
+    """``check_logdir(path)``, then a new folder for the command's runs (``make_command_dir``),
+    which ``<path>/latest`` points to; yields that folder. The folders it had to create are
+    removed again, and ``latest`` pointed back, if the command fails before any run wrote into
+    them (a data or seed error), so that a mistake leaves nothing behind."""
     created = []
     head = os.path.abspath(path)
     while not os.path.exists(head):
         created.append(head)
         head = os.path.dirname(head)
     check_logdir(path)
+    link = os.path.join(path, LATEST)
+    before = os.readlink(link) if os.path.islink(link) else None
+    folder = make_command_dir(path)
+    point_latest(path, folder)
     try:
-        yield path
+        yield folder
     except BaseException:
-        for folder in created:          # deepest first
-            try:
-                os.rmdir(folder)        # only while empty
-            except OSError:
-                break
+        _undo(path, folder, before, created)
         raise
+
+
+def _undo(path, folder, before, created):
+    """Remove the command's folder while it is empty, point ``latest`` back to ``before``, and
+    remove the folders ``created`` for it (deepest first) while they are empty."""
+    try:
+        os.rmdir(folder)
+    except OSError:
+        return                          # a run wrote into it: it stays, and stays the latest
+    if before is not None:
+        point_latest(path, os.path.join(path, before))
+    else:
+        point_latest(path, None)
+    for made in created:
+        try:
+            os.rmdir(made)
+        except OSError:
+            break
 
 
 def check_logdir(path):
@@ -110,10 +168,10 @@ def image_summary(tag, png):
         height=height, width=width, colorspace=4, encoded_image_string=png))])
 
 
-def hparams_of(run, name, side):
+def hparams_of(run, name, sides):
     """The run's configuration as flat HParams values (numbers and strings only)."""
     spec, p = run.spec, run.problem
-    out = {"run": name, "side": side, "hidden_sizes": ",".join(map(str, spec.hidden_sizes)) or "none",
+    out = {"run": name, "sides": ",".join(sides), "hidden_sizes": ",".join(map(str, spec.hidden_sizes)) or "none",
            "batch_size": spec.batch_size or len(p.X)}   # the full batch is logged as its size
     for key, value in spec.to_dict().items():
         if key not in out and key != "initial_params":
@@ -129,13 +187,14 @@ def hparams_of(run, name, side):
 
 
 class TensorBoardLogger:
-    """Observer writing TensorBoard event files and PNG pictures for one run.
+    """Observer writing one TensorBoard run, and PNG pictures, for one run.
 
-    ``sides``: which sides to log ("manual", "torch", or only "torch" for a torch-only run);
-    ``diff``: also write the diff run (needs both sides). ``histograms``: about how many times a
-    run the weight and gradient histograms are written; ``snapshots``: how many pictures of the
-    boundary (or fit) a run draws, the first at the start and the last at the end. After
-    ``on_start``, ``run_dir`` is the run's folder.
+    ``logdir``: the folder the run's own folder is made in (``<logdir>/<run name>``; the commands
+    pass the folder ``logdir_for_runs`` made). ``sides``: which sides to log ("manual", "torch",
+    or only "torch" for a torch-only run); ``diff``: also log their differences (needs both
+    sides). ``histograms``: about how many times a run the weight and gradient histograms are
+    written; ``snapshots``: how many pictures of the boundary (or fit) a run draws, the first at
+    the start and the last at the end. After ``on_start``, ``run_dir`` is the run's folder.
     """
 
     def __init__(self, logdir="runs", run_name=None, *, sides=SIDES, diff=True, histograms=10,
@@ -144,7 +203,7 @@ class TensorBoardLogger:
         self.side_names = tuple(sides)
         self.diff = diff and len(self.side_names) == 2
         self.histograms, self.snapshots, self.flush_secs = histograms, max(2, snapshots), flush_secs
-        self.run_dir, self.files, self._pending = None, {}, None
+        self.run_dir, self.file, self._pending = None, None, None
 
     # ---- observer methods ------------------------------------------------------------------
 
@@ -154,13 +213,13 @@ class TensorBoardLogger:
         self.sides = {s: getattr(run, s) for s in self.side_names}
         self.run_dir = make_run_dir(self.logdir, self.name)
         try:
-            names = self.side_names + (("diff",) if self.diff else ())
-            self.files = {s: EventFile(os.path.join(self.run_dir, s), self.flush_secs) for s in names}
+            self.file = EventFile(self.run_dir, self.flush_secs)
             layout = next(iter(self.sides.values())).layout
-            self.norm_tags = [f"grad_norm/{n}" for n, _ in layout]
+            self.norm_tags = {s: [f"grad_norm/{n}/{s}" for n, _ in layout] for s in self.side_names}
             self.offsets = layout_offsets(layout)
             batch = spec.batch_size or len(p.X)
-            self.total = spec.epochs * math.ceil(len(p.X) / batch)
+            self.steps_per_epoch = math.ceil(len(p.X) / batch)
+            self.total = spec.epochs * self.steps_per_epoch
             self.hist_steps = set(np.linspace(0, self.total, self.histograms + 1).round().astype(int)[1:].tolist())
             self.snap_steps = set(np.linspace(0, self.total, self.snapshots).round().astype(int)[1:-1].tolist())
             self._log_config(run)
@@ -168,7 +227,7 @@ class TensorBoardLogger:
             start = getattr(run, "start_step", 0)     # a run resumed from a checkpoint goes on from its step
             self._histograms(start)
             from backprop_oracle.compare.dashboards.run_pictures import RunPictures
-            self.pictures = RunPictures(run, self.name, self.sides)
+            self.pictures = RunPictures(run, self.name, self.sides, self.total, self.steps_per_epoch)
             self._add_images(self.pictures.snapshot(start), start)
         except BaseException:
             self._close()
@@ -181,14 +240,15 @@ class TensorBoardLogger:
             flat = getattr(record, f"flat_grads_{s}")
             norms = np.sqrt(np.add.reduceat(flat * flat, self.offsets))
             cost = getattr(record, f"cost_{s}")
-            scalars[s] = {"step/cost": cost, "step/lr": getattr(record, f"lr_{s}"),
-                          **dict(zip(self.norm_tags, norms.tolist()))}
-            exact[s] = {"exact/step/cost": cost}
+            scalars[f"step/cost/{s}"] = cost
+            scalars[f"step/lr/{s}"] = getattr(record, f"lr_{s}")
+            scalars.update(zip(self.norm_tags[s], norms.tolist()))
+            exact[f"exact/step/cost/{s}"] = cost
         if self.diff:
-            scalars["diff"] = {"step/max_abs_grad_diff": record.max_abs_grad_diff,
-                               "step/max_rel_grad_diff": record.max_rel_grad_diff,
-                               "step/max_abs_param_diff": record.max_abs_param_diff,
-                               "step/abs_cost_diff": record.abs_cost_diff}
+            scalars.update({"step/max_abs_grad_diff": record.max_abs_grad_diff,
+                            "step/max_rel_grad_diff": record.max_rel_grad_diff,
+                            "step/max_abs_param_diff": record.max_abs_param_diff,
+                            "step/abs_cost_diff": record.abs_cost_diff})
         self._pending = (record.step, scalars, exact)
         if record.step in self.hist_steps:
             self._histograms(record.step, record)
@@ -201,42 +261,39 @@ class TensorBoardLogger:
             self._pending = (record.step, {}, {})
         _, scalars, exact = self._pending
         for s in self.side_names:
-            v = scalars.setdefault(s, {})
-            v["epoch/cost"], v["epoch/lr"] = getattr(record, f"cost_{s}"), getattr(record, f"lr_{s}")
-            exact.setdefault(s, {})["exact/epoch/cost"] = v["epoch/cost"]
+            scalars[f"epoch/cost/{s}"] = exact[f"exact/epoch/cost/{s}"] = getattr(record, f"cost_{s}")
+            scalars[f"epoch/lr/{s}"] = getattr(record, f"lr_{s}")
             for key in ("train_accuracy", "val_cost", "val_accuracy"):
                 x = getattr(record, f"{key}_{s}") if record.evaluated else None
                 if x is not None:
-                    v[f"epoch/{key}"] = x
+                    scalars[f"epoch/{key}/{s}"] = x
         if self.diff:
-            scalars.setdefault("diff", {})["epoch/abs_cost_diff"] = abs(record.cost_manual - record.cost_torch)
+            scalars["epoch/abs_cost_diff"] = abs(record.cost_manual - record.cost_torch)
 
     def on_end(self, run, result):
         self._emit()
         step = result.steps
-        agreement = {}
-        if self.diff:
-            agreement = {"final/max_abs_grad_diff": result.max_abs_grad_diff,
-                         "final/max_abs_param_diff": result.max_abs_param_diff,
-                         "final/max_abs_cost_diff": result.max_abs_cost_diff,
-                         "final/agree": float(result.passed)}
-            self.files["diff"].add_scalars(step, agreement)
+        final = {}
         for s in self.side_names:
-            final = {m: getattr(result, f"{field}_{s}") for m, field in METRICS.items()}
-            final = {k: v for k, v in final.items() if v is not None}
-            self.files[s].add_scalars(step, {**final, **agreement}, {"exact/final/cost": final["final/cost"]})
+            for m, field in METRICS.items():
+                value = getattr(result, f"{field}_{s}")
+                if value is not None:
+                    final[f"{m}/{s}"] = value
+        if self.diff:
+            final.update({"final/max_abs_grad_diff": result.max_abs_grad_diff,
+                          "final/max_abs_param_diff": result.max_abs_param_diff,
+                          "final/max_abs_cost_diff": result.max_abs_cost_diff,
+                          "final/agree": float(result.passed)})
+        self.file.add_scalars(step, final, {f"exact/final/cost/{s}": final[f"final/cost/{s}"]
+                                            for s in self.side_names})
         if step not in self.hist_steps:
             self._histograms(step)
         self._add_images(self.pictures.snapshot(step), step)
         self._add_images(self.pictures.at_end(result), step)
-        verdict = self._verdict(result)
         from torch.utils.tensorboard.summary import text
-        for s, f in self.files.items():
-            f.add_summary(text("verdict", verdict), step)
-            if s in self._session_end:
-                f.add_summary(self._session_end[s], step)
-        for f in self.files.values():
-            f.flush()
+        self.file.add_summary(text("verdict", self._verdict(result)), step)
+        self.file.add_summary(self._session_end, step)
+        self.file.flush()
 
     def on_close(self, run):
         """Always called, also on an error or Ctrl-C: every step logged so far reaches the disk."""
@@ -249,16 +306,19 @@ class TensorBoardLogger:
         if self._pending is None:
             return
         (step, scalars, exact), self._pending = self._pending, None
-        for s, v in scalars.items():
-            self.files[s].add_scalars(step, v, exact.get(s))
+        self.file.add_scalars(step, scalars, exact)
 
     def _close(self):
+        if self.file is None:
+            return
         try:
-            if self.files:
-                self._emit()
+            self._emit()
         finally:
-            for f in self.files.values():
-                f.close()
+            self.file.close()
+
+    def metrics(self):
+        """The HParams metrics: each side's final figures, and their agreement."""
+        return [f"{m}/{s}" for m in METRICS for s in self.side_names] + (list(AGREEMENT) if self.diff else [])
 
     def _log_config(self, run):
         from torch.utils.tensorboard.summary import hparams, text
@@ -270,14 +330,11 @@ class TensorBoardLogger:
         body = json.dumps(config, indent=2, sort_keys=False, default=str)
         write_atomic(os.path.join(self.run_dir, "config.json"), (body + "\n").encode())
         markdown = "\n".join("    " + line for line in body.splitlines())   # a code block keeps it exact
-        metrics = tuple(METRICS) + (AGREEMENT if self.diff else ())
-        self._session_end = {}
-        for s, f in self.files.items():
-            f.add_summary(text("config", markdown), 0)
-            if s in self.side_names:
-                exp, start, self._session_end[s] = hparams(hparams_of(run, self.name, s), dict.fromkeys(metrics, 0.0))
-                f.add_summary(exp, 0)
-                f.add_summary(start, 0)
+        self.file.add_summary(text("config", markdown), 0)
+        exp, start, self._session_end = hparams(hparams_of(run, self.name, self.side_names),
+                                                dict.fromkeys(self.metrics(), 0.0))
+        self.file.add_summary(exp, 0)
+        self.file.add_summary(start, 0)
 
     def _log_graph(self, run):
         """The torch model's graph, traced by torch.jit through torch's (private) graph exporter;
@@ -292,25 +349,25 @@ class TensorBoardLogger:
                 graph_def, run_metadata = graph(side.model, side.tensor(run.problem.X[:1]))
         except (ImportError, AttributeError, RuntimeError, TypeError) as e:
             from torch.utils.tensorboard.summary import text
-            self.files["torch"].add_summary(text("graph", f"the model graph could not be traced: {e}"), 0)
+            self.file.add_summary(text("graph", f"the model graph could not be traced: {e}"), 0)
             return
-        self.files["torch"].add_graph(graph_def, run_metadata)
+        self.file.add_graph(graph_def, run_metadata)
 
     def _histograms(self, step, record=None):
         from torch.utils.tensorboard.summary import histogram
         for s, side in self.sides.items():
-            arrays = [(f"weights/{n}", v) for n, v in side.params().items()]
+            arrays = [(f"weights/{n}/{s}", v) for n, v in side.params().items()]
             if record is not None:
-                arrays += [(f"grads/{n}", v) for n, v in record.grads(s).items()]
+                arrays += [(f"grads/{n}/{s}", v) for n, v in record.grads(s).items()]
             for tag, values in arrays:
                 values = values[np.isfinite(values)]
                 if values.size:
-                    self.files[s].add_summary(histogram(tag, values, bins=30), step)
+                    self.file.add_summary(histogram(tag, values, bins=30), step)
 
     def _add_images(self, images, step):
-        """Each picture into its side's run and, as a PNG file, into the run's folder."""
-        for side, tag, filename, png in images:
-            self.files[side].add_summary(image_summary(tag, png), step)
+        """Each picture into the run and, as a PNG file, into the run's folder."""
+        for tag, filename, png in images:
+            self.file.add_summary(image_summary(tag, png), step)
             write_atomic(os.path.join(self.run_dir, filename), png)
 
     def _verdict(self, result):
@@ -332,3 +389,30 @@ class TensorBoardLogger:
             cost = getattr(result, f"final_cost_{s}")
             lines.append(f"- {s}: final cost {cost:.6g}")
         return "\n".join(lines)
+
+
+def log_preset_runs(logdir, preset_name, results):
+    """A TensorBoard run ``<logdir>/<preset name>`` for a preset of several runs: their mean cost
+    per epoch on one plot (``pictures/runs``, also ``runs_cost.png`` beside it), the point of
+    presets such as sgd-vs-batch. ``results``: [(run name, LockstepResult)]."""
+    from backprop_oracle.compare.dashboards.plots import runs_cost
+    from torch.utils.tensorboard.summary import text
+    curves, lines = {}, []
+    for name, result in results:
+        spec = result.spec
+        batch = "full batch" if spec.batch_size is None else f"batch {spec.batch_size}"
+        label = f"{name.partition(':')[2] or name}: {batch}, {result.steps} updates"
+        curves[label] = {s: getattr(result, f"epoch_cost_{s}") for s in SIDES}
+        lines.append(f"- **{name}** ({batch}, {result.steps} updates): final cost {result.final_cost_manual:.6g}, "
+                     f"{result.verdict}")
+    png = runs_cost(curves, f"{preset_name} — its runs' cost per epoch")
+    folder = make_run_dir(logdir, preset_name)
+    write_atomic(os.path.join(folder, "runs_cost.png"), png)
+    events = EventFile(folder)
+    try:
+        step = max(r.epochs for _, r in results)
+        events.add_summary(image_summary("pictures/runs", png), step)
+        events.add_summary(text("runs", "\n".join(lines)), step)
+    finally:
+        events.close()
+    return folder

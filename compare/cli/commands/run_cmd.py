@@ -62,7 +62,7 @@ def main(args):
         from backprop_oracle.compare.dashboards.tensorboard import logdir_for_runs
         guard = logdir_for_runs(args.logdir)     # removed again if nothing could run
     say_dropped(presets, overrides)
-    loggers, current = [], Current()
+    loggers, current, folder = [], Current(), None
 
     def observers_for(name, spec):
         progress = progress_for(args.quiet)
@@ -71,18 +71,22 @@ def main(args):
         observers += [savers[-1]] if savers[-1] is not None else []
         if not args.no_tensorboard:
             from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
-            loggers.append(TensorBoardLogger(args.logdir, name))
+            loggers.append(TensorBoardLogger(folder, name))
             observers.append(loggers[-1])
         return observers
 
     results, goals, interrupted = [], {}, None
-    with guard:
+    with guard as folder:
         try:
             for preset in presets:
-                for name, result, goal in run_preset(preset, None, observers_for, resume=resume):
+                ran = run_preset(preset, None, observers_for, resume=resume)
+                for name, result, goal in ran:
                     results.append(result)
                     if goal is not None:
                         goals[name] = goal
+                if folder is not None and len(ran) > 1:
+                    from backprop_oracle.compare.dashboards.tensorboard import log_preset_runs
+                    log_preset_runs(folder, preset.name, [(name, result) for name, result, _ in ran])
         except KeyboardInterrupt:
             # Ctrl-C: what finished is still a result; say where the interrupted run stopped.
             interrupted = (current.name, current.step)
@@ -94,7 +98,8 @@ def main(args):
               f"{len(results)} run(s) that finished", file=sys.stderr)
         say_interrupted(savers[-1] if len(savers) > len(results) else None)
     if loggers:
-        print(f"TensorBoard logs in {args.logdir}; view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
+        from backprop_oracle.compare.dashboards.tensorboard import view_command
+        print(f"TensorBoard logs in {folder}; view with: {view_command(args.logdir, folder)}", file=sys.stderr)
     if args.json:
         payload = {"passed": bool(results) and all(r.passed for r in results),
                    "runs": [dict(r.to_dict(), goal_met=None if r.name not in goals else goals[r.name][0])

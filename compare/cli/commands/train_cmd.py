@@ -51,17 +51,17 @@ def main(args):
     resume, saver_for = checkpoint_options(args, runs, both_sides=False)
     savers = []
     guard = contextlib.nullcontext()
-    if not args.no_tensorboard:
+    if not args.no_tensorboard and int(os.environ.get("RANK", "0") or 0) == 0:   # only rank 0 logs
         guard = logdir_for_runs(args.logdir)     # created once everything else is known good
     if int(os.environ.get("RANK", "0") or 0) == 0:
         say_dropped(presets, overrides_from(args))
     # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
     results, run_dirs = [], {}
-    with guard, process_group(args.device) as dist:
+    with guard as folder, process_group(args.device) as dist:
         first = dist is None or dist.rank == 0   # only rank 0 logs and prints
         for name, spec in runs:
-            logger = TensorBoardLogger(args.logdir, name, sides=("torch",), diff=False) \
+            logger = TensorBoardLogger(folder, name, sides=("torch",), diff=False) \
                 if first and not args.no_tensorboard else None
             progress = progress_for(args.quiet) if first else None
             savers.append(saver_for() if first else None)
@@ -76,7 +76,8 @@ def main(args):
     for saver, result in zip(savers, results):
         say_saved(saver, result)
     if run_dirs:
-        print(f"view with: tensorboard --logdir {args.logdir}", file=sys.stderr)
+        from backprop_oracle.compare.dashboards.tensorboard import view_command
+        print(f"view with: {view_command(args.logdir, folder)}", file=sys.stderr)
     if args.json:
         write_json(args.json, {"runs": [dict(r.to_dict(), logdir=run_dirs.get(r.name)) for r in results]})
     sys.stdout.flush()
