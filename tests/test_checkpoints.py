@@ -87,16 +87,16 @@ def test_ten_and_ten_epochs_are_twenty(tmp_path, capsys, straight_run):
 
     # TensorBoard: the resumed run's curves go on at step 131, with the straight run's numbers
     # (the exact/ tensors are the report's float64 costs, bit for bit).
+    (run_dir,) = [d for d, _, files in os.walk(tmp_path / "runs") if any(f.startswith("events.") for f in files)]
+    acc = EventAccumulator(run_dir, size_guidance={"tensors": 0, "histograms": 0})
+    acc.Reload()
     for side in ("manual", "torch"):
-        (side_dir,) = [os.path.join(d, side) for d, dirs, _ in os.walk(tmp_path / "runs") if side in dirs]
-        acc = EventAccumulator(side_dir, size_guidance={"tensors": 0, "histograms": 0})
-        acc.Reload()
-        rest = {e.step: tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors("exact/step/cost")}
+        rest = {e.step: tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors(f"exact/step/cost/{side}")}
         assert sorted(rest) == list(range(131, 261)), f"{side}: resumed steps {min(rest)}..{max(rest)}, expected 131..260"
         for s, cost in rest.items():
             assert cost == straight[f"step_cost_{side}"][s - 1], \
                 f"{side} step {s}: resumed cost {cost!r}, straight {straight[f'step_cost_{side}'][s - 1]!r}"
-        first = min(e.step for e in acc.Histograms("weights/0.weight"))
+        first = min(e.step for e in acc.Histograms(f"weights/0.weight/{side}"))
         assert first == 130, f"{side}: the resumed run's first histogram is at the step it resumed at, 130, not {first}"
 
 
