@@ -12,6 +12,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
 
     errors, tables,  shared by every room: the user's-mistake errors, text tables,
     files            files written whole or not at all
+    interactive      what a person sees and waits for: HTML of results, progress, figures, threads
     data             data sets, IDX files, target encodings
     verdict          tolerances, element-by-element diffs, localising the first wrong node
     flat             a side's parameters and gradients as views of one buffer, compared in one piece

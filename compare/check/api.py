@@ -8,7 +8,10 @@
 
 Each returns a CheckResult: ``passed``, every tensor's worst element with both values, absolute
 and relative error and the tolerance, the first wrong tensor with the reason in plain words,
-and ``report()``. Relative error is |a - b| / max(1e-8, |a| + |b|) (compare.verdict.diff.relative_error).
+and ``report()``; in a notebook a result shows as a table. Relative error is
+|a - b| / max(1e-8, |a| + |b|) (compare.verdict.diff.relative_error). Each check runs torch and
+NumPy's BLAS on one thread, as the command line does (compare.interactive.threads: the fastest for
+arrays this small), and restores the caller's thread counts after.
 """
 from backprop_oracle.compare.check.common import CheckError, PrecisionWarning
 from backprop_oracle.compare.check.functions import check_function

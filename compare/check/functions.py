@@ -17,6 +17,7 @@ from backprop_oracle.compare.verdict.hints import first_wrong
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.tolerances import Tolerance
+from backprop_oracle.compare.interactive.threads import runs_single_threaded
 
 MAX_REDRAWS = 10   # new random inputs drawn for a trial whose input sat near a kink
 
@@ -105,6 +106,7 @@ def numerical_check(name, yours, num, precision):
     return TensorCheck(compare_arrays(name, mine, num.grad, t), skipped_near_kink=skipped), mine, num.grad, note
 
 
+@runs_single_threaded
 def check_function(f, grad, torch_f=None, *, shapes=None, inputs=None, trials=3, seed=0,
                    sampler=None, dtype="float64", tolerance=None, name=None):
     """Check ``grad``, a hand-derived backward of ``f``, on random inputs.

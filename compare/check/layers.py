@@ -21,6 +21,7 @@ from backprop_oracle.compare.check.parameters import PlainParameter, find_plain_
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import Mismatch
+from backprop_oracle.compare.interactive.threads import runs_single_threaded
 
 
 def _module_parameters(module, params, param_map):
@@ -128,6 +129,7 @@ def _accumulation_checks(layer, params, g, grads, tol, what):
     return checks, values
 
 
+@runs_single_threaded
 def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=3, seed=0,
                 sampler=None, keep_params=False, param_map=None, dtype=None, tolerance=None, name=None,
                 params=None):

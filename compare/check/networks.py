@@ -27,7 +27,7 @@ import numpy as np
 
 from backprop_oracle import manual
 from backprop_oracle.compare.check.common import CheckError, Precision, as_array, call_user, describe, precision_of
-from backprop_oracle.compare.check.explain import explain_mismatch, module_key, param_tensor_name
+from backprop_oracle.compare.verdict.explain import explain_mismatch, module_key, param_tensor_name
 from backprop_oracle.compare.check.netspec import (NAMINGS, NetworkSpec, TorchNetwork, param_shapes, parameter_names,
                                                    random_batch)
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
@@ -37,6 +37,7 @@ from backprop_oracle.compare.layouts.layout import in_user_terms, resolve
 from backprop_oracle.compare.layouts.returns import check_data, given_params, parse_returns, transposed_reason
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import Mismatch, Trace, layer_numbers, localise
+from backprop_oracle.compare.interactive.threads import runs_single_threaded
 
 __all__ = ["check_network", "NetworkSpec"]
 
@@ -63,6 +64,7 @@ def _compare(tm, tt, given, names, tol, input_grad=None):
             {n: (a, b) for n, a, b in items})
 
 
+@runs_single_threaded
 def check_network(fn, spec=None, *, sizes=None, activation="sigmoid", output_activation="identity",
                   loss="squared_error", batch=4, trials=2, seed=0, data=None, params=None,
                   naming=None, layout="auto", l2=0.0, dtype="float64", tolerance=None, name=None):

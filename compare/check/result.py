@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from backprop_oracle.compare.interactive.html import html_lines, result_html
 from backprop_oracle.compare.tables import aligned
 
 
@@ -41,6 +42,11 @@ class TensorCheck:
     def to_dict(self):
         return dict(self.diff.to_dict(), trial=self.trial, skipped_near_kink=self.skipped_near_kink,
                     given_shape=None if self.given_shape is None else list(self.given_shape))
+
+    def __repr__(self):
+        d = self.diff
+        return (f"<TensorCheck {d.name} {_index(d)} {'ok' if d.passed else 'WRONG'}: yours {d.manual:.10g}, "
+                f"reference {d.torch:.10g} (trial {self.trial})>")
 
 
 def merge(checks_by_trial):
@@ -85,6 +91,18 @@ class CheckResult:
     def __str__(self):
         return self.report()
 
+    def __repr__(self):
+        return f"<CheckResult {self.summary()}>"
+
+    def _repr_pretty_(self, p, cycle):
+        """IPython's console shows the report."""
+        p.text(self.report())
+
+    def _repr_html_(self):
+        """A notebook shows the verdict badge, the table with the wrong rows in red, the first wrong
+        tensor with the reason, and the tolerance."""
+        return format_html(self)
+
     def to_dict(self):
         out = {"kind": self.kind, "name": self.name, "reference": self.reference, "passed": self.passed,
                "dtype": self.dtype, "trials": self.trials, "rtol": self.tolerance.rtol,
@@ -122,38 +140,66 @@ def _shape(diff):
 HEADER = ["tensor", "shape", "worst at", "yours", "reference", "|diff|", "rel err", ""]
 
 
-def format_report(result):
-    """The verdict, one row per tensor (its worst element over all trials), the first wrong
-    tensor with the reason, and the notes."""
-    verdict = "PASSED" if result.passed else "MISMATCH"
-    tol = result.tolerance
-    lines = [f"check_{result.kind} {result.name}: {verdict}",
-             f"  reference: {result.reference}",
-             *([f"  layout: {result.layout}"] if result.layout else []),
-             f"  {result.trials} trial(s), {result.dtype}; an element passes when "
-             f"|yours - reference| <= {tolerance_text(tol)}", ""]
-    rows = [HEADER]
+def table_rows(result):
+    """The report's table: a header and one row per tensor, its worst element over all trials;
+    with several trials a column says which trial each row's element comes from (the first wrong
+    tensor below may come from another: the walk stops at the first trial with a wrong one)."""
+    trials = result.trials > 1
+    rows = [HEADER[:3] + (["trial"] if trials else []) + HEADER[3:]]
     for t in result.tensors:
         d = t.diff
         status = "ok" if d.passed else "WRONG"
         if t.skipped_near_kink:
             status += f" ({t.skipped_near_kink} near a kink)"
+        trial = [str(t.trial)] if trials else []
         if t.given_shape is not None:
-            rows.append([d.name, _shape(d), "-", f"shape {t.given_shape}", "-", "-", "-", status])
+            rows.append([d.name, _shape(d), "-"] + trial + [f"shape {t.given_shape}", "-", "-", "-", status])
             continue
-        rows.append([d.name, _shape(d), _index(d), f"{d.manual:.10g}", f"{d.torch:.10g}",
-                     f"{abs(d.manual - d.torch):.2e}", f"{d.max_rel:.2e}", status])
-    lines += aligned(rows, indent="  ")
-    if result.mismatch is not None:
-        m, d = result.mismatch, result.mismatch.diff
-        trial = f" (trial {result.mismatch_trial})" if result.trials > 1 and result.mismatch_trial else ""
-        given = next((t.given_shape for t in result.tensors if t.diff.name == d.name), None)
-        lines += ["", f"first wrong{trial}: {d.name}: yours has shape {given}, the parameter {_shape(d)}" if given
-                  else f"first wrong{trial}: {d.name} {_index(d)}: yours {d.manual:.12g}, reference "
-                       f"{d.torch:.12g} (|diff| {abs(d.manual - d.torch):.3g}, allowed {d.allowed:.3g})",
-                  f"  -> {m.reason}"]
-        if result.hint:
-            lines.append(f"  -> {result.hint}")
+        rows.append([d.name, _shape(d), _index(d)] + trial +
+                    [f"{d.manual:.10g}", f"{d.torch:.10g}", f"{abs(d.manual - d.torch):.2e}", f"{d.max_rel:.2e}",
+                     status])
+    return rows
+
+
+def _verdict_lines(result):
+    return [f"reference: {result.reference}", *([f"layout: {result.layout}"] if result.layout else []),
+            f"{result.trials} trial(s), {result.dtype}; an element passes when "
+            f"|yours - reference| <= {tolerance_text(result.tolerance)}"]
+
+
+def _mismatch_lines(result):
+    """The first wrong tensor (its trial named) and the reason, or nothing when none is wrong."""
+    if result.mismatch is None:
+        return []
+    m, d = result.mismatch, result.mismatch.diff
+    trial = f" (trial {result.mismatch_trial})" if result.trials > 1 and result.mismatch_trial else ""
+    given = next((t.given_shape for t in result.tensors if t.diff.name == d.name), None)
+    lines = [f"first wrong{trial}: {d.name}: yours has shape {given}, the parameter {_shape(d)}" if given
+             else f"first wrong{trial}: {d.name} {_index(d)}: yours {d.manual:.12g}, reference "
+                  f"{d.torch:.12g} (|diff| {abs(d.manual - d.torch):.3g}, allowed {d.allowed:.3g})",
+             f"  -> {m.reason}"]
+    if result.hint:
+        lines.append(f"  -> {result.hint}")
+    return lines
+
+
+def format_report(result):
+    """The verdict, one row per tensor (its worst element over all trials), the first wrong
+    tensor with the reason, and the notes."""
+    verdict = "PASSED" if result.passed else "MISMATCH"
+    lines = [f"check_{result.kind} {result.name}: {verdict}"] + ["  " + line for line in _verdict_lines(result)]
+    lines += [""] + aligned(table_rows(result), indent="  ")
+    mismatch = _mismatch_lines(result)
+    if mismatch:
+        lines += [""] + mismatch
     for note in result.notes:
         lines += ["", f"note: {note}"]
     return "\n".join(lines)
+
+
+def format_html(result):
+    """The report as HTML: the same rows and words, the verdict as a badge, wrong rows in red."""
+    wrong = {i for i, t in enumerate(result.tensors) if not t.passed}
+    return result_html(f"check_{result.kind} {result.name}", "PASSED" if result.passed else "MISMATCH", result.passed,
+                       table=table_rows(result), marked=wrong, lines=_verdict_lines(result),
+                       wrong_lines=_mismatch_lines(result), after=[html_lines([f"note: {n}"]) for n in result.notes])

@@ -1,12 +1,9 @@
 """Run presets: every run of each preset (or experiment file) in lockstep, with the command line's
 changes applied and its sweeps expanded."""
 import os
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 from backprop_oracle import torch_ref
 from backprop_oracle.compare.data.datasets import load_dataset
@@ -19,6 +16,7 @@ from backprop_oracle.compare.experiments.setup import initial_state, prepare
 from backprop_oracle.compare.experiments.spec import SpecError, optimizer_arguments
 from backprop_oracle.compare.experiments.sweep import expand
 from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.manual import OPTIMIZERS
 
 def apply_overrides(spec, overrides):
@@ -149,23 +147,6 @@ def select_runs(names, overrides, mnist_dir=None, mnist_limit=None, config=None)
                             "too; give the file another name = \"...\"")
         seen.add(name)
     return expanded, runs
-
-
-@contextmanager
-def single_threaded():
-    """Run NumPy's BLAS and torch on one thread each, then restore both.
-
-    The networks here are tiny (a matrix product is microseconds): a second thread costs more in
-    hand-over than it saves, and on a busy machine the waiting threads made each step 2 to 6
-    times slower (measured: 1.3 ms against 3.6 to 21 ms a step for the spiral network).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def run_preset(preset, overrides=None, observers_for=None, resume=None):

@@ -4,26 +4,22 @@ Every figure is drawn by matplotlib's Agg backend through ``FigureCanvasAgg`` di
 display is needed and the process's pyplot backend is left alone. Figures are small and drawn a
 few times a run: a run's pictures should cost well under a second in all.
 """
-import io
-
 import numpy as np
 from contourpy import contour_generator
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+from matplotlib.ticker import MaxNLocator
+
+# The figure, its PNG, the styles and the cost curves are drawn in compare.interactive.pictures, so
+# that a LockstepResult can draw its own (result.plot()); the dashboards use the same code.
+from backprop_oracle.compare.interactive.pictures import (LABEL, LEGEND, SIDE_STYLES, TICK, TITLE, _all_positive,
+                                                          _log_y, _thin, cost_figure, figure_png, new_figure)
 
 # The OR-gate article's figure: red below the boundary (output 0), green above it (output 1).
 BINARY_COLOURS = np.array([[0.84, 0.15, 0.16], [0.17, 0.63, 0.17]])
-SIDE_STYLES = {"manual": dict(color="black", linestyle="-", linewidth=3.0),
-               "torch": dict(color="#1f77b4", linestyle="--", linewidth=1.8)}
 IMAGE_SIDES = {64: 8, 784: 28}   # features -> side of a square digit image (8x8 digits, 28x28 MNIST)
 DISAGREE = np.array([0.45, 0.45, 0.45])   # shading where the sides predict different classes
-# About 800 pixels wide with type that stays legible when TensorBoard shrinks a picture to its card.
-_DPI = 100
-TITLE, LABEL, TICK, LEGEND = 14, 13, 12, 12   # font sizes, points
 
 
 def class_colours(num_classes):
@@ -32,19 +28,6 @@ def class_colours(num_classes):
         return BINARY_COLOURS
     from matplotlib import colormaps
     return np.array(colormaps["tab10"].colors)[np.arange(num_classes) % 10]
-
-
-def new_figure(width, height):
-    fig = Figure(figsize=(width, height), dpi=_DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_png(fig):
-    """The figure as PNG bytes (fast zlib level: these are checksummed and written every run)."""
-    buf = io.BytesIO()
-    fig.canvas.print_png(buf, pil_kwargs={"compress_level": 1})
-    return buf.getvalue()
 
 
 def png_size(png):
@@ -158,57 +141,9 @@ def boundary_values(outputs, threshold):
     return predicted_classes(outputs).astype(np.float64), list(np.arange(outputs.shape[1] - 1) + 0.5)
 
 
-def _log_y(ax, arrays):
-    """Log scale with a few plain labels: powers of ten ("1e-03") over a wide range, 1, 2 and 5
-    times them ("0.2", "0.5") over less than two decades, where powers of ten alone would leave
-    one label or none. (Minor ticks and TeX labels cost more to draw than the rest of the figure.)"""
-    ax.set_yscale("log")
-    values = np.concatenate([c[np.isfinite(c)] for c in arrays])
-    narrow = values.size and values.max() < 100 * values.min()
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,), numticks=8))
-    ax.yaxis.set_minor_locator(NullLocator())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if narrow else f"{v:.0e}"))
-
-
-def _thin(n, most=1000):
-    """Indices of at most ``most`` evenly spread points of n, the last included: a screen shows
-    no more, and each drawn point costs."""
-    return np.unique(np.linspace(0, n - 1, min(n, most)).round().astype(int)) if n else np.arange(0)
-
-
 def cost_curves(step_curves, epoch_curves, steps_per_epoch, title):
-    """One run's cost against the epoch, every side on one plot (manual a thick solid line,
-    torch dashed on top of it), log scale when positive. ``step_curves``/``epoch_curves``: side
-    -> each batch's cost / each epoch's mean of its batch costs. With one step an epoch (a full
-    batch) the two are the same curve; with several, each batch's cost (the manual side's) is a
-    faint band behind the epoch means, which a batch of 1 would otherwise hide in its noise.
-    (The per-step difference of the sides is TensorBoard's step/abs_cost_diff.)"""
-    fig = new_figure(8.0, 5.0)
-    ax = fig.add_axes((0.11, 0.12, 0.85, 0.78))
-    steps = {side: np.asarray(c, dtype=np.float64) for side, c in step_curves.items()}
-    epochs = {side: np.asarray(c, dtype=np.float64) for side, c in epoch_curves.items()}
-    log = _all_positive(list(epochs.values()))   # a batch's cost of 0 (the hinge) is a gap in the band
-    if steps_per_epoch > 1 and steps:
-        side, c = next(iter(steps.items()))
-        if log:
-            c = np.where(c > 0, c, np.nan)
-        keep = _thin(len(c), 4000)
-        ax.plot((keep + 1) / steps_per_epoch, c[keep], color="#b0b0b0", linewidth=0.6, zorder=1,
-                label=f"each batch's cost ({side}, {steps_per_epoch} batches an epoch)")
-    for side, c in epochs.items():
-        keep = _thin(len(c))
-        marker = dict(marker="o", markersize=4) if len(c) <= 60 else {}
-        ax.plot(keep + 1, c[keep], label=f"{side}, mean cost of each epoch" if steps_per_epoch > 1 else side,
-                zorder=2, **marker, **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
-    if log:
-        _log_y(ax, list(epochs.values()) + [c[c > 0] for c in steps.values()])
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("cost", fontsize=LABEL)
-    ax.set_xlabel("epoch", fontsize=LABEL)
-    ax.set_title(title, fontsize=TITLE)
-    ax.legend(fontsize=LEGEND)
-    ax.tick_params(labelsize=TICK)
-    return figure_png(fig)
+    """PNG of compare.interactive.pictures.cost_figure: one run's cost against the epoch, both sides."""
+    return figure_png(cost_figure(step_curves, epoch_curves, steps_per_epoch, title))
 
 
 def runs_cost(curves, title):
@@ -244,10 +179,6 @@ def runs_cost(curves, title):
     ax.set_title(title, fontsize=TITLE)
     ax.tick_params(labelsize=TICK)
     return figure_png(fig)
-
-
-def _all_positive(arrays):
-    return bool(arrays) and all(len(c) and np.all(c[np.isfinite(c)] > 0) for c in arrays)
 
 
 def digit_samples(X, labels, predicted, title, columns=8, rows=4):

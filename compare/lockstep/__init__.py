@@ -5,14 +5,15 @@ result and its report.
     a preset -> spec -> sides (ManualSide, TorchSide) -> run (compare every step) -> verdict.localise
              -> proof (the node alone, on identical inputs) -> result (LockstepResult) -> report
 
-Imports manual, torch_ref, compare.data, compare.experiments, compare.verdict, compare.flat, compare.errors and
-compare.tables; never the checks, the dashboards or the command line (they observe a run through
+Imports manual, torch_ref, compare.data, compare.experiments, compare.verdict, compare.flat, compare.errors,
+compare.tables and compare.interactive (progress, thread counts, HTML, the cost figure); never the
+checks, the dashboards or the command line (they observe a run through
 its observer calls, see run.LockstepRun).
 
     sides        ManualSide / TorchSide behind one interface
     run          LockstepRun, run_lockstep
-    result       LockstepResult
+    result       LockstepResult (report(), plot(), its HTML in a notebook)
     proof        a difference's node recomputed alone on identical inputs: wrong, or amplified rounding
     divergence   the rule for a diverged run, its report and a learning rate that does not diverge
-    report       format_table, write_json
+    report       format_table, format_html, write_json
 """

@@ -2,6 +2,7 @@
 import json
 
 from backprop_oracle.compare.files import write_atomic
+from backprop_oracle.compare.interactive.html import result_html, svg_curves
 from backprop_oracle.compare.tables import aligned
 
 
@@ -56,6 +57,19 @@ def format_table(results, goals=None):
     lines.append("")
     lines.append(f"{agree} of {len(results)} run(s) agree between manual and torch.")
     return "\n".join(lines)
+
+
+def format_html(r, goal=None):
+    """One run's verdict for a notebook: a badge (agree, or DIFFER), the table's row (red for a
+    DIFFER), the tolerance, the wrong node and its proof in red, and both sides' cost curves."""
+    lines = [f"{r.steps} steps, {r.seconds:.1f} s; tolerance per element: {r.spec.dtype}: {r.tolerance}"]
+    lines += [f"rounding proven and resynchronised {len(r.drifts)} time(s); the first {r.drifts[0].describe()}"] if r.drifts else []
+    lines += [r.divergence.describe()] if r.divergence is not None else []
+    wrong = [f"the sides disagree {r.mismatch.describe()}"] if r.mismatch is not None else []
+    wrong += [f"did not reach its goal ({goal[1]})"] if goal is not None and not goal[0] else []
+    return result_html(r.name, r.verdict, r.passed, table=[COLUMNS] + list(rows([r], {r.name: goal} if goal else None)),
+                       marked=set() if r.passed else {0}, lines=lines, wrong_lines=wrong,
+                       after=[svg_curves({"manual": r.step_cost_manual, "torch": r.step_cost_torch})])
 
 
 def write_json(path, payload):

@@ -44,6 +44,40 @@ class LockstepResult:
         text = "agree" if not self.drifts else f"agree*{len(self.drifts)}"
         return text if self.divergence is None else f"{text} (diverged at step {self.divergence.step})"
 
+    def report(self, goal=None):
+        """The command line's table for this run (compare.lockstep.report.format_table) with the
+        tolerance and, where the sides differ, diverged or were resynchronised, what happened.
+        ``goal``: (met, text) for a preset's stated accuracy or cost."""
+        from backprop_oracle.compare.lockstep.report import format_table
+        return format_table([self], None if goal is None else {self.name: goal})
+
+    def __str__(self):
+        return self.report()
+
+    def __repr__(self):
+        cost = f"cost {self.final_cost_manual:.4g} / {self.final_cost_torch:.4g}"
+        return f"<LockstepResult {self.name}: {self.verdict}, {self.steps} steps, {cost} (manual / torch), {self.seconds:.1f} s>"
+
+    def _repr_pretty_(self, p, cycle):
+        """IPython's console shows the report."""
+        p.text(self.report())
+
+    def _repr_html_(self):
+        """A notebook shows the verdict as a badge, the table's row, what happened, and the cost curves."""
+        from backprop_oracle.compare.lockstep.report import format_html
+        return format_html(self)
+
+    def plot(self):
+        """Both sides' cost against the epoch on one log-scale plot, the torch curve dashed over the
+        manual one (with several batches an epoch, each batch's cost as a faint band behind the epoch
+        means), as a matplotlib Figure: a notebook shows it inline, ``fig.savefig(path)`` writes it.
+        The dashboards' cost picture is the same figure."""
+        from backprop_oracle.compare.interactive.pictures import cost_figure
+        per_epoch = max(1, round(len(self.step_cost_manual) / max(1, len(self.epoch_cost_manual))))
+        return cost_figure({"manual": self.step_cost_manual, "torch": self.step_cost_torch},
+                           {"manual": self.epoch_cost_manual, "torch": self.epoch_cost_torch}, per_epoch,
+                           f"{self.name}: cost ({self.verdict})")
+
     @property
     def accuracy_manual(self):
         """Validation accuracy where there is a validation set, else training accuracy."""

@@ -23,10 +23,12 @@ from backprop_oracle.compare.experiments.setup import (decision_threshold, defau
                                        initial_state, prepare)
 from backprop_oracle.compare.experiments.spec import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
+from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
 from backprop_oracle.compare.lockstep.proof import prove_node, prove_update
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import LockstepResult
 from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
+from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.verdict.diff import compare_arrays, quick_diff
 from backprop_oracle.compare.verdict.localise import Mismatch, localise
 from backprop_oracle.compare.verdict.tolerances import tolerance_for
@@ -348,6 +350,18 @@ class LockstepRun:
         return out
 
 
-def run_lockstep(spec, **kwargs):
-    """Build a LockstepRun for ``spec`` and run it; returns a LockstepResult."""
-    return LockstepRun(spec, **kwargs).run()
+def run_lockstep(spec, *, progress=True, **kwargs):
+    """Build a LockstepRun for ``spec`` and run it; returns a LockstepResult.
+
+    It runs as the command line does: torch and NumPy's BLAS on one thread each for the call
+    (compare.interactive.threads.single_threaded: for networks this small that is the fastest, and
+    on a busy machine many times faster than the default), the caller's thread counts restored
+    after. ``progress`` (default True) shows progress for a run that takes longer than 2 s: a
+    widget in a Jupyter notebook, a bar on a terminal, one line when it ends elsewhere;
+    ``progress=False`` shows none. Other keyword arguments go to LockstepRun (``name``,
+    ``observers``, ...).
+    """
+    observers = list(kwargs.pop("observers", ()))
+    shown = progress_for(not progress, delay=API_PROGRESS_DELAY)
+    with single_threaded():
+        return LockstepRun(spec, observers=observers + ([shown] if shown else []), **kwargs).run()

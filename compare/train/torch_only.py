@@ -12,7 +12,7 @@ gradient of the whole batch's mean cost, as on one process.
 """
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -26,7 +26,9 @@ from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import _json_safe
+from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
 from backprop_oracle.compare.lockstep.sides import TorchSide
+from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.tables import aligned
 
 
@@ -237,9 +239,23 @@ class TorchRun:
                                              None, self.torch.lr, evaluated))
 
 
-def train_torch(spec, **kwargs):
-    """Build a TorchRun for ``spec`` and run it; returns a TrainResult."""
-    return TorchRun(spec, **kwargs).run()
+def train_torch(spec, *, progress=True, **kwargs):
+    """Build a TorchRun for ``spec`` and run it; returns a TrainResult.
+
+    On the CPU it runs as ``backprop-oracle train`` does: torch and NumPy's BLAS on one thread
+    each for the call (compare.interactive.threads.single_threaded), the caller's thread counts
+    restored after; on a GPU the thread counts are left alone. ``progress`` as in run_lockstep:
+    shown for a run longer than 2 s (a widget in a notebook, a bar on a terminal, a line
+    elsewhere), none with ``progress=False``.
+    """
+    observers = list(kwargs.pop("observers", ()))
+    shown = progress_for(not progress, delay=API_PROGRESS_DELAY)
+    try:
+        cpu = torch_ref.resolve_device(spec.device).type == "cpu"
+    except ValueError:              # a device that is not here: TorchRun says so (SpecError)
+        cpu = False
+    with single_threaded() if cpu else nullcontext():
+        return TorchRun(spec, observers=observers + ([shown] if shown else []), **kwargs).run()
 
 
 def format_train_table(results, run_dirs=None):

@@ -9,4 +9,5 @@ Imports NumPy only: the lockstep run and the user's checks judge with the same c
     localise      Trace, Mismatch, localise(manual_trace, torch_trace, tolerance)
     hints         what the shape of a difference suggests (a sign, a factor 1/N, a transpose)
     finite_diff   a numerical reference: central differences of vector-Jacobian products
+    explain       the first wrong node of a network check in plain words, from the tensors returned
 """
