@@ -225,3 +225,29 @@ def test_a_bar_with_a_delay_draws_nothing_for_a_short_run():
     assert isinstance(bar, ProgressBar)
     run_lockstep(OR_GATE, progress=False, observers=[bar])
     assert stream.getvalue() == ""
+
+
+# ---- optimizer and schedule checks ----------------------------------------------------------------
+
+def averaged_momentum(w, dw, config):
+    """SGD with momentum, CS231n's form, the buffer an average: v = μ v + (1 − μ) dw (torch: v = μ v + dw)."""
+    v = config.get("velocity", np.zeros_like(w))
+    v = config["momentum"] * v + (1 - config["momentum"]) * dw
+    config["velocity"] = v
+    return w - config["learning_rate"] * v, config
+
+
+def test_an_update_check_shows_its_wrong_steps_and_cause_and_runs_single_threaded(two_threads):
+    from backprop_oracle import check_optimizer
+    r = check_optimizer(averaged_momentum, "sgd", steps=4, lr=0.1, momentum=0.9)
+    assert not r.passed and torch.get_num_threads() == 2 and blas_threads() == two_threads
+    html = r._repr_html_()
+    assert "MISMATCH" in html and "#cf222e" in html
+    rows = marked_rows(html)
+    assert rows and len(rows) == sum(not s.passed for s in r.steps)
+    assert html_escape(_first_line(r.report())) in html
+    assert r.report().startswith(f"check_optimizer {r.name}: MISMATCH")
+
+
+def _first_line(report):
+    return next(line for line in report.splitlines() if line.startswith("first wrong"))

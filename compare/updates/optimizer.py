@@ -25,6 +25,7 @@ from backprop_oracle.compare.updates.result import StepCheck, UpdateResult
 from backprop_oracle.compare.updates.rules import RULES, Variant, run_rule
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.tolerances import tolerance_for
+from backprop_oracle.compare.interactive.threads import runs_single_threaded
 
 DEFAULTS = {
     "sgd": {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False, "maximize": False},
@@ -211,6 +212,7 @@ def _fitted_lr(lr, start, grads, user, ref):
     return lr * ratio if ratio > 0 and abs(ratio - 1) > 1e-8 else None
 
 
+@runs_single_threaded
 def check_optimizer(step, optimizer="sgd", steps=10, *, form=None, seed=0, name=None, **torch_args):
     """Compare a hand-written update rule with torch.optim.<optimizer> for ``steps`` steps on random
     gradients and on a network's gradients; returns an UpdateResult.

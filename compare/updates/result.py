@@ -4,6 +4,7 @@ rule reproduced the user's numbers, and a readable report."""
 import math
 from dataclasses import dataclass, field
 
+from backprop_oracle.compare.interactive.html import html_lines, result_html
 from backprop_oracle.compare.tables import aligned
 
 
@@ -60,6 +61,14 @@ class UpdateResult:
         verdict = "PASSED" if self.passed else f"MISMATCH at {_where(self.first)}"
         return f"<UpdateResult check_{self.kind} {self.name}: {verdict}>"
 
+    def _repr_pretty_(self, p, cycle):
+        """IPython's console shows the report."""
+        p.text(self.report())
+
+    def _repr_html_(self):
+        """A notebook shows the verdict badge, every step with the wrong ones in red, and the cause."""
+        return format_html(self)
+
     def to_dict(self):
         out = {"kind": self.kind, "name": self.name, "reference": self.reference, "passed": self.passed,
                "dtype": self.dtype, "rtol": self.tolerance.rtol, "atol": self.tolerance.atol, "form": self.form,
@@ -95,31 +104,54 @@ def _status(s):
     return "ok" if s.passed else "WRONG"
 
 
-def format_report(result):
-    verdict = "PASSED" if result.passed else "MISMATCH"
+def _head_lines(result):
     tol = result.tolerance
-    lines = [f"check_{result.kind} {result.name}: {verdict}", f"  reference: {result.reference}"]
+    lines = [f"reference: {result.reference}"]
     if result.rule:
-        lines.append(f"  torch's rule: {result.rule}")
+        lines.append(f"torch's rule: {result.rule}")
     if result.form:
-        lines.append(f"  yours called as: {result.form}")
-    lines += [f"  compared: {result.compared}; {result.dtype}; a value passes when |yours - torch| <= "
-              f"atol {tol.atol:g} + rtol {tol.rtol:g}·max|torch| of its tensor", ""]
+        lines.append(f"yours called as: {result.form}")
+    return lines + [f"compared: {result.compared}; {result.dtype}; a value passes when |yours - torch| <= "
+                    f"atol {tol.atol:g} + rtol {tol.rtol:g}·max|torch| of its tensor"]
+
+
+def table_rows(result):
+    """A header and one row per step (or epoch): its worst element, or its first wrong parameter."""
     if result.kind == "schedule":
         rows = [["epoch", "yours", "torch", "|diff|", "tolerance", ""]]
-        rows += [[str(s.step), f"{s.diff.manual:.10g}", f"{s.diff.torch:.10g}",
-                  f"{abs(s.diff.manual - s.diff.torch):.2e}", f"{s.diff.allowed:.2e}", _status(s)] for s in result.steps]
-    else:
-        rows = [["gradients", "step", "parameter", "element", "yours", "torch", "|diff|", "tolerance", ""]]
-        rows += [[s.run, str(s.step), s.diff.name, _index(s.diff), f"{s.diff.manual:.10g}", f"{s.diff.torch:.10g}",
-                  f"{abs(s.diff.manual - s.diff.torch):.2e}", f"{s.diff.allowed:.2e}", _status(s)]
-                 for s in result.steps]
-    lines += aligned(rows, indent="  ")
-    if result.first is not None:
-        d = result.first.diff
-        lines += ["", f"first wrong: {_where(result.first)}: yours {d.manual:.12g}, torch {d.torch:.12g} "
-                      f"(|diff| {abs(d.manual - d.torch):.3g}, allowed {d.allowed:.3g})"]
-        lines += [f"  -> {line}" for line in result.cause.split("\n") if line]
+        return rows + [[str(s.step), f"{s.diff.manual:.10g}", f"{s.diff.torch:.10g}",
+                        f"{abs(s.diff.manual - s.diff.torch):.2e}", f"{s.diff.allowed:.2e}", _status(s)]
+                       for s in result.steps]
+    rows = [["gradients", "step", "parameter", "element", "yours", "torch", "|diff|", "tolerance", ""]]
+    return rows + [[s.run, str(s.step), s.diff.name, _index(s.diff), f"{s.diff.manual:.10g}", f"{s.diff.torch:.10g}",
+                    f"{abs(s.diff.manual - s.diff.torch):.2e}", f"{s.diff.allowed:.2e}", _status(s)]
+                   for s in result.steps]
+
+
+def _first_lines(result):
+    if result.first is None:
+        return []
+    d = result.first.diff
+    return ([f"first wrong: {_where(result.first)}: yours {d.manual:.12g}, torch {d.torch:.12g} "
+             f"(|diff| {abs(d.manual - d.torch):.3g}, allowed {d.allowed:.3g})"]
+            + [f"  -> {line}" for line in result.cause.split("\n") if line])
+
+
+def format_report(result):
+    verdict = "PASSED" if result.passed else "MISMATCH"
+    lines = [f"check_{result.kind} {result.name}: {verdict}"] + [f"  {line}" for line in _head_lines(result)] + [""]
+    lines += aligned(table_rows(result), indent="  ")
+    first = _first_lines(result)
+    if first:
+        lines += [""] + first
     for note in result.notes:
         lines += ["", f"note: {note}"]
     return "\n".join(lines)
+
+
+def format_html(result):
+    """The report as HTML: the verdict as a badge, the wrong steps in red, the first wrong one and its cause."""
+    wrong = {i for i, s in enumerate(result.steps) if not s.passed}
+    return result_html(f"check_{result.kind} {result.name}", "PASSED" if result.passed else "MISMATCH", result.passed,
+                       table=table_rows(result), marked=wrong, lines=_head_lines(result),
+                       wrong_lines=_first_lines(result), after=[html_lines([f"note: {n}"]) for n in result.notes])

@@ -26,6 +26,7 @@ from backprop_oracle.compare.updates.forms import call_user, describe
 from backprop_oracle.compare.updates.result import StepCheck, UpdateResult
 from backprop_oracle.compare.verdict.diff import TensorDiff, relative_error
 from backprop_oracle.compare.verdict.tolerances import tolerance_for
+from backprop_oracle.compare.interactive.threads import runs_single_threaded
 
 # torch's arguments of each schedule: the default, or None where torch requires one.
 ARGUMENTS = {
@@ -247,6 +248,7 @@ def _agrees(mine, ref, tol):
     return all(_diff(m, r, allowed, tol).passed for m, r in zip(mine, ref))
 
 
+@runs_single_threaded
 def check_schedule(schedule, kind="step", epochs=10, *, lr=0.1, name=None, **torch_args):
     """Compare a hand-written learning-rate schedule with torch.optim.lr_scheduler's ``kind``
     ("constant", "step", "exponential", "multistep", "cosine") for ``epochs`` epochs starting from
