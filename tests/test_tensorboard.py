@@ -7,6 +7,7 @@ TensorBoard's dashboards select none.
 """
 import json
 import os
+import sys
 from datetime import datetime
 
 import numpy as np
@@ -24,7 +25,7 @@ from backprop_oracle.compare.cli.runner import apply_overrides
 from backprop_oracle.compare.cli.main import main
 from backprop_oracle.compare.dashboards import plots
 from backprop_oracle.compare.dashboards.run_pictures import once_or_per_side
-from backprop_oracle.compare.dashboards.tensorboard import (LATEST, TensorBoardLogger, logdir_for_runs,
+from backprop_oracle.compare.dashboards.tensorboard import (LATEST, TensorBoardLogger, logdir_for_runs, tensorboard_executable,
                                                             make_command_dir, make_run_dir, safe_name)
 
 STEPS = 40
@@ -147,7 +148,7 @@ def test_run_all_writes_few_enough_runs_for_tensorboard_to_show_them(tmp_path, c
     # a second command must not add to what the README's command shows
     assert main(["run", "all", "--epochs", "1", "--quiet", "--logdir", str(logdir)]) == 0
     err = capsys.readouterr().err
-    assert f"view with: tensorboard --logdir {logdir / LATEST}" in err, err
+    assert f"view with: {tensorboard_executable()} --logdir {logdir / LATEST}" in err, err
     shown = event_dirs(str(logdir / LATEST))
     presets = [p for p in PRESETS.values()]
     runs = [safe_name(n) for p in presets for n in p.run_names()]
@@ -299,3 +300,14 @@ def test_an_interrupted_run_keeps_every_step_so_far(tmp_path, error):
     acc = accumulator(logger.run_dir)
     for tag in ("step/cost/manual", "step/cost/torch", "step/abs_cost_diff"):
         assert [e.step for e in acc.Scalars(tag)] == list(range(1, 18)), f"{tag}: steps 1..17 logged"
+
+
+def test_the_view_command_can_be_pasted(tmp_path, monkeypatch):
+    # After the README's set-up the venv is not activated: the command names its tensorboard.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    own = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    assert tensorboard_executable() == (os.path.relpath(own) if not os.path.relpath(own).startswith("..") else own)
+    assert os.path.exists(tensorboard_executable())
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + ":/usr/bin:/bin")
+    assert tensorboard_executable() == "tensorboard"

@@ -102,7 +102,23 @@ def view_command(logdir, folder):
     """The command that shows ``folder``'s runs: through ``<logdir>/latest`` while it points there."""
     link = os.path.join(logdir, LATEST)
     shown = link if os.path.islink(link) and os.readlink(link) == os.path.basename(folder) else folder
-    return f"tensorboard --logdir {shown}"
+    return f"{tensorboard_executable()} --logdir {shown}"
+
+
+def tensorboard_executable():
+    """How to start this environment's TensorBoard from the current folder: ``tensorboard`` when
+    that name on PATH is this environment's own, else its path (``.venv/bin/tensorboard`` for a
+    venv that is not activated, as after the README's set-up)."""
+    import shutil
+    import sys
+    own = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    if not os.path.exists(own):
+        return "tensorboard"
+    on_path = shutil.which("tensorboard")
+    if on_path is not None and os.path.realpath(on_path) == os.path.realpath(own):
+        return "tensorboard"
+    relative = os.path.relpath(own)
+    return own if relative.startswith("..") else relative
 
 
 @contextlib.contextmanager
