@@ -8,14 +8,13 @@ output_activation, loss, and optionally batch, trials, seed, naming, dtype, layo
 the preset. Exit 0 when every tensor agrees, 1 on a mismatch, 2 on a usage error.
 """
 import argparse
-import importlib.util
 import json
 import os
-import re
 import sys
 
 from backprop_oracle.compare.cli.arguments import json_path, positive_int
 from backprop_oracle.compare.cli.commands import update_check
+from backprop_oracle.compare.cli.commands.user_file import import_user_file
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, LOSSES
 
@@ -79,23 +78,7 @@ def add_arguments(parser):
 
 def load_function(target):
     """The function named by FILE.py:FUNCTION, imported from that file."""
-    path, sep, name = target.rpartition(":")
-    if not sep or not path or not name:
-        raise UsageError(f"expected FILE.py:FUNCTION, e.g. student.py:backprop; got {target!r}")
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
-    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    spec = importlib.util.spec_from_file_location(f"backprop_oracle_user_{stem}", path)
-    if spec is None:
-        raise UsageError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SystemExit as e:
-        raise UsageError(f"importing {path} called sys.exit({e.code!r}); a file to check must not exit "
-                         "when it is imported (put the script part under if __name__ == '__main__':)") from None
-    except Exception as e:  # the user's file may raise anything while it is imported
-        raise UsageError(f"importing {path} raised {type(e).__name__}: {e}") from None
+    module, path, name = import_user_file(target, "FUNCTION", "student.py:backprop")
     fn = getattr(module, name, None)
     if fn is not None and not callable(fn) and (callable(getattr(fn, "loss", None)) or
                                                callable(getattr(fn, "backprop", None))):

@@ -2,12 +2,11 @@
 a hand-written update rule against torch.optim, or a learning-rate schedule against
 torch.optim.lr_scheduler (compare/updates). NAME is a function, a class or an object in the file.
 Exit 0 when they agree, 1 on a mismatch, 2 on a usage error."""
-import importlib.util
 import os
-import re
 import sys
 
 from backprop_oracle.compare.cli.arguments import json_path, positive_int
+from backprop_oracle.compare.cli.commands.user_file import import_user_file
 from backprop_oracle.compare.errors import CheckError, UsageError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -83,23 +82,7 @@ def wanted(args):
 
 def load_target(target):
     """The function, class or object named by FILE.py:NAME, imported from that file."""
-    path, sep, name = target.rpartition(":")
-    if not sep or not path or not name:
-        raise UsageError(f"expected FILE.py:NAME, e.g. student.py:adam_step; got {target!r}")
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
-    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    spec = importlib.util.spec_from_file_location(f"backprop_oracle_user_{stem}", path)
-    if spec is None:
-        raise UsageError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except SystemExit as e:
-        raise UsageError(f"importing {path} called sys.exit({e.code!r}); put the script part under "
-                         "if __name__ == '__main__':") from None
-    except Exception as e:  # the user's file may raise anything while it is imported
-        raise UsageError(f"importing {path} raised {type(e).__name__}: {e}") from None
+    module, path, name = import_user_file(target, "NAME", "student.py:adam_step")
     if not hasattr(module, name):
         found = [k for k in vars(module) if not k.startswith("_") and not isinstance(vars(module)[k], type(sys))]
         raise UsageError(f"{path} has no {name!r}; it defines: {', '.join(found) or 'nothing'}")
