@@ -71,6 +71,18 @@ def test_the_lockstep_overhead_is_lockstep_over_both_fits(quick):
         assert e["steps"] > 0 and e["goal"] == 1.25
 
 
+def test_the_api_row_is_run_lockstep_over_the_command_lines_run(quick):
+    out, r = quick
+    a = r["api"]
+    sec = a["seconds"]
+    for k in ("run_lockstep", "command line"):
+        positive_spread(sec[k], f"api {k}")
+    ok, msg = close(a["ratio"], sec["run_lockstep"]["median"] / sec["command line"]["median"])
+    assert ok, f"api: {msg}"
+    assert a["preset"] == "moons" and a["goal"] == 1.10
+    assert "(f) the Python API against the command line" in out
+
+
 def test_the_two_gradients_agree_and_the_checks_are_timed(quick):
     text, r = quick
     lv = r["loop_vs_vectorized"]

@@ -20,6 +20,8 @@ from backprop_oracle.compare.lockstep.run import LockstepRun
 
 PRESETS = ("or-gate", "digits", "moons")
 GOAL = 1.25          # lockstep time / (manual.fit + torch_ref.fit) time
+API_PRESET = "moons"
+API_GOAL = 1.10      # run_lockstep from Python / the command line's run of the same spec
 
 
 def preset_spec(name, epochs=None):
@@ -75,3 +77,16 @@ def measure_overhead(name, repeats=3, epochs=None, warmup=1):
             "seconds": {k: v.to_dict() for k, v in times.items()},
             "ratio": ratio(times["lockstep"].median, separate), "goal": GOAL,
             "met": ratio(times["lockstep"].median, separate) <= GOAL}
+
+
+def measure_api(cli_run, name=API_PRESET, repeats=3, epochs=None, warmup=1):
+    """``run_lockstep(spec)`` from Python against the command line's own runner (``cli_run(name,
+    spec)``, which the bench command passes in) on the same preset, both called with the caller's
+    thread settings as they are: each chooses its own, and the goal is that they choose alike."""
+    from backprop_oracle.compare.lockstep.run import run_lockstep
+    spec = preset_spec(name, epochs)
+    times = interleaved({"run_lockstep": lambda: (lambda: run_lockstep(spec, progress=False)),
+                         "command line": lambda: (lambda: cli_run(name, spec))}, repeats, warmup=warmup)
+    r = ratio(times["run_lockstep"].median, times["command line"].median)
+    return {"preset": name, "epochs": spec.epochs, "seconds": {k: v.to_dict() for k, v in times.items()},
+            "ratio": r, "goal": API_GOAL, "met": r <= API_GOAL}

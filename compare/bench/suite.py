@@ -49,9 +49,11 @@ def threads(n):
         torch.set_num_threads(previous)
 
 
-def run_bench(quick=False, n_threads=1, device="cpu", timer="wall", say=lambda line: None):
+def run_bench(quick=False, n_threads=1, device="cpu", timer="wall", say=lambda line: None, cli_run=None):
     """All the measurements, timed by ``timer`` ("wall" or "cpu", see compare.bench.timing; a GPU
-    is always timed by the wall clock); ``say`` gets a line as each part starts (progress)."""
+    is always timed by the wall clock); ``say`` gets a line as each part starts (progress).
+    ``cli_run(name, spec)``: the command line's way of running a preset's spec, for the row that
+    holds the Python API against it (left out when None)."""
     s = SETTINGS[bool(quick)]
     out = {"machine": machine(), "threads": n_threads, "quick": bool(quick), "clock": timer,
            "settings": {k: v for k, v in s.items()}}
@@ -71,6 +73,11 @@ def run_bench(quick=False, n_threads=1, device="cpu", timer="wall", say=lambda l
         out["loop_vs_vectorized"] = gradients.loop_vs_vectorized(s["loop_repeats"])
         say("gradient check against gradcheck")
         out["gradcheck"] = gradients.check_vs_gradcheck(s["check_repeats"], full=s["full_gradcheck"])
+    if cli_run is not None:
+        say("the Python API against the command line")
+        with clock(timer):        # outside the threads above: each side chooses its own
+            out["api"] = overhead.measure_api(cli_run, repeats=s["lockstep_repeats"], warmup=s["lockstep_warmup"],
+                                              epochs=QUICK_LOCKSTEP_EPOCHS.get(overhead.API_PRESET, s["lockstep_epochs"]) if quick else None)
     if device != "cpu":
         say(f"the torch side on {device}")
         with threads(n_threads):
@@ -143,9 +150,18 @@ def format_bench(r):
             rows.append([label, _ms(sp), f"{sp['median'] / check:.3g}x"])
     lines += aligned(rows, rule=True, indent="  ")
 
+    if "api" in r:
+        a = r["api"]
+        lines += ["", f"(f) the Python API against the command line: {a['preset']}, {a['epochs']} epochs, seconds "
+                      f"per run ({r['settings']['lockstep_repeats']} repeat(s), each with its own thread choice)"]
+        rows = [["", "time", "ratio", "goal"],
+                ["run_lockstep(spec)", _ms(a["seconds"]["run_lockstep"], 1e-3), f"{a['ratio']:.3g}",
+                 f"<= {a['goal']:g} {_met(a['met'])}"],
+                ["the command line's run", _ms(a["seconds"]["command line"], 1e-3), "1", ""]]
+        lines += aligned(rows, rule=True, indent="  ")
     if "cuda" in r:
         c = r["cuda"][0]
-        lines += ["", f"(f) the torch side alone on {c['device']} ({c['name']}): the steps of (a)"]
+        lines += ["", f"(g) the torch side alone on {c['device']} ({c['name']}): the steps of (a)"]
         rows = [["net", "dtype", "ms/step", "samples/s", "TFLOP/s"]]
         for e in r["cuda"]:
             rows.append([e["net"], e["dtype"], _ms(e["seconds_per_step"]), f"{e['samples_per_s']:,.0f}",

@@ -54,7 +54,13 @@ def main(args):
         if index >= torch.cuda.device_count():
             raise UsageError(f"--device {args.device}: this machine has {torch.cuda.device_count()} GPU(s); "
                              "use cuda:0")
-    result = run_bench(quick=args.quick, n_threads=n_threads, device=args.device,
+    from backprop_oracle.compare.cli.runner import run_preset
+    from backprop_oracle.compare.experiments.presets import get_preset
+
+    def cli_run(name, spec):        # what `backprop-oracle run NAME --epochs E --quiet --no-tensorboard` runs
+        return run_preset(get_preset(name), {"epochs": spec.epochs})
+
+    result = run_bench(quick=args.quick, n_threads=n_threads, device=args.device, cli_run=cli_run,
                        timer=args.clock, say=lambda what: print(f"bench: {what} ...", file=sys.stderr, flush=True))
     print(format_bench(result))
     if args.json:
