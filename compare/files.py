@@ -2,6 +2,7 @@
 renamed over it (a reader sees the old file or the new one, never a part), with the permissions a
 plain ``open()`` would give under the user's umask (``mkstemp`` alone makes files 0600)."""
 import errno
+import math
 import os
 import tempfile
 
@@ -31,3 +32,14 @@ def write_atomic(path, data):
             raise UsageError(f"no space left on the device of {directory}: {os.path.basename(path)} was not "
                              "written; free some space or choose another folder") from None
         raise
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities (not JSON) written as None, through dicts, lists and tuples."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

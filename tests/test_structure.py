@@ -74,7 +74,7 @@ ROOMS = {
     "interactive": set(),
     "layouts": {"errors"},
     "lockstep": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "interactive"},
-    "updates": {"errors", "tables", "verdict", "interactive"},
+    "updates": {"errors", "tables", "files", "verdict", "interactive"},
     "check": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "updates", "layouts",
               "interactive"},
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive"},

@@ -1,7 +1,7 @@
 """The outcome of one lockstep run, and its JSON form."""
 from dataclasses import dataclass, field
 
-import math
+from backprop_oracle.compare.files import json_safe
 
 
 @dataclass
@@ -109,15 +109,5 @@ class LockstepResult:
         if curves:
             out.update(step_cost_manual=self.step_cost_manual, step_cost_torch=self.step_cost_torch,
                        epoch_cost_manual=self.epoch_cost_manual, epoch_cost_torch=self.epoch_cost_torch)
-        return _json_safe(out)
+        return json_safe(out)
 
-
-def _json_safe(value):
-    """NaN and infinities are not JSON: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

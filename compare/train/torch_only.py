@@ -25,7 +25,7 @@ from backprop_oracle.compare.lockstep.run import EpochRecord, StepRecord, notify
 from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.lockstep.progress import Progress
-from backprop_oracle.compare.lockstep.result import _json_safe
+from backprop_oracle.compare.files import json_safe
 from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
 from backprop_oracle.compare.lockstep.sides import TorchSide
 from backprop_oracle.compare.interactive.threads import single_threaded
@@ -101,7 +101,7 @@ class TrainResult:
                "divergence": None if self.divergence is None else self.divergence.to_dict(), **self.extra}
         if curves:
             out.update(step_cost=self.step_cost_torch, epoch_cost=self.epoch_cost_torch)
-        return _json_safe(out)
+        return json_safe(out)
 
 
 class TorchRun:

@@ -4,7 +4,7 @@ and, where a variant of torch's rule reproduces your numbers, the cause.
 
     from backprop_oracle.compare.updates import check_optimizer, check_schedule
 
-Imports compare.verdict (tolerances, diff), compare.errors, compare.tables, compare.interactive (HTML,
+Imports compare.verdict (tolerances, diff), compare.errors, compare.tables, compare.files (JSON), compare.interactive (HTML,
 thread counts), manual and torch;
 never the gradient checks, the lockstep run or the command line (compare.check and compare.cli
 import this room, not the other way round). The names below load on first use.

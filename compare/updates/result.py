@@ -1,9 +1,9 @@
 """The outcome of an update-rule or schedule check: every step's worst parameter element (or every
 epoch's learning rate), the first wrong step with both values, the cause where a variant of torch's
 rule reproduced the user's numbers, and a readable report."""
-import math
 from dataclasses import dataclass, field
 
+from backprop_oracle.compare.files import json_safe
 from backprop_oracle.compare.interactive.html import html_lines, result_html
 from backprop_oracle.compare.tables import aligned
 
@@ -75,17 +75,8 @@ class UpdateResult:
                "compared": self.compared, "steps": [s.to_dict() for s in self.steps],
                "first": None if self.first is None else self.first.to_dict(), "causes": list(self.causes),
                "cause": self.cause, "notes": list(self.notes), "seconds": self.seconds}
-        return _json_safe(out)
+        return json_safe(out)
 
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _where(s):

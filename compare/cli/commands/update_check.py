@@ -119,8 +119,7 @@ def main(args):
             sys.path.remove(folder)
     print(result.report())
     if args.json:
-        import json
-        from backprop_oracle.compare.files import write_atomic
-        write_atomic(args.json, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n")
+        from backprop_oracle.compare.lockstep.report import write_json
+        write_json(args.json, result.to_dict())
     sys.stdout.flush()
     return 0 if result.passed else 1
