@@ -90,13 +90,3 @@ def json_path(path, option="--json"):
     if not os.access(directory, os.W_OK):
         raise UsageError(f"{option}: cannot write in {directory}")
     return path
-
-
-
-def single_process(command):
-    """Refuse to run ``command`` once per process under torchrun, where it would only repeat itself."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
-        raise UsageError(f"{command} compares both sides in one process; under torchrun ({world} processes) each "
-                         f"would run the whole comparison again. Run it without torchrun, or use "
-                         f"'torchrun ... -m backprop_oracle train PRESET' to train the torch side across processes")

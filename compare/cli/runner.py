@@ -158,16 +158,20 @@ def run_preset(preset, overrides=None, observers_for=None, resume=None):
     overrides, _ = preset_overrides(preset, overrides)      # run all: it keeps what it is about
     specs = [(name, apply_overrides(spec, overrides))
              for name, spec in zip(preset.run_names(), preset.runs.values())]
-    out = []
-    for (name, spec), label in zip(specs, preset.runs):
-        with single_threaded():
-            run = LockstepRun(spec, name=name, resume=resume)    # refuses a batch larger than the data (MNIST's too)
-            run.observers = list(observers_for(name, spec)) if observers_for else []
-            result = run.run()
-        expectation = preset.expect.get(label)
-        goal = None
-        if expectation is not None:
-            ok, value = expectation.check(result)
-            goal = (ok, f"{expectation}, {expectation.reached(value)}")
-        out.append((name, result, goal))
-    return out
+    return [run_one(preset, label, name, spec, observers_for, resume)
+            for (name, spec), label in zip(specs, preset.runs)]
+
+
+def run_one(preset, label, name, spec, observers_for=None, resume=None):
+    """Run ``preset``'s run ``label`` (named ``name``, its spec ``spec``); returns (run name,
+    LockstepResult, (goal met, goal text) or None) as ``run_preset`` does for each."""
+    with single_threaded():
+        run = LockstepRun(spec, name=name, resume=resume)    # refuses a batch larger than the data (MNIST's too)
+        run.observers = list(observers_for(name, spec)) if observers_for else []
+        result = run.run()
+    expectation = preset.expect.get(label)
+    goal = None
+    if expectation is not None:
+        ok, value = expectation.check(result)
+        goal = (ok, f"{expectation}, {expectation.reached(value)}")
+    return name, result, goal

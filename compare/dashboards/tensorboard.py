@@ -68,6 +68,19 @@ def make_run_dir(logdir, run_name):
             k += 1
 
 
+def run_dir_names(names):
+    """The folder names ``make_run_dir`` gives runs named ``names`` when it makes them in this
+    order in an empty folder: ["a:b", "a_b"] -> ["a_b", "a_b-2"]."""
+    taken, out = set(), []
+    for name in names:
+        base, k = safe_name(name), 1
+        while (base if k == 1 else f"{base}-{k}") in taken:
+            k += 1
+        out.append(base if k == 1 else f"{base}-{k}")
+        taken.add(out[-1])
+    return out
+
+
 def make_command_dir(logdir, now=None):
     """Create and return ``<logdir>/<YYYYmmdd-HHMMSS>``, the folder of one command's runs; a
     command started in the same second as another gets ``-2``, ``-3``, ... (created exclusively)."""
@@ -211,11 +224,15 @@ class TensorBoardLogger:
     sides). ``histograms``: about how many times a run the weight and gradient histograms are
     written; ``snapshots``: how many pictures of the boundary (or fit) a run draws, the first at
     the start and the last at the end. After ``on_start``, ``run_dir`` is the run's folder.
+    ``folder``: write into this folder (created if missing) instead of a new ``<logdir>/<run
+    name>``; ``final_folder``: the folder ``config.json`` names as the run's, where its files end
+    up when they are written elsewhere first (a run on another process, compare.cli.spread).
     """
 
     def __init__(self, logdir="runs", run_name=None, *, sides=SIDES, diff=True, histograms=10,
-                 snapshots=3, flush_secs=1.0):
+                 snapshots=3, flush_secs=1.0, folder=None, final_folder=None):
         self.logdir, self.run_name = logdir, run_name
+        self.folder, self.final_folder = folder, final_folder
         self.side_names = tuple(sides)
         self.diff = diff and len(self.side_names) == 2
         self.histograms, self.snapshots, self.flush_secs = histograms, max(2, snapshots), flush_secs
@@ -227,7 +244,11 @@ class TensorBoardLogger:
         p, spec = run.problem, run.spec
         self.name = self.run_name or run.name
         self.sides = {s: getattr(run, s) for s in self.side_names}
-        self.run_dir = make_run_dir(self.logdir, self.name)
+        if self.folder is None:
+            self.run_dir = make_run_dir(self.logdir, self.name)
+        else:
+            os.makedirs(self.folder, exist_ok=True)
+            self.run_dir = self.folder
         try:
             self.file = EventFile(self.run_dir, self.flush_secs)
             layout = next(iter(self.sides.values())).layout
@@ -339,7 +360,7 @@ class TensorBoardLogger:
     def _log_config(self, run):
         from torch.utils.tensorboard.summary import hparams, text
         p = run.problem
-        config = {"run": self.name, "folder": self.run_dir, "sides": list(self.side_names),
+        config = {"run": self.name, "folder": self.final_folder or self.run_dir, "sides": list(self.side_names),
                   "layer_sizes": list(p.sizes), "task": p.task, "train_examples": len(p.X),
                   "val_examples": None if p.X_val is None else len(p.X_val), "steps": self.total,
                   "spec": run.spec.to_dict(), **getattr(run, "extra_config", {})}
