@@ -178,14 +178,6 @@ def test_a_bad_input_gets_a_clear_answer_and_leaves_nothing(args, code, words, t
         assert len([line for line in err.splitlines() if ": error: " in line]) == 1, err
 
 
-def test_run_under_torchrun_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert main(["run", "or-gate"]) == 2
-    assert "under torchrun (2 processes)" in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
-
-
 def test_a_function_importing_its_neighbour_when_called_is_checked(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(files(tmp_path))
     assert main(["check", f"{S}:uses_neighbour", *NET]) == 0, capsys.readouterr()
