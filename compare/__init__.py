@@ -26,6 +26,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     check            the public gradient checks and the pytest plugin
     dashboards       TensorBoard logs, pictures, progress bars
     bench            the timings of backprop-oracle bench
+    spread           run's lockstep runs spread over torchrun's processes, reported once by rank 0
     cli              the command line
 """
 _LAZY = {

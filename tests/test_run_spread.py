@@ -1,4 +1,4 @@
-"""``run`` under torchrun spreads its lockstep runs over the ranks (compare.cli.spread): rank 0
+"""``run`` under torchrun spreads its lockstep runs over the ranks (compare.spread): rank 0
 alone reports, and what it reports equals one process's report of the same command: the table
 line for line, the JSON apart from seconds, the log tree folder for folder, with the runs done on
 other ranks logged in it exactly (their float64 costs equal the JSON's)."""
@@ -14,7 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from backprop_oracle.compare.cli import spread
+from backprop_oracle.compare.spread import runs as spread
 from backprop_oracle.compare.cli.main import main
 from backprop_oracle.compare.dashboards.tensorboard import make_run_dir, run_dir_names
 from backprop_oracle.compare.experiments.presets import select_presets

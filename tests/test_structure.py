@@ -82,9 +82,10 @@ ROOMS = {
     "trace": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive"},
     "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "check"},
+    "spread": {"errors", "files", "train", "dashboards"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "train", "check",
             "dashboards", "updates", "layouts", "bench", "checkpoints", "trace",
-            "interactive"},
+            "interactive", "spread"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

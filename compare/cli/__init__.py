@@ -7,7 +7,6 @@ It parses, calls the library and prints; everything it does is reachable from Py
     main        main(argv) -> exit code (0 agree, 1 differ, 2 usage error)
     arguments   argument types (positive_int, batch_size, json_path, ...)
     runner      select_runs, apply_overrides, run_preset, run_one, single_threaded
-    spread      run under torchrun: the runs spread over the ranks, rank 0 reports them once
     commands    run, list, check, trace, train
 """
 from backprop_oracle.compare.cli.main import main

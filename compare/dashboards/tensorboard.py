@@ -226,7 +226,7 @@ class TensorBoardLogger:
     the start and the last at the end. After ``on_start``, ``run_dir`` is the run's folder.
     ``folder``: write into this folder (created if missing) instead of a new ``<logdir>/<run
     name>``; ``final_folder``: the folder ``config.json`` names as the run's, where its files end
-    up when they are written elsewhere first (a run on another process, compare.cli.spread).
+    up when they are written elsewhere first (a run on another process, compare.spread.runs).
     """
 
     def __init__(self, logdir="runs", run_name=None, *, sides=SIDES, diff=True, histograms=10,

@@ -39,8 +39,8 @@ class Current:
 
 
 def main(args):
-    from backprop_oracle.compare.cli.spread import processes
-    world = processes()                  # under torchrun the runs spread over the ranks (compare.cli.spread)
+    from backprop_oracle.compare.spread.runs import processes
+    world = processes()                  # under torchrun the runs spread over the ranks (compare.spread.runs)
     rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
     names = what_to_run(args)
     if not args.config:
@@ -95,8 +95,9 @@ def main(args):
             log_preset_runs(folder, preset.name, [(name, result) for name, result, _ in ran])
 
     if world > 1:
-        from backprop_oracle.compare.cli.spread import run_spread
-        spread = run_spread(presets, observers_for, None if args.no_tensorboard else args.logdir,
+        from backprop_oracle.compare.spread.runs import run_spread
+        from backprop_oracle.compare.cli.runner import run_one
+        spread = run_spread(presets, run_one, observers_for, None if args.no_tensorboard else args.logdir,
                             quiet=args.quiet)
         if spread is None:
             return 0                     # not rank 0: rank 0 reports

@@ -22,12 +22,12 @@ with one line naming the silent rank, its run and step, only when one shows no p
 ``SILENCE`` seconds (a stopped or frozen process; a killed one ends the job through torchrun).
 """
 import os
+import shutil
+import signal
 import sys
 import tempfile
-import shutil
 import time
-
-from backprop_oracle.compare.cli.runner import run_one
+from contextlib import contextmanager
 
 SILENCE = 300.0          # seconds without a step from a rank that has not finished, before giving up on it
 KEY = "backprop_oracle/run"
@@ -144,9 +144,11 @@ def unpack(files, folder):
         write_atomic(path, data)
 
 
-def run_spread(presets, observers_for, logdir=None, *, quiet=False, timeout=None):
+def run_spread(presets, run_one, observers_for, logdir=None, *, quiet=False, timeout=None):
     """Run ``presets``' runs spread over torchrun's processes (see the module's text).
 
+    ``run_one(preset, label, run name, spec, observers_for)`` runs one run and returns (run name,
+    result, goal) (compare.cli.runner.run_one); the result must pickle.
     ``observers_for(name, spec, **where)``: a run's observers; ``where`` holds the TensorBoard
     logger's ``folder`` and ``final_folder`` (compare.dashboards.tensorboard.TensorBoardLogger).
     ``logdir``: --logdir, None for no TensorBoard logs. ``timeout``: the process group's
@@ -179,19 +181,24 @@ def run_spread(presets, observers_for, logdir=None, *, quiet=False, timeout=None
                 print(f"rank {rank} of {world}: no run for it ({len(items)} run(s) over {world} processes); "
                       "it waits for the others", file=sys.stderr)
             beat = Heartbeat(_store(), rank)
-            done, interrupted = _run_mine(items, mine, rank, folder, plan, beat, observers_for)
-            wait_for_others(_store(), rank, world, say=None if rank or quiet else
-                            (lambda line: print(line, file=sys.stderr)))
-            gathered = [None] * world if rank == 0 else None
-            dist.gather_object((done, interrupted), gathered, dst=0)
+            # Ctrl-C reaches every rank, from the terminal and again from torchrun, which kills what
+            # is left 30 s later: it stops this rank's runs, and is then held back until the results
+            # are gathered, so that what finished is still reported.
+            with _interrupts_held_after_the_runs():
+                done, interrupted = _run_mine(items, mine, rank, folder, plan, beat, run_one, observers_for)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                wait_for_others(_store(), rank, world, say=None if rank or quiet else
+                                (lambda line: print(line, file=sys.stderr)))
+                gathered = [None] * world if rank == 0 else None
+                dist.gather_object((done, interrupted), gathered, dst=0)
             if rank != 0:
                 return None
             return folder, _in_order(presets, items, gathered, folder, plan), _first_interrupted(gathered)
 
 
-def _run_mine(items, mine, rank, folder, plan, beat, observers_for):
+def _run_mine(items, mine, rank, folder, plan, beat, run_one, observers_for):
     """Run this rank's runs; returns ([(place, result, goal, packed log files or None)], (place,
-    run name, step) where Ctrl-C stopped one, or None)."""
+    run name, step, its packed logs so far or None) where Ctrl-C stopped one, or None)."""
     done, interrupted = [], None
     temp = tempfile.mkdtemp(prefix="backprop-oracle-run-") if folder is not None and rank != 0 else None
     try:
@@ -206,8 +213,9 @@ def _run_mine(items, mine, rank, folder, plan, beat, observers_for):
                 _, result, goal = run_one(preset, label, name, spec,
                                           lambda n, s: [beat, *observers_for(n, s, **where)])
             except KeyboardInterrupt:
-                # What finished is still a result; the others' runs too.
-                interrupted = (i, beat.name, beat.step)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)      # the second one, torchrun's, too
+                # What finished is still a result, the others' runs too; this run's logs so far are kept.
+                interrupted = (i, beat.name, beat.step, packed(where["folder"]) if temp is not None else None)
                 break
             done.append((i, result, goal, packed(where["folder"]) if temp is not None else None))
     finally:
@@ -220,7 +228,9 @@ def _in_order(presets, items, gathered, folder, plan):
     """The gathered results in the one-process order, by preset; other ranks' logs written into
     ``folder``."""
     by_place = {}
-    for done, _ in gathered:
+    for done, stop in gathered:
+        if stop is not None and stop[3]:
+            unpack(stop[3], os.path.join(folder, plan[items[stop[0]][2]]))
         for i, result, goal, files in done:
             by_place[i] = (result, goal)
             if files is not None:
@@ -237,5 +247,15 @@ def _in_order(presets, items, gathered, folder, plan):
 
 
 def _first_interrupted(gathered):
-    stops = sorted(stop for _, stop in gathered if stop is not None)
+    stops = sorted(stop[:3] for _, stop in gathered if stop is not None)
     return None if not stops else stops[0][1:]
+
+
+@contextmanager
+def _interrupts_held_after_the_runs():
+    """Put Python's own SIGINT handling back at the end (the runs and the wait ignore it where they set so)."""
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
