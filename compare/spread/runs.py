@@ -20,6 +20,8 @@ The process group carries only these Python objects, so it is gloo's whatever de
 long as they work: each rank counts its steps in the group's store, and a waiting rank gives up,
 with one line naming the silent rank, its run and step, only when one shows no progress for
 ``SILENCE`` seconds (a stopped or frozen process; a killed one ends the job through torchrun).
+Ctrl-C (which torchrun passes on to every rank) stops each rank's runs; the results are then
+gathered and reported as after Ctrl-C in one process, the stopped runs' logs kept.
 """
 import os
 import shutil
