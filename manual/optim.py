@@ -146,15 +146,17 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, exactly torch.optim.Adam (amsgrad off), with L2 weight decay added to the gradient:
+    """Adam, exactly torch.optim.Adam, with L2 weight decay added to the gradient:
 
         g  = ∇ + weight_decay · w
         m  = β1 m + (1 - β1) g ;   v = β2 v + (1 - β2) g²        (m = v = 0 before step 1)
         m̂ = m / (1 - β1^t) ;       v̂ = v / (1 - β2^t)            (bias correction, t = 1, 2, ...)
+        v_max = max(v_max, v)  and  v̂ = v_max / (1 - β2^t)      (only with amsgrad; v_max = 0 before step 1)
         w  = w - lr · m̂ / (sqrt(v̂) + eps)
     """
+    decoupled = False         # AdamW decays the weight itself instead
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
         super().__init__(params, lr)
         if eps < 0.0:
             raise ValueError(f"Invalid epsilon value: {eps}")
@@ -165,17 +167,22 @@ class Adam(Optimizer):
         if weight_decay < 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), float(eps), float(weight_decay)
+        self.amsgrad = bool(amsgrad)
 
     def update(self, w, grad, state, scratch):
         beta1, beta2 = self.betas
         g = grad
-        if self.weight_decay != 0:
+        if self.weight_decay != 0 and self.decoupled:
+            w *= 1 - self.lr * self.weight_decay                  # w = w · (1 - lr · weight_decay)
+        elif self.weight_decay != 0:
             g = np.multiply(w, self.weight_decay, out=scratch("g"))
             g += grad                                             # g = ∇ + weight_decay · w
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(w)
             state["exp_avg_sq"] = np.zeros_like(w)
+            if self.amsgrad:
+                state["max_exp_avg_sq"] = np.zeros_like(w)
         state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
@@ -183,6 +190,8 @@ class Adam(Optimizer):
         m += np.multiply(np.subtract(g, m, out=tmp), 1 - beta1, out=tmp)   # m += (1 - β1)(g - m), torch's lerp
         v *= beta2
         v += np.multiply(np.multiply(g, 1 - beta2, out=tmp), g, out=tmp)   # v = β2 v + (1 - β2) g²
+        if self.amsgrad:
+            v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])   # v_max = max(v_max, v)
         bias_correction1 = 1 - beta1 ** t
         bias_correction2 = 1 - beta2 ** t
         step_size = self.lr / bias_correction1
@@ -192,9 +201,124 @@ class Adam(Optimizer):
         w -= np.multiply(np.divide(m, denom, out=tmp), step_size, out=tmp)  # w -= lr / (1 - β1^t) · m / denom
 
 
+class AdamW(Adam):
+    """AdamW, exactly torch.optim.AdamW: Adam with decoupled weight decay (default 1e-2):
+
+        w  = w · (1 - lr · weight_decay)                         (the weight decays, not the gradient)
+        m  = β1 m + (1 - β1) ∇ ;   v = β2 v + (1 - β2) ∇²
+        w  = w - lr · m̂ / (sqrt(v̂) + eps)                       (m̂, v̂ and amsgrad as in Adam)
+
+    Adam's L2 decay goes through m and v, so a large gradient's history shrinks it; AdamW's does not.
+    """
+    decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop, exactly torch.optim.RMSprop:
+
+        g   = ∇ + weight_decay · w
+        v   = α v + (1 - α) g²                                (v = 0 before step 1)
+        ḡ   = α ḡ + (1 - α) g ;  ṽ = v - ḡ²                   (only with centered; else ṽ = v)
+        d   = sqrt(ṽ) + eps                                   (eps outside the square root)
+        buf = μ buf + g / d ;   w = w - lr · buf              (with momentum μ > 0; buf = 0 before step 1)
+        w   = w - lr · g / d                                  (without momentum)
+    """
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, lr)
+        if eps < 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if alpha < 0.0:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
+        self.momentum, self.centered = float(momentum), bool(centered)
+
+    def update(self, w, grad, state, scratch):
+        alpha = self.alpha
+        g = grad
+        if self.weight_decay != 0:
+            g = np.multiply(w, self.weight_decay, out=scratch("g"))
+            g += grad                                             # g = ∇ + weight_decay · w
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(w)
+            if self.momentum > 0:
+                state["momentum_buffer"] = np.zeros_like(w)
+            if self.centered:
+                state["grad_avg"] = np.zeros_like(w)
+        state["step"] += 1
+        v, tmp, d = state["square_avg"], scratch("t"), scratch("d")
+        v *= alpha
+        v += np.multiply(np.multiply(g, 1 - alpha, out=tmp), g, out=tmp)   # v = α v + (1 - α) g²
+        if self.centered:
+            ga = state["grad_avg"]
+            ga += np.multiply(np.subtract(g, ga, out=tmp), 1 - alpha, out=tmp)   # ḡ += (1 - α)(g - ḡ), torch's lerp
+            d = np.subtract(v, np.multiply(ga, ga, out=tmp), out=d)             # ṽ = v - ḡ²
+            d = np.sqrt(d, out=d)
+        else:
+            d = np.sqrt(v, out=d)
+        d += self.eps                                             # d = sqrt(ṽ) + eps
+        if self.momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += np.divide(g, d, out=tmp)                       # buf = μ buf + g / d
+            w -= np.multiply(buf, self.lr, out=tmp)               # w = w - lr · buf
+        else:
+            w -= np.multiply(np.divide(g, d, out=tmp), self.lr, out=tmp)   # w = w - lr · g / d
+
+
+class Adagrad(Optimizer):
+    """Adagrad, exactly torch.optim.Adagrad:
+
+        g   = ∇ + weight_decay · w
+        clr = lr / (1 + (t - 1) · lr_decay)                   (t = 1, 2, ...)
+        s   = s + g²                                          (s = initial_accumulator_value before step 1)
+        w   = w - clr · g / (sqrt(s) + eps)
+    """
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+        super().__init__(params, lr)
+        if lr_decay < 0.0:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if initial_accumulator_value < 0.0:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        if eps < 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
+        self.initial_accumulator_value, self.eps = float(initial_accumulator_value), float(eps)
+
+    def update(self, w, grad, state, scratch):
+        g = grad
+        if self.weight_decay != 0:
+            g = np.multiply(w, self.weight_decay, out=scratch("g"))
+            g += grad                                             # g = ∇ + weight_decay · w
+        if not state:
+            state["step"] = 0
+            state["sum"] = np.full_like(w, self.initial_accumulator_value)
+        state["step"] += 1
+        clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
+        s, tmp, d = state["sum"], scratch("t"), scratch("d")
+        s += np.multiply(g, g, out=tmp)                           # s = s + g²
+        d = np.sqrt(s, out=d)
+        d += self.eps                                             # sqrt(s) + eps
+        w -= np.multiply(np.divide(g, d, out=tmp), clr, out=tmp)  # w = w - clr · g / (sqrt(s) + eps)
+
+
 OPTIMIZERS = {
     "sgd": SGD,
     "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
 }
 
 

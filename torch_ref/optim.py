@@ -1,9 +1,12 @@
 """torch.optim optimizers under the registry keys of manual/optim.py (same argument names)."""
-from torch.optim import SGD, Adam
+from torch.optim import SGD, Adam, AdamW, RMSprop, Adagrad
 
 OPTIMIZERS = {
     "sgd": SGD,
     "adam": Adam,
+    "adamw": AdamW,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
 }
 
 
