@@ -49,6 +49,76 @@ def he_uniform(rng, shape):
     return rng.uniform(-r, r, size=shape)
 
 
+# torch.nn.init.calculate_gain: the factor that keeps the variance of a layer's output for each nonlinearity.
+_GAINS = {"linear": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0, "conv_transpose1d": 1.0,
+          "conv_transpose2d": 1.0, "conv_transpose3d": 1.0, "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": np.sqrt(2.0), "selu": 3.0 / 4}
+
+
+def calculate_gain(nonlinearity, param=None):
+    """torch.nn.init.calculate_gain: 1 (linear, sigmoid), 5/3 (tanh), sqrt(2) (relu),
+    sqrt(2 / (1 + slope²)) (leaky_relu, slope = param, default 0.01), 3/4 (selu)."""
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, (int, float)) and not isinstance(param, bool):
+            slope = param
+        else:
+            raise ValueError(f"negative_slope {param} not a valid number")
+        return float(np.sqrt(2.0 / (1 + slope ** 2)))
+    if nonlinearity not in _GAINS:
+        raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
+    return float(_GAINS[nonlinearity])
+
+
+def _fan(shape, mode):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+    fan_out, fan_in = shape
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def kaiming_uniform(rng, shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He / Kaiming (torch.nn.init.kaiming_uniform_): W ~ U(-r, r), r = gain · sqrt(3 / fan),
+    gain = calculate_gain(nonlinearity, a), fan = fan_in or fan_out (``mode``)."""
+    std = calculate_gain(nonlinearity, a) / np.sqrt(_fan(shape, mode))
+    r = np.sqrt(3.0) * std
+    return rng.uniform(-r, r, size=shape)
+
+
+def kaiming_normal(rng, shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    """He / Kaiming (torch.nn.init.kaiming_normal_): W ~ N(0, std²), std = gain / sqrt(fan)."""
+    return rng.normal(0.0, calculate_gain(nonlinearity, a) / np.sqrt(_fan(shape, mode)), size=shape)
+
+
+def orthogonal(rng, shape, gain=1.0):
+    """torch.nn.init.orthogonal_: W = gain · Q, Q from the QR decomposition of a N(0, 1) matrix
+    (transposed when it is wide), its columns' signs fixed by diag(R): orthonormal rows or columns."""
+    rows, cols = shape
+    flat = rng.normal(0.0, 1.0, size=(rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q = q * np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return gain * q
+
+
+def trunc_normal(rng, shape, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    """torch.nn.init.trunc_normal_: W ~ N(mean, std²) restricted to [a, b] (absolute bounds, not in
+    units of std); a value drawn outside is drawn again."""
+    if not a < b:
+        raise ValueError(f"trunc_normal: a must be less than b, got a={a}, b={b}")
+    out = rng.normal(mean, std, size=shape)
+    bad = (out < a) | (out > b)
+    for _ in range(1000):
+        if not bad.any():
+            return out
+        out[bad] = rng.normal(mean, std, size=int(bad.sum()))
+        bad = (out < a) | (out > b)
+    raise ValueError(f"trunc_normal: [a, b] = [{a}, {b}] holds almost none of N({mean}, {std}²)")
+
+
 INITIALISERS = {
     "zeros": zeros,
     "normal": normal,
@@ -57,6 +127,10 @@ INITIALISERS = {
     "xavier_normal": xavier_normal,
     "he_normal": he_normal,
     "he_uniform": he_uniform,
+    "kaiming_uniform": kaiming_uniform,
+    "kaiming_normal": kaiming_normal,
+    "orthogonal": orthogonal,
+    "trunc_normal": trunc_normal,
 }
 
 

@@ -38,6 +38,22 @@ def he_uniform(weight):
     return nn.init.uniform_(weight, -r, r)
 
 
+def kaiming_uniform(weight, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    return nn.init.kaiming_uniform_(weight, a=a, mode=mode, nonlinearity=nonlinearity)
+
+
+def kaiming_normal(weight, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
+    return nn.init.kaiming_normal_(weight, a=a, mode=mode, nonlinearity=nonlinearity)
+
+
+def orthogonal(weight, gain=1.0):
+    return nn.init.orthogonal_(weight, gain=gain)
+
+
+def trunc_normal(weight, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    return nn.init.trunc_normal_(weight, mean=mean, std=std, a=a, b=b)
+
+
 INITIALISERS = {
     "zeros": zeros,
     "normal": normal,
@@ -46,6 +62,10 @@ INITIALISERS = {
     "xavier_normal": xavier_normal,
     "he_normal": he_normal,
     "he_uniform": he_uniform,
+    "kaiming_uniform": kaiming_uniform,
+    "kaiming_normal": kaiming_normal,
+    "orthogonal": orthogonal,
+    "trunc_normal": trunc_normal,
 }
 
 
