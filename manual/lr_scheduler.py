@@ -233,9 +233,16 @@ class OneCycleLR(LRScheduler):
                 return self._anneal(self.values[lr_from], self.values[lr_to], pct)
             start_step = end_step
 
+    def state_dict(self):
+        return {"last_epoch": self.last_epoch, "total_steps": self.total_steps,
+                "end_steps": [p[0] for p in self.phases]}
+
     def load_state_dict(self, state):
-        """The step count, and the momentum it implies (the rate is the optimizer's)."""
+        """The step count and the length, and the momentum they imply (the rate is the optimizer's)."""
         self.last_epoch = int(state["last_epoch"])
+        if "total_steps" in state:
+            self.total_steps = int(state["total_steps"])
+            self.phases = [(float(end), *p[1:]) for end, p in zip(state["end_steps"], self.phases)]
         if self.cycle_momentum:
             keep = self.optimizer.lr
             self.optimizer.lr = self.get_lr()     # sets the momentum of this step, as torch's last step did

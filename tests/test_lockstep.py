@@ -126,7 +126,7 @@ def test_batch_order_is_the_same_on_both_sides_and_seeded():
     ({"output_activation": "step"}, "no useful derivative"),
     ({"lr": -1.0}, "learning rate must be a positive"),
     ({"batch_size": 0}, "batch size must be a positive integer"),
-    ({"optimizer": "rmsprop"}, "choose one of: sgd, adam"),
+    ({"optimizer": "lion"}, "choose one of: sgd, adam, adamw, rmsprop, adagrad"),
 ])
 def test_specs_that_make_no_sense_are_rejected(change, message):
     with pytest.raises(SpecError, match=message):

@@ -120,6 +120,8 @@ def write_npz(path, checkpoint):
     arrays["manual/lr"] = np.float64(m["lr"])
     arrays["manual/initial_lr"] = np.float64(m["initial_lr"])
     arrays["manual/last_epoch"] = np.int64(m["last_epoch"])
+    arrays["manual/scheduler"] = np.array(json.dumps(m.get("scheduler") or {"last_epoch": m["last_epoch"]}))
+    arrays["manual/hyper"] = np.array(json.dumps(m.get("hyper", {})))
     if c.torch is not None:
         arrays["torch.pt"] = np.frombuffer(_torch_bytes(c.torch), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -215,6 +217,9 @@ def read_npz(path):
         manual = {"params": params, "optimizer": [states.get(i, {}) for i in range(n)],
                   "lr": float(arrays["manual/lr"]), "initial_lr": float(arrays["manual/initial_lr"]),
                   "last_epoch": int(arrays["manual/last_epoch"])}
+        for key in ("scheduler", "hyper"):            # absent from files of the first format's early days
+            if f"manual/{key}" in arrays:
+                manual[key] = json.loads(str(arrays[f"manual/{key}"]))
     except KeyError as e:
         raise _damaged(path, f"missing {e}") from None
     own_torch = None

@@ -64,11 +64,41 @@ def sizes_of(params):
 
 # ---- each side's state, read and written ----------------------------------------------------------
 
+HYPERPARAMETERS = ("momentum", "betas")      # set on the optimizer by a schedule (onecycle cycles them)
+
+
 def manual_state(side):
-    """The manual side's parameters, optimizer state and schedule, as copies."""
+    """The manual side's parameters, optimizer state and schedule, as copies (``scheduler``: its
+    state_dict, numbers only; ``hyper``: the momentum or betas a schedule sets)."""
+    o = side.optimizer
     return {"params": {n: p.data.copy() for n, p in side.model.named_parameters()},
-            "optimizer": side.optimizer_state(), "lr": float(side.optimizer.lr),
-            "initial_lr": float(side.optimizer.initial_lr), "last_epoch": int(side.scheduler.last_epoch)}
+            "optimizer": side.optimizer_state(), "lr": float(o.lr),
+            "initial_lr": float(o.initial_lr), "last_epoch": int(side.scheduler.last_epoch),
+            "scheduler": side.scheduler.state_dict(),
+            "hyper": {k: getattr(o, k) for k in HYPERPARAMETERS if hasattr(o, k)}}
+
+
+def _schedule_from_torch(state):
+    """A torch scheduler's state_dict as the manual schedule's state_dict (numbers only)."""
+    out = {"last_epoch": int(state["last_epoch"])}
+    if "total_steps" in state and "_schedule_phases" in state:
+        out["total_steps"] = int(state["total_steps"])
+        out["end_steps"] = [float(p["end_step"]) for p in state["_schedule_phases"]]
+    if "_schedulers" in state:
+        out["schedulers"] = [_schedule_from_torch(s) for s in state["_schedulers"]]
+    return out
+
+
+def _schedule_into_torch(scheduler, state, lr):
+    """Give a torch scheduler a manual schedule's state_dict."""
+    scheduler.last_epoch = int(state["last_epoch"])
+    scheduler._last_lr = [lr]
+    if "total_steps" in state and hasattr(scheduler, "_schedule_phases"):
+        scheduler.total_steps = int(state["total_steps"])
+        for phase, end in zip(scheduler._schedule_phases, state["end_steps"]):
+            phase["end_step"] = float(end)
+    for child, saved in zip(getattr(scheduler, "_schedulers", []), state.get("schedulers", [])):
+        _schedule_into_torch(child, saved, lr)
 
 
 def torch_state(side):
@@ -92,7 +122,10 @@ def _manual_from_torch(state, layout):
     group = state["optimizer"]["param_groups"][0]
     return {"params": params, "optimizer": optimizer, "lr": float(group["lr"]),
             "initial_lr": float(group.get("initial_lr", group["lr"])),
-            "last_epoch": int(state["scheduler"]["last_epoch"])}
+            "last_epoch": int(state["scheduler"]["last_epoch"]),
+            "scheduler": _schedule_from_torch(state["scheduler"]),
+            "hyper": {k: (tuple(float(b) for b in group[k]) if k == "betas" else float(group[k]))
+                      for k in HYPERPARAMETERS if k in group}}
 
 
 def _fail(path, what, fix="save it again, or start afresh without --resume"):
@@ -114,7 +147,10 @@ def load_manual(side, state, path="checkpoint"):
         own.update({k: (int(v) if k == "step" else np.array(v, dtype=dtype)) for k, v in saved.items()})
     side.optimizer.lr = float(state["lr"])
     side.optimizer.initial_lr = float(state["initial_lr"])
-    side.scheduler.last_epoch = int(state["last_epoch"])
+    for k, v in state.get("hyper", {}).items():
+        if hasattr(side.optimizer, k):
+            setattr(side.optimizer, k, tuple(float(b) for b in v) if k == "betas" else float(v))
+    side.scheduler.load_state_dict(state.get("scheduler") or {"last_epoch": int(state["last_epoch"])})
 
 
 def load_torch(side, state, path="checkpoint"):
@@ -144,8 +180,11 @@ def load_torch_from_manual(side, state, path="checkpoint"):
     for group in side.optimizer.param_groups:
         group["lr"] = float(state["lr"])
         group["initial_lr"] = float(state["initial_lr"])
-    side.scheduler.last_epoch = int(state["last_epoch"])
-    side.scheduler._last_lr = [float(state["lr"])]
+        for k, v in state.get("hyper", {}).items():
+            if k in group:
+                group[k] = tuple(float(b) for b in v) if k == "betas" else float(v)
+    _schedule_into_torch(side.scheduler, state.get("scheduler") or {"last_epoch": int(state["last_epoch"])},
+                         float(state["lr"]))
 
 
 def load_into(side, checkpoint):

@@ -73,6 +73,33 @@ def pair(text):
     return tuple(number(p) for p in parts)
 
 
+def int_list(text):
+    """Positive integers: "2,5" -> (2, 5) (multistep's milestones)."""
+    try:
+        return tuple(positive_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected positive integers such as 5 or 10,20, got {text!r}") from None
+
+
+def keywords(text):
+    """Keyword arguments: "mode=fan_out,a=0.1" -> {"mode": "fan_out", "a": 0.1}; a value that reads
+    as a number is one, true/false are flags, anything else a word."""
+    out = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key.isidentifier() or not value:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE pairs such as mode=fan_out,a=0.1, got {text!r}")
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
+        try:
+            out[key] = number(value)
+        except argparse.ArgumentTypeError:
+            out[key] = value
+    return out
+
+
 def batch_size(text):
     if text == "full":
         return "full"

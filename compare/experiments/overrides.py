@@ -21,15 +21,18 @@ from dataclasses import fields, replace
 
 from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.experiments.spec import ExperimentSpec, arguments_of, optimizer_arguments
-from backprop_oracle.manual import OPTIMIZERS, SCHEDULERS
+from backprop_oracle.manual import INITIALISERS, OPTIMIZERS, SCHEDULERS
 
 SPEC_FIELDS = tuple(f.name for f in fields(ExperimentSpec))
 # Flat names of optimizer_args and schedule_args (torch's keyword names).
-OPTIMIZER_KEYS = ("momentum", "dampening", "nesterov", "weight_decay", "betas", "eps")
-SCHEDULE_KEYS = ("step_size", "gamma")
+OPTIMIZER_KEYS = ("momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad", "alpha",
+                  "centered", "lr_decay", "initial_accumulator_value")
+SCHEDULE_KEYS = ("step_size", "gamma", "milestones", "T_max", "eta_min", "start_factor", "end_factor",
+                 "total_iters", "max_lr", "total_steps", "pct_start", "anneal_strategy", "cycle_momentum",
+                 "base_momentum", "max_momentum", "div_factor", "final_div_factor", "three_phase", "schedulers")
 CHANGES = SPEC_FIELDS + OPTIMIZER_KEYS + SCHEDULE_KEYS
 # The command line's name for each change, where it is not the field's own with dashes.
-FLAGS = {"hidden_sizes": "hidden"}
+FLAGS = {"hidden_sizes": "hidden", "T_max": "t_max"}
 
 
 def flag(key):
@@ -39,6 +42,57 @@ def flag(key):
 
 def schedule_arguments(name):
     return arguments_of(SCHEDULERS, name, ("optimizer",))
+
+
+_WHO_TAKES = {"step_size": "; choose --schedule step", "milestones": "; choose --schedule multistep (or sequential)",
+              "T_max": "; choose --schedule cosine", "eta_min": "; choose --schedule cosine",
+              "start_factor": "; choose --schedule linear", "end_factor": "; choose --schedule linear",
+              "total_iters": "; choose --schedule linear", "schedulers": "; choose --schedule sequential",
+              "gamma": "; choose --schedule step, exponential or multistep"}
+_WHO_TAKES.update({k: "; choose --schedule onecycle" for k in (
+    "max_lr", "total_steps", "pct_start", "anneal_strategy", "cycle_momentum", "base_momentum", "max_momentum",
+    "div_factor", "final_div_factor", "three_phase")})
+
+
+def _schedule_value(key, value):
+    """A flat schedule argument as schedule_args holds it: milestones a list of integers, counts integers."""
+    if key == "milestones":
+        return [int(m) for m in value]
+    if key in ("step_size", "T_max", "total_iters", "total_steps"):
+        return int(value)
+    return value
+
+
+def _sequential(args, changes):
+    """Sequential's arguments with the flat changes applied: ``schedulers`` (names, or tables) and
+    ``milestones`` are its own; every other schedule argument goes to each schedule in it that
+    takes it (--start-factor to linear, --t-max to cosine), and one that none takes is an error."""
+    args = dict(args)
+    if "schedulers" in changes:
+        old = {t.get("schedule"): t for t in args.get("schedulers", []) if isinstance(t, dict)}
+        args["schedulers"] = [dict(old.get(n, {"schedule": n})) if isinstance(n, str) else dict(n)
+                              for n in changes["schedulers"]]
+    if "milestones" in changes:
+        args["milestones"] = _schedule_value("milestones", changes["milestones"])
+    tables = args.get("schedulers", [])
+    for key in SCHEDULE_KEYS:
+        if key in changes and key not in ("schedulers", "milestones"):
+            names = [t.get("schedule") for t in tables]
+            takers = [t for t in tables if t.get("schedule") in SCHEDULERS and key in schedule_arguments(t["schedule"])]
+            if not takers:
+                listed = ", ".join(map(str, names)) or "none: give --schedulers, e.g. linear,cosine"
+                raise SpecError(f"{flag(key)}: no schedule of the sequence ({listed}) takes {key}")
+            for t in takers:
+                t[key] = _schedule_value(key, changes[key])
+    for i, t in enumerate(tables):
+        if t.get("schedule") not in SCHEDULERS or t.get("schedule") in ("sequential", "onecycle"):
+            choices = ", ".join(k for k in SCHEDULERS if k not in ("sequential", "onecycle"))
+            raise SpecError(f"--schedulers: schedule {i + 1} of the sequence is {t.get('schedule')!r}; choose from "
+                            f"{choices}")
+    if "milestones" not in args and len(tables) > 1:
+        raise SpecError("the sequential schedule switches at milestones: give --milestones, one epoch per switch "
+                        f"({len(tables) - 1} for {len(tables)} schedules), e.g. --milestones 5")
+    return args
 
 
 def _takes(kind, name, key, takes, fix):
@@ -73,9 +127,9 @@ def with_changes(spec, notes=None, **changes):
     for key in OPTIMIZER_KEYS:
         if key in changes:
             if optimizer in OPTIMIZERS:
+                takers = [name for name in OPTIMIZERS if key in optimizer_arguments(name)]
                 _takes("optimizer", optimizer, key, optimizer_arguments(optimizer),
-                       "; choose --optimizer sgd" if optimizer != "sgd" and key in ("momentum", "dampening", "nesterov")
-                       else "; choose --optimizer adam" if key in ("betas", "eps") else "")
+                       f"; choose --optimizer {' or '.join(takers)}")
             opt_args[key] = tuple(changes[key]) if key == "betas" else changes[key]
 
     schedule = new.get("schedule", spec.schedule)
@@ -87,12 +141,14 @@ def with_changes(spec, notes=None, **changes):
             notes.append(f"the {schedule} schedule takes no {', '.join(dropped)}; dropped from the preset's "
                          "schedule arguments")
         sched_args = {k: v for k, v in sched_args.items() if k in takes}
-    for key in SCHEDULE_KEYS:
-        if key in changes:
-            if schedule in SCHEDULERS:
-                _takes("schedule", schedule, key, schedule_arguments(schedule),
-                       "; choose --schedule step (step_size, gamma) or exponential (gamma)")
-            sched_args[key] = changes[key]
+    if schedule == "sequential":
+        sched_args = _sequential(sched_args, changes)
+    else:
+        for key in SCHEDULE_KEYS:
+            if key in changes:
+                if schedule in SCHEDULERS:
+                    _takes("schedule", schedule, key, schedule_arguments(schedule), _WHO_TAKES.get(key, ""))
+                sched_args[key] = _schedule_value(key, changes[key])
 
     if opt_args.get("nesterov") and optimizer == "sgd" and (not opt_args.get("momentum") or opt_args.get("dampening")):
         raise SpecError("Nesterov momentum looks ahead along the momentum, so it needs momentum > 0 and dampening 0: "
@@ -104,6 +160,13 @@ def with_changes(spec, notes=None, **changes):
         notes.append(f"the {spec.dataset} data set's options ({', '.join(sorted(spec.dataset_args))}) are "
                      f"dropped for {new['dataset']}")
         new["dataset_args"] = {}
+    init = new.get("init", spec.init)
+    if init != spec.init and init in INITIALISERS and spec.init_args and "init_args" not in new:
+        takes = arguments_of(INITIALISERS, init, ("rng", "shape"))
+        dropped = [k for k in spec.init_args if k not in takes]
+        if dropped:
+            notes.append(f"{init} takes no {', '.join(dropped)}; dropped from the preset's init arguments")
+        new["init_args"] = {k: v for k, v in spec.init_args.items() if k in takes}
     reshaped = [k for k in ("dataset", "hidden_sizes", "init") if k in new and new[k] != getattr(spec, k)]
     if spec.initial_params is not None and reshaped and "initial_params" not in new:
         notes.append(f"{flag(reshaped[0])} makes a new network: the preset's given initial weights are dropped, "

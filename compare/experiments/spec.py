@@ -28,13 +28,18 @@ def _is_real(value):
 
 
 def _finite_numbers(name, args):
-    """Every value of an arguments dict is a finite number (or a tuple/list of them, or a bool flag)."""
+    """Every value of an arguments dict is a finite number (or a tuple/list of them), a bool flag,
+    a word (kaiming's mode="fan_out", onecycle's anneal_strategy="linear"), or, in a list, a table
+    of the same (sequential's schedulers)."""
     if not isinstance(args, dict):
         raise SpecError(f"{name} must be a dict of keyword arguments, got {type(args).__name__}")
     for key, value in args.items():
         values = value if isinstance(value, (tuple, list)) else [value]
-        for v in values:
-            if isinstance(v, (bool, np.bool_)):
+        for i, v in enumerate(values):
+            if isinstance(v, (bool, np.bool_, str)):
+                continue
+            if isinstance(v, dict) and isinstance(value, (tuple, list)):
+                _finite_numbers(f"{name}[{key!r}][{i}]", v)
                 continue
             if not (_is_real(v) and math.isfinite(v)):
                 raise SpecError(f"{name}[{key!r}] must be a finite number, got {value!r}")
@@ -50,19 +55,44 @@ def optimizer_arguments(name):
     return arguments_of(OPTIMIZERS, name, ("params", "lr"))
 
 
+def schedule_arguments(spec, n_examples=None):
+    """The schedule's arguments for a run on ``n_examples`` training examples. A schedule stepped
+    after every optimizer step (onecycle) is given the run's step count as ``total_steps`` unless
+    its own length is given (``total_steps``, or ``epochs`` and ``steps_per_epoch``), which must then
+    cover the run; and the run's ``lr`` as its ``max_lr`` unless that is given. Without
+    ``n_examples`` the count is a stand-in (the epochs), for checking the other arguments."""
+    args = dict(spec.schedule_args)
+    if SCHEDULERS[spec.schedule].interval != "step":
+        return args
+    args.setdefault("max_lr", spec.lr)
+    steps = spec.epochs
+    if n_examples is not None:
+        steps *= len(range(0, n_examples, n_examples if spec.batch_size is None else spec.batch_size))
+    given = args.get("total_steps") or (args.get("epochs") or 0) * (args.get("steps_per_epoch") or 0)
+    if not given and not any(k in args for k in ("total_steps", "epochs", "steps_per_epoch")):
+        args["total_steps"] = steps
+    elif n_examples is not None and isinstance(given, int) and given < steps:
+        raise SpecError(f"the {spec.schedule} schedule is {given} steps long, the run takes {steps} "
+                        f"({spec.epochs} epochs of {steps // spec.epochs} batches): leave out total_steps (and "
+                        "epochs, steps_per_epoch) to fit the run, or give at least that many")
+    return args
+
+
 def _check_arguments(spec):
     """The optimizer's, schedule's and initialiser's arguments, tried on the manual side's own classes
     (which check them as torch does), so that a bad one is named before anything runs."""
     for name, args in (("optimizer_args", spec.optimizer_args), ("schedule_args", spec.schedule_args),
                        ("init_args", spec.init_args)):
         _finite_numbers(name, args)
+    if "total_steps" in spec.schedule_args and not _is_int(spec.schedule_args["total_steps"]):
+        raise SpecError(f"schedule_args['total_steps'] must be an integer, got {spec.schedule_args['total_steps']!r}")
     try:
         optimizer = make_optimizer(spec.optimizer, [Parameter(np.zeros(1))], lr=spec.lr, **spec.optimizer_args)
     except (ValueError, TypeError) as e:
         takes = optimizer_arguments(spec.optimizer)
         raise SpecError(f"optimizer_args for {spec.optimizer}: {e}; it takes {', '.join(takes)}") from None
     try:
-        make_scheduler(spec.schedule, optimizer, **spec.schedule_args)
+        make_scheduler(spec.schedule, optimizer, **schedule_arguments(spec))
     except (ValueError, TypeError) as e:
         takes = arguments_of(SCHEDULERS, spec.schedule, ("optimizer",))
         raise SpecError(f"schedule_args for the {spec.schedule} schedule: {e}; it takes "
@@ -72,6 +102,10 @@ def _check_arguments(spec):
     if unknown:
         raise SpecError(f"init_args for {spec.init}: unknown {', '.join(unknown)}; it takes "
                         f"{', '.join(takes) or 'no arguments'}")
+    try:
+        INITIALISERS[spec.init](np.random.default_rng(0), (2, 2), **spec.init_args)
+    except (ValueError, TypeError) as e:
+        raise SpecError(f"init_args for {spec.init}: {e}; it takes {', '.join(takes) or 'no arguments'}") from None
     if spec.initial_params is not None and not isinstance(spec.initial_params, dict):
         raise SpecError(f"initial_params must be a dict {{parameter name: values}}, got "
                         f"{type(spec.initial_params).__name__}")

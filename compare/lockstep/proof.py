@@ -302,6 +302,8 @@ def prove_update(spec, manual_side, torch_side, layout, before, state, grads, af
         for p, n in zip(params, names):
             p.grad = torch.tensor(_jittered(g[n], dt, jitter), dtype=dt, device=device)
         optimizer = torch_ref.make_optimizer(spec.optimizer, params, lr=lr, **spec.optimizer_args)
+        # what a schedule had set when the step was taken (onecycle cycles the momentum or beta1)
+        optimizer.param_groups[0].update({k: v for k, v in torch_side.stepped_with.items() if k != "lr"})
         moved = [{k: _jittered(v, dt, jitter) if isinstance(v, np.ndarray) else v for k, v in s.items()}
                  for s in (state or [])]
         load_optimizer_state(optimizer, params, moved, dt, device)
@@ -313,12 +315,14 @@ def prove_update(spec, manual_side, torch_side, layout, before, state, grads, af
         optimizer = copy.deepcopy(manual_side.optimizer)
         params = [_manual_module_parameter(b[n], g[n]) for n in names]
         optimizer.params, optimizer.lr = params, lr_manual
+        for k, v in manual_side.stepped_with.items():
+            setattr(optimizer, k, v)
         optimizer.state = [{k: _float64(v) if isinstance(v, np.ndarray) else v for k, v in s.items()}
                            for s in (state or [{} for _ in names])]
         optimizer.step()
         return {n: p.data for n, p in zip(names, params)}
 
-    lr_manual = manual_side.lr
+    lr_manual = manual_side.stepped_with["lr"]
     cache = {}
 
     def cached(key, make):

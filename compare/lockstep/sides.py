@@ -15,6 +15,7 @@ import torch
 
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
+from backprop_oracle.compare.experiments.spec import schedule_arguments
 from backprop_oracle.compare.flat import bind_flat, keep_bound, layout_offsets, unflatten  # noqa: F401
 from backprop_oracle.compare.verdict.localise import Trace
 
@@ -64,7 +65,10 @@ class ManualSide:
         self.loss = manual.make_loss(spec.loss)
         self.optimizer = manual.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
                                                **spec.optimizer_args)
-        self.scheduler = manual.make_scheduler(spec.schedule, self.optimizer, **spec.schedule_args)
+        self.spec = spec
+        self.per_step = manual.lr_scheduler.interval(spec.schedule) == "step"
+        self.scheduler = manual.make_scheduler(spec.schedule, self.optimizer, **schedule_arguments(spec))
+        self.stepped_with = self.hyperparameters()
         self.kinds = module_kinds(self.model)
         self.layout = [(n, p.shape) for n, p in self.model.named_parameters()]
         self._params = self.model.parameters()
@@ -74,7 +78,11 @@ class ManualSide:
         self.data = {}
 
     def load(self, problem):
-        """Keep the run's arrays: "train" and, where there is one, "val"."""
+        """Keep the run's arrays: "train" and, where there is one, "val"; a schedule stepped after
+        every optimizer step is made again to the run's length."""
+        if self.per_step:
+            self.scheduler = manual.make_scheduler(self.spec.schedule, self.optimizer,
+                                                   **schedule_arguments(self.spec, problem.X.shape[0]))
         self.data = {"train": (problem.X, problem.Y)}
         if problem.X_val is not None:
             self.data["val"] = (problem.X_val, problem.Y_val)
@@ -116,11 +124,21 @@ class ManualSide:
         return [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
                 for s in self.optimizer.state]
 
+    def hyperparameters(self):
+        """What a schedule sets on the optimizer: the rate, and the momentum or betas onecycle cycles."""
+        o = self.optimizer
+        return {"lr": o.lr, **{k: getattr(o, k) for k in ("momentum", "betas") if hasattr(o, k)}}
+
     def step(self):
+        """The optimizer's step, then a per-step schedule's (``stepped_with``: the values it used)."""
+        self.stepped_with = self.hyperparameters()
         self.optimizer.step()
+        if self.per_step and self.scheduler.last_epoch < self.scheduler.total_steps:
+            self.scheduler.step()
 
     def end_epoch(self):
-        self.scheduler.step()
+        if not self.per_step:
+            self.scheduler.step()
 
     @property
     def lr(self):
@@ -148,7 +166,10 @@ class TorchSide:
         self.loss = torch_ref.make_loss(spec.loss)
         self.optimizer = torch_ref.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
                                                   **spec.optimizer_args)
-        self.scheduler = torch_ref.make_scheduler(spec.schedule, self.optimizer, **spec.schedule_args)
+        self.spec = spec
+        self.per_step = torch_ref.lr_scheduler.interval(spec.schedule) == "step"
+        self.scheduler = torch_ref.make_scheduler(spec.schedule, self.optimizer, **schedule_arguments(spec))
+        self.stepped_with = self.hyperparameters()
         self.kinds = module_kinds(self.model)
         self.layout = [(n, tuple(p.shape)) for n, p in self.model.named_parameters()]
         # Looked up once: Module.parameters() walks the module tree, a cost paid twice every step.
@@ -199,7 +220,11 @@ class TorchSide:
         return torch.tensor(array, dtype=self.dtype, device=self.device)
 
     def load(self, problem):
-        """Copy the run's arrays to the device once: "train" and, where there is one, "val"."""
+        """Copy the run's arrays to the device once: "train" and, where there is one, "val"; a
+        schedule stepped after every optimizer step is made again to the run's length."""
+        if self.per_step:
+            self.scheduler = torch_ref.make_scheduler(self.spec.schedule, self.optimizer,
+                                                      **schedule_arguments(self.spec, problem.X.shape[0]))
         self.data = {"train": (self.tensor(problem.X), self.tensor(problem.Y))}
         self._in_order = np.arange(problem.X.shape[0])
         if problem.X_val is not None:
@@ -277,11 +302,21 @@ class TorchSide:
     def params(self):
         return {n: to_numpy(p) for n, p in self.model.named_parameters()}
 
+    def hyperparameters(self):
+        """What a schedule sets on the optimizer: the rate, and the momentum or betas onecycle cycles."""
+        group = self.optimizer.param_groups[0]
+        return {k: group[k] for k in ("lr", "momentum", "betas") if k in group}
+
     def step(self):
+        """The optimizer's step, then a per-step schedule's (``stepped_with``: the values it used)."""
+        self.stepped_with = self.hyperparameters()
         self.optimizer.step()
+        if self.per_step and self.scheduler.last_epoch < self.scheduler.total_steps:
+            self.scheduler.step()
 
     def end_epoch(self):
-        self.scheduler.step()
+        if not self.per_step:
+            self.scheduler.step()
 
     @property
     def lr(self):

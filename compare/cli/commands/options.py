@@ -8,15 +8,19 @@ two layers of 32), so their alternatives are separated by spaces: ``--hidden 4 1
 """
 import argparse
 
-from backprop_oracle.compare.cli.arguments import (batch_size, layer_sizes, listed, number, pair,
-                                                   positive_float, positive_int)
+from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, listed, number,
+                                                   pair, positive_float, positive_int)
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
 
 # option destination -> the change's name (compare.experiments.overrides); the others are the same.
-_RENAMED = {"hidden": "hidden_sizes"}
-CHANGE_OPTIONS = ("dataset", "hidden", "activation", "output_activation", "loss", "init", "optimizer", "lr",
-                  "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "schedule", "step_size",
-                  "gamma", "epochs", "batch_size", "shuffle", "seed", "dtype", "device")
+_RENAMED = {"hidden": "hidden_sizes", "t_max": "T_max"}
+CHANGE_OPTIONS = ("dataset", "hidden", "activation", "output_activation", "loss", "init", "init_args", "optimizer",
+                  "lr", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad", "alpha",
+                  "centered", "lr_decay", "initial_accumulator_value", "schedule", "step_size", "gamma",
+                  "milestones", "t_max", "eta_min", "start_factor", "end_factor", "total_iters", "max_lr",
+                  "total_steps", "pct_start", "anneal_strategy", "cycle_momentum", "base_momentum", "max_momentum",
+                  "div_factor", "final_div_factor", "three_phase", "schedulers",
+                  "epochs", "batch_size", "shuffle", "seed", "dtype", "device")
 
 
 def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, device_help):
@@ -40,6 +44,11 @@ def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, d
     net.add_argument("--loss", type=listed(str, LOSSES), help=", ".join(LOSSES))
     net.add_argument("--init", type=listed(str, INITIALISERS),
                      help=f"weight initialiser ({', '.join(INITIALISERS)}); replaces a preset's given weights")
+    net.add_argument("--init-args", nargs="+", type=keywords, metavar="KEY=VALUE,...",
+                     help="the initialiser's arguments, torch's names: kaiming_* a, mode (fan_in, fan_out), "
+                          "nonlinearity (relu, leaky_relu, tanh, ...); orthogonal and xavier_* gain; trunc_normal "
+                          "mean, std, a, b (bounds); e.g. mode=fan_out,nonlinearity=relu; several, separated by "
+                          "spaces, sweep")
     opt = parser.add_argument_group("training (numbers: comma lists sweep, e.g. --lr 0.5,5,50)")
     opt.add_argument("--optimizer", type=listed(str, OPTIMIZERS),
                      help="the optimizer; the preset's optimizer arguments the new one does not take (SGD's "
@@ -48,14 +57,48 @@ def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, d
     opt.add_argument("--momentum", type=listed(number), help="SGD's momentum μ")
     opt.add_argument("--dampening", type=listed(number), help="SGD's dampening")
     opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="SGD's Nesterov momentum")
-    opt.add_argument("--weight-decay", type=listed(number), help="L2 weight decay (SGD and Adam)")
-    opt.add_argument("--betas", nargs="+", type=pair, metavar="B1,B2", help="Adam's betas, e.g. 0.9,0.999")
-    opt.add_argument("--eps", type=listed(number), help="Adam's epsilon")
+    opt.add_argument("--weight-decay", type=listed(number),
+                     help="weight decay λ: added to the gradient (L2) by sgd, adam, rmsprop, adagrad; decoupled, "
+                          "w·(1 − lr·λ), by adamw (default 0.01)")
+    opt.add_argument("--betas", nargs="+", type=pair, metavar="B1,B2", help="Adam's and AdamW's betas, e.g. 0.9,0.999")
+    opt.add_argument("--eps", type=listed(number), help="epsilon of adam, adamw, rmsprop, adagrad (outside the root)")
+    opt.add_argument("--amsgrad", action=argparse.BooleanOptionalAction,
+                     help="adam, adamw: divide by the running maximum of v")
+    opt.add_argument("--alpha", type=listed(number), help="RMSprop's smoothing constant α (default 0.99)")
+    opt.add_argument("--centered", action=argparse.BooleanOptionalAction,
+                     help="RMSprop: divide by the variance estimate v − ḡ² instead of v")
+    opt.add_argument("--lr-decay", type=listed(number), help="Adagrad: lr / (1 + (t − 1)·lr_decay)")
+    opt.add_argument("--initial-accumulator-value", type=listed(number), help="Adagrad's starting sum of g²")
     opt.add_argument("--schedule", type=listed(str, SCHEDULERS),
-                     help="the learning rate each epoch: constant, step (--step-size, --gamma) or exponential "
-                          "(--gamma)")
+                     help="the learning rate: per epoch constant, step (--step-size, --gamma), exponential "
+                          "(--gamma), multistep (--milestones, --gamma), cosine (--t-max, --eta-min), linear "
+                          "warm-up (--start-factor, --end-factor, --total-iters), sequential (--schedulers, "
+                          "--milestones: e.g. --schedulers linear,cosine --milestones 5 --total-iters 5 --t-max 95); "
+                          "per step onecycle (--max-lr, default --lr; its length the run's unless --total-steps)")
     opt.add_argument("--step-size", type=listed(positive_int), help="step schedule: epochs between decays")
-    opt.add_argument("--gamma", type=listed(number), help="step and exponential schedules: the decay factor")
+    opt.add_argument("--gamma", type=listed(number), help="step, exponential and multistep: the decay factor")
+    opt.add_argument("--milestones", nargs="+", type=int_list, metavar="E1,E2",
+                     help="multistep: the epochs where the rate decays; sequential: where the next schedule starts")
+    opt.add_argument("--t-max", type=listed(positive_int), help="cosine: the epochs of the half cosine (T_max)")
+    opt.add_argument("--eta-min", type=listed(number), help="cosine: the lowest rate")
+    opt.add_argument("--start-factor", type=listed(number), help="linear: the first epoch's factor (default 1/3)")
+    opt.add_argument("--end-factor", type=listed(number), help="linear: the factor reached (default 1)")
+    opt.add_argument("--total-iters", type=listed(positive_int), help="linear: the epochs the warm-up lasts (default 5)")
+    opt.add_argument("--schedulers", nargs="+", type=listed(str, [k for k in SCHEDULERS if k not in ("sequential", "onecycle")]),
+                     metavar="S1,S2", help="sequential: the schedules, in order, e.g. linear,cosine")
+    opt.add_argument("--max-lr", type=listed(positive_float), help="onecycle: the peak rate (default: --lr)")
+    opt.add_argument("--total-steps", type=listed(positive_int), help="onecycle: its length in steps (default: the run's)")
+    opt.add_argument("--pct-start", type=listed(number), help="onecycle: the share of steps spent rising (0.3)")
+    opt.add_argument("--anneal-strategy", type=listed(str, ("cos", "linear")), help="onecycle: cos or linear")
+    opt.add_argument("--cycle-momentum", action=argparse.BooleanOptionalAction,
+                     help="onecycle: cycle the momentum (or Adam's β1) against the rate (torch's default: on)")
+    opt.add_argument("--base-momentum", type=listed(number), help="onecycle: the lowest momentum (0.85)")
+    opt.add_argument("--max-momentum", type=listed(number), help="onecycle: the highest momentum (0.95)")
+    opt.add_argument("--div-factor", type=listed(number), help="onecycle: first rate = max_lr / div_factor (25)")
+    opt.add_argument("--final-div-factor", type=listed(number),
+                     help="onecycle: last rate = first rate / final_div_factor (1e4)")
+    opt.add_argument("--three-phase", action=argparse.BooleanOptionalAction,
+                     help="onecycle: up, down to the first rate, then to the last")
     opt.add_argument("--epochs", type=listed(positive_int), help="the number of epochs")
     opt.add_argument("--batch-size", type=listed(batch_size), help="the batch size (a number, or 'full')")
     opt.add_argument("--shuffle", action=argparse.BooleanOptionalAction,
