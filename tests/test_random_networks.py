@@ -1,7 +1,8 @@
 """Agreement proven at scale: hypothesis draws random experiments (depth 0-4, widths 1-32, every
-activation, every loss with an output that fits it, SGD with random momentum, dampening, Nesterov
-and weight decay, Adam with random betas, eps and weight decay, every schedule, zero and random
-initialisation, batch sizes 1 to full, learning rates up to diverging ones, float64 and float32)
+activation, every loss with an output that fits it, every optimizer with random arguments (SGD's
+momentum, dampening, Nesterov and weight decay, Adam's and AdamW's betas, eps, amsgrad and weight
+decay, RMSprop's alpha, centering and momentum, Adagrad's lr_decay and accumulator), every
+schedule (onecycle compared at every step, sequential chains of the others), every initialiser, batch sizes 1 to full, learning rates up to diverging ones, float64 and float32)
 and each must agree (or diverge on both sides together): zero false alarms.
 
 The example budget is fixed and the draws derandomised, so CI runs the same 300 float64 and 100
@@ -26,17 +27,8 @@ LOSS_FITS = {
     "cross_entropy": (["binary", "multiclass"], ["identity"]),
     "hinge": (["binary"], ["identity", "tanh"]),
 }
-INITS = ["zeros", "normal", "uniform", "xavier_uniform", "xavier_normal", "he_normal", "he_uniform"]
-
-
 @st.composite
-def optimizers(draw):
-    if draw(st.booleans()):
-        args = {"betas": (draw(st.floats(0.0, 0.99)), draw(st.floats(0.9, 0.9999))),
-                "eps": draw(st.sampled_from([1e-8, 1e-6, 1e-4, 1e-3]))}
-        if draw(st.booleans()):
-            args["weight_decay"] = draw(st.floats(0.0, 0.1))
-        return "adam", args
+def sgd_args(draw):
     args = {}
     if draw(st.booleans()):
         args["momentum"] = draw(st.floats(0.01, 0.99))
@@ -46,17 +38,111 @@ def optimizers(draw):
             args["dampening"] = draw(st.floats(0.0, 0.9))
     if draw(st.booleans()):
         args["weight_decay"] = draw(st.floats(0.0, 0.1))
-    return "sgd", args
+    return args
 
 
 @st.composite
-def schedules(draw):
-    kind = draw(st.sampled_from(["constant", "step", "exponential"]))
+def adam_args(draw):
+    args = {"betas": (draw(st.floats(0.0, 0.99)), draw(st.floats(0.9, 0.9999))),
+            "eps": draw(st.sampled_from([1e-8, 1e-6, 1e-4, 1e-3])), "amsgrad": draw(st.booleans())}
+    if draw(st.booleans()):
+        args["weight_decay"] = draw(st.floats(0.0, 0.1))
+    return args
+
+
+@st.composite
+def rmsprop_args(draw):
+    args = {"alpha": draw(st.floats(0.5, 0.999)), "eps": draw(st.sampled_from([1e-8, 1e-6, 1e-3])),
+            "centered": draw(st.booleans())}
+    if draw(st.booleans()):
+        args["momentum"] = draw(st.floats(0.0, 0.95))
+    if draw(st.booleans()):
+        args["weight_decay"] = draw(st.floats(0.0, 0.1))
+    return args
+
+
+@st.composite
+def adagrad_args(draw):
+    return {"lr_decay": draw(st.sampled_from([0.0, 0.01, 0.5])),
+            "initial_accumulator_value": draw(st.sampled_from([0.0, 0.1, 1.0])),
+            "weight_decay": draw(st.sampled_from([0.0, 0.05])), "eps": draw(st.sampled_from([1e-10, 1e-6]))}
+
+
+# Every registry key is drawn (test_every_key_is_drawn): a new optimizer, schedule or initialiser
+# joins the draws by adding its arguments' strategy here.
+OPTIMIZER_ARGS = {"sgd": sgd_args(), "adam": adam_args(), "adamw": adam_args(), "rmsprop": rmsprop_args(),
+                  "adagrad": adagrad_args()}
+
+
+@st.composite
+def epoch_schedule(draw, kind):
+    """One per-epoch schedule's arguments (also a step of a sequential one)."""
     if kind == "step":
-        return kind, {"step_size": draw(st.integers(1, 3)), "gamma": draw(st.floats(0.1, 0.9))}
+        return {"step_size": draw(st.integers(1, 3)), "gamma": draw(st.floats(0.1, 0.9))}
     if kind == "exponential":
-        return kind, {"gamma": draw(st.floats(0.5, 0.99))}
-    return kind, {}
+        return {"gamma": draw(st.floats(0.5, 0.99))}
+    if kind == "multistep":
+        return {"milestones": sorted(draw(st.sets(st.integers(1, 4), min_size=1, max_size=3))),
+                "gamma": draw(st.floats(0.1, 0.9))}
+    if kind == "cosine":
+        return {"T_max": draw(st.integers(1, 4)), "eta_min": draw(st.sampled_from([0.0, 1e-4]))}
+    if kind == "linear":
+        return {"start_factor": draw(st.floats(0.05, 1.0)), "end_factor": draw(st.floats(0.5, 1.0)),
+                "total_iters": draw(st.integers(1, 3))}
+    return {}
+
+
+EPOCH_SCHEDULES = ["constant", "step", "exponential", "multistep", "cosine", "linear"]
+
+
+@st.composite
+def onecycle_args(draw):
+    return {"pct_start": draw(st.floats(0.1, 0.9)), "anneal_strategy": draw(st.sampled_from(["cos", "linear"])),
+            "three_phase": draw(st.booleans()), "cycle_momentum": draw(st.booleans()),
+            "div_factor": draw(st.sampled_from([25.0, 5.0]))}
+
+
+@st.composite
+def sequential_args(draw):
+    kinds = draw(st.lists(st.sampled_from(EPOCH_SCHEDULES), min_size=2, max_size=3))
+    return {"schedulers": [{"schedule": k, **draw(epoch_schedule(k))} for k in kinds],
+            "milestones": sorted(draw(st.sets(st.integers(1, 3), min_size=len(kinds) - 1, max_size=len(kinds) - 1)))}
+
+
+SCHEDULE_ARGS = {**{k: epoch_schedule(k) for k in EPOCH_SCHEDULES}, "onecycle": onecycle_args(),
+                 "sequential": sequential_args()}
+
+
+@st.composite
+def kaiming_args(draw):
+    nonlinearity = draw(st.sampled_from(["relu", "leaky_relu", "tanh", "linear", "sigmoid", "selu"]))
+    args = {"mode": draw(st.sampled_from(["fan_in", "fan_out"])), "nonlinearity": nonlinearity}
+    if nonlinearity == "leaky_relu":
+        args["a"] = draw(st.sampled_from([0.0, 0.01, 0.2]))
+    return args
+
+
+INIT_ARGS = {"zeros": st.just({}), "normal": st.just({}), "uniform": st.just({}), "xavier_uniform": st.just({}),
+             "xavier_normal": st.just({}), "he_normal": st.just({}), "he_uniform": st.just({}),
+             "kaiming_uniform": kaiming_args(), "kaiming_normal": kaiming_args(),
+             "orthogonal": st.builds(dict, gain=st.sampled_from([1.0, 0.5, 2.0])),
+             "trunc_normal": st.builds(dict, std=st.sampled_from([0.02, 0.5, 1.0]))}
+
+
+@st.composite
+def drawn(draw, table):
+    """A key of ``table`` and the arguments drawn for it."""
+    name = draw(st.sampled_from(sorted(table)))
+    return name, draw(table[name])
+
+
+def test_every_key_is_drawn():
+    from backprop_oracle import manual
+    for what, table, registry in (("optimizer", OPTIMIZER_ARGS, manual.OPTIMIZERS),
+                                  ("schedule", SCHEDULE_ARGS, manual.SCHEDULERS),
+                                  ("initialiser", INIT_ARGS, manual.INITIALISERS)):
+        assert set(table) == set(registry), (f"{what}s drawn {sorted(table)}, registered {sorted(registry)}: "
+                                             "give every key a strategy of its arguments")
 
 
 @st.composite
@@ -69,8 +155,11 @@ def experiments(draw, dtype):
     data = {"seed": draw(st.integers(0, 2**16)), "n": n, "features": draw(st.integers(1, 6)), "task": task,
             "classes": draw(st.integers(3, 5)), "outputs": draw(st.integers(1, 4)),
             "scale": draw(st.sampled_from([0.1, 1.0, 5.0]))}
-    optimizer, optimizer_args = draw(optimizers())
-    schedule, schedule_args = draw(schedules())
+    optimizer, optimizer_args = draw(drawn(OPTIMIZER_ARGS))
+    schedule, schedule_args = draw(drawn(SCHEDULE_ARGS))
+    if schedule == "onecycle" and optimizer == "adagrad":     # torch: Adagrad has no momentum to cycle
+        schedule_args = dict(schedule_args, cycle_momentum=False)
+    init, init_args = draw(drawn(INIT_ARGS))
     spec = ExperimentSpec(
         dataset="random",
         hidden_sizes=tuple(draw(st.lists(st.integers(1, 32), min_size=0, max_size=4))),
@@ -79,7 +168,7 @@ def experiments(draw, dtype):
         lr=draw(st.sampled_from([1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0, 3.0, 10.0, 100.0, 1e3])),
         schedule=schedule, schedule_args=schedule_args, epochs=draw(st.integers(1, 4)),
         batch_size=draw(st.one_of(st.none(), st.integers(1, n))), shuffle=draw(st.booleans()),
-        init=draw(st.sampled_from(INITS)), seed=draw(st.integers(0, 2**16)), dtype=dtype)
+        init=init, init_args=init_args, seed=draw(st.integers(0, 2**16)), dtype=dtype)
     return spec, data
 
 
