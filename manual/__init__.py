@@ -12,8 +12,10 @@ from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError
                            CrossEntropyLoss, HingeLoss, make_loss)
 from backprop_oracle.manual.sequential import Sequential, mlp
 from backprop_oracle.manual.init import INITIALISERS, init_parameters
-from backprop_oracle.manual.optim import OPTIMIZERS, SGD, Adam, make_optimizer
-from backprop_oracle.manual.lr_scheduler import SCHEDULERS, ConstantLR, StepLR, ExponentialLR, make_scheduler
+from backprop_oracle.manual.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, Adagrad, make_optimizer
+from backprop_oracle.manual.lr_scheduler import (SCHEDULERS, ConstantLR, StepLR, ExponentialLR, MultiStepLR,
+                                                      CosineAnnealingLR, LinearLR, OneCycleLR, SequentialLR,
+                                                      make_scheduler)
 from backprop_oracle.manual.grad import value_and_grad, loop_value_and_grad
 from backprop_oracle.manual.train import fit
 from backprop_oracle.manual.dtypes import DTYPES, as_dtype
@@ -25,7 +27,8 @@ __all__ = [
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",
     "HingeLoss", "make_loss",
     "Sequential", "mlp", "INITIALISERS", "init_parameters",
-    "OPTIMIZERS", "SGD", "Adam", "make_optimizer",
-    "SCHEDULERS", "ConstantLR", "StepLR", "ExponentialLR", "make_scheduler",
+    "OPTIMIZERS", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "make_optimizer",
+    "SCHEDULERS", "ConstantLR", "StepLR", "ExponentialLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR",
+    "OneCycleLR", "SequentialLR", "make_scheduler",
     "value_and_grad", "loop_value_and_grad", "fit", "DTYPES", "as_dtype",
 ]

@@ -4,7 +4,9 @@ wrong, and show it wrong on identical inputs; none may be explained away as roun
 
 Each mistake is one a student makes when deriving backpropagation by hand: a derivative written
 as the function, a missing transpose, a lost 1/N, a momentum buffer started wrongly, Adam without
-its bias correction, a weight decay with the wrong sign, a schedule that counts epochs from 0.
+its bias correction, a weight decay with the wrong sign, a schedule that counts epochs from 0,
+AdamW decaying the gradient, RMSprop's eps inside the root, a warm-up one step late, a 1cycle whose
+per-step rate goes wrong inside the first epoch.
 """
 from dataclasses import dataclass, replace
 
@@ -29,6 +31,7 @@ class Mutation:
     module: int | None      # the module that computes it (None: the loss, the optimizer, the schedule)
     spec: dict              # changes to BASE
     data: dict              # random_dataset arguments
+    step: int | None = None  # the step the mismatch must be found at, where it matters (a schedule's)
 
 
 def sgd_step(first_buffer=None, dampen=True, look_ahead=True, decay_sign=1.0):
@@ -66,6 +69,94 @@ def adam_without_bias_correction(self):
 
 def steplr_counting_from_zero(self):
     return self.optimizer.lr * (self.gamma if (self.last_epoch - 1) % self.step_size == 0 else 1.0)
+
+
+def adam_update(decay_gradient=False, amsgrad_v=False):
+    """manual.Adam.update (and AdamW's) written plainly, with one of its lines changed."""
+    def update(self, w, grad, state, scratch):
+        beta1, beta2 = self.betas
+        g = grad
+        if self.weight_decay != 0 and self.decoupled and not decay_gradient:
+            w *= 1 - self.lr * self.weight_decay
+        elif self.weight_decay != 0:
+            g = grad + self.weight_decay * w                  # AdamW: the gradient decayed, not the weight
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(w), exp_avg_sq=np.zeros_like(w))
+            if self.amsgrad:
+                state["max_exp_avg_sq"] = np.zeros_like(w)
+        state["step"] += 1
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        m += (1 - beta1) * (g - m)
+        v *= beta2
+        v += (1 - beta2) * g * g
+        if self.amsgrad:
+            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            if not amsgrad_v:                                 # the mistake divides by v, not max v
+                v = state["max_exp_avg_sq"]
+        w -= self.lr / (1 - beta1 ** t) * m / (np.sqrt(v) / np.sqrt(1 - beta2 ** t) + self.eps)
+    return update
+
+
+def rmsprop_update(eps_inside=False, uncentered=False):
+    """manual.RMSprop.update written plainly, with one of its lines changed."""
+    def update(self, w, grad, state, scratch):
+        g = grad + self.weight_decay * w
+        if not state:
+            state.update(step=0, square_avg=np.zeros_like(w), grad_avg=np.zeros_like(w))
+        state["step"] += 1
+        v, ga = state["square_avg"], state["grad_avg"]
+        v *= self.alpha
+        v += (1 - self.alpha) * g * g
+        ga += (1 - self.alpha) * (g - ga)
+        var = v - ga * ga if (self.centered and not uncentered) else v
+        d = np.sqrt(var + self.eps) if eps_inside else np.sqrt(var) + self.eps
+        w -= self.lr * g / d
+    return update
+
+
+def adagrad_decay_from_t(self, w, grad, state, scratch):
+    if not state:
+        state.update(step=0, sum=np.full_like(w, self.initial_accumulator_value))
+    state["step"] += 1
+    clr = self.lr / (1 + state["step"] * self.lr_decay)          # torch: (t − 1) · lr_decay
+    state["sum"] += grad * grad
+    w -= clr * grad / (np.sqrt(state["sum"]) + self.eps)
+
+
+def linear_warmup_one_step_late(self):
+    t, lr, d = self.last_epoch, self.optimizer.lr, self.end_factor - self.start_factor
+    if t == 0:
+        return lr * self.start_factor
+    if t > self.total_iters:
+        return lr
+    return lr * (1.0 + d / (self.total_iters * self.start_factor + t * d))   # torch: (t − 1) · d
+
+
+def cosine_without_eta_min(self):
+    t, T = self.last_epoch, self.T_max
+    if t == 0:
+        return self.optimizer.lr
+    return self.optimizer.initial_lr * (1 + np.cos(np.pi * t / T)) / 2
+
+
+def multistep_after_milestone(self):
+    return self.optimizer.lr * (self.gamma if self.last_epoch - 1 in self.milestones else 1.0)
+
+
+_ONECYCLE_GET_LR = manual.lr_scheduler.OneCycleLR.get_lr
+
+
+def onecycle_phase_without_minus_one(self):
+    if not getattr(self, "_moved", False):       # torch's first phase ends at pct_start · total − 1
+        self.phases[0] = (self.phases[0][0] + 1, *self.phases[0][1:])
+        self._moved = True
+    return _ONECYCLE_GET_LR(self)
+
+
+def sequential_without_restart(self):
+    from bisect import bisect_right
+    self.last_epoch += 1
+    self.schedulers[bisect_right(self.milestones, self.last_epoch)].step()   # torch restarts it at a milestone
 
 
 def linear_backward_without_transpose(self, dL_dy):
@@ -130,6 +221,38 @@ MUTATIONS = {
                                     dict(optimizer_args={"weight_decay": 0.1}), {}),
     "adam without bias correction": Mutation(manual.Adam, "step", adam_without_bias_correction, "optimizer",
                                              None, dict(optimizer="adam", lr=0.01), {}),
+    "AdamW decaying the gradient": Mutation(manual.AdamW, "update", adam_update(decay_gradient=True), "optimizer",
+                                            None, dict(optimizer="adamw", lr=0.01,
+                                                       optimizer_args={"weight_decay": 0.5}), {}, step=1),
+    "amsgrad dividing by v, not max v": Mutation(
+        manual.Adam, "update", adam_update(amsgrad_v=True), "optimizer", None,
+        dict(optimizer="adam", lr=0.01, optimizer_args={"amsgrad": True, "betas": (0.9, 0.5)}), {}),
+    "RMSprop's eps inside the root": Mutation(manual.RMSprop, "update", rmsprop_update(eps_inside=True),
+                                              "optimizer", None, dict(optimizer="rmsprop", lr=0.01,
+                                                                      optimizer_args={"eps": 0.1}), {}, step=1),
+    "RMSprop centered without the mean": Mutation(
+        manual.RMSprop, "update", rmsprop_update(uncentered=True), "optimizer", None,
+        dict(optimizer="rmsprop", lr=0.01, optimizer_args={"centered": True}), {}, step=1),
+    "Adagrad's lr_decay from t, not t - 1": Mutation(
+        manual.Adagrad, "update", adagrad_decay_from_t, "optimizer", None,
+        dict(optimizer="adagrad", optimizer_args={"lr_decay": 0.5}), {}, step=1),
+    "linear warm-up one step late": Mutation(
+        manual.lr_scheduler.LinearLR, "get_lr", linear_warmup_one_step_late, "schedule", None,
+        dict(schedule="linear", schedule_args={"start_factor": 0.25, "total_iters": 2}), {}, step=4),
+    "cosine without eta_min": Mutation(
+        manual.lr_scheduler.CosineAnnealingLR, "get_lr", cosine_without_eta_min, "schedule", None,
+        dict(schedule="cosine", schedule_args={"T_max": 2, "eta_min": 0.05}), {}, step=4),
+    "multistep decaying after the milestone": Mutation(
+        manual.lr_scheduler.MultiStepLR, "get_lr", multistep_after_milestone, "schedule", None,
+        dict(schedule="multistep", schedule_args={"milestones": [1]}), {}, step=4),
+    "onecycle's first phase a step too long": Mutation(   # per step: found inside the first epoch
+        manual.lr_scheduler.OneCycleLR, "get_lr", onecycle_phase_without_minus_one, "schedule", None,
+        dict(schedule="onecycle", optimizer_args={"momentum": 0.9}), {}, step=2),
+    "sequential not restarting at its milestone": Mutation(
+        manual.lr_scheduler.SequentialLR, "step", sequential_without_restart, "schedule", None,
+        dict(schedule="sequential", schedule_args={
+            "schedulers": [{"schedule": "linear", "start_factor": 0.25, "total_iters": 3},
+                           {"schedule": "exponential", "gamma": 0.5}], "milestones": [1]}), {}, step=4),
     "StepLR counting epochs from 0": Mutation(
         manual.lr_scheduler.StepLR, "get_lr", steplr_counting_from_zero, "schedule", None,
         dict(schedule="step", schedule_args={"step_size": 2, "gamma": 0.5}), {}),
@@ -150,6 +273,8 @@ def test_planted_mistake_is_named_at_its_node(name, dtype, monkeypatch):
     assert mm.stage != "amplified" and not [d for d in r.drifts if d.stage == "amplified" and d.step == mm.step]
     assert mm.node == mutation.node, f"{name}: blamed {mm.node}, expected {mutation.node}\n{mm.describe()}"
     assert mm.node_module == mutation.module, f"{name}: blamed module {mm.node_module}\n{mm.describe()}"
+    if mutation.step is not None:
+        assert mm.step == mutation.step, f"{name}: found at step {mm.step}, expected {mutation.step}\n{mm.describe()}"
     if mutation.node != "schedule":
         assert mm.proof is not None and mm.proof.wrong, f"{name}: no proof on identical inputs\n{mm.describe()}"
         assert "the node itself is wrong" in mm.reason, mm.describe()

@@ -13,8 +13,10 @@ from backprop_oracle.torch_ref.losses import (LOSSES, SquaredError, SumSquaredEr
                               CrossEntropyLoss, HingeLoss, make_loss)
 from backprop_oracle.torch_ref.sequential import Sequential, mlp
 from backprop_oracle.torch_ref.init import INITIALISERS, init_parameters
-from backprop_oracle.torch_ref.optim import OPTIMIZERS, SGD, Adam, make_optimizer
-from backprop_oracle.torch_ref.lr_scheduler import SCHEDULERS, ConstantLR, StepLR, ExponentialLR, make_scheduler
+from backprop_oracle.torch_ref.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, Adagrad, make_optimizer
+from backprop_oracle.torch_ref.lr_scheduler import (SCHEDULERS, ConstantLR, StepLR, ExponentialLR, MultiStepLR,
+                                                      CosineAnnealingLR, LinearLR, OneCycleLR, SequentialLR,
+                                                      make_scheduler)
 from backprop_oracle.torch_ref.grad import value_and_grad, forward_with_intermediates
 from backprop_oracle.torch_ref.train import fit
 
@@ -25,7 +27,8 @@ __all__ = [
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",
     "HingeLoss", "make_loss",
     "Sequential", "mlp", "INITIALISERS", "init_parameters",
-    "OPTIMIZERS", "SGD", "Adam", "make_optimizer",
-    "SCHEDULERS", "ConstantLR", "StepLR", "ExponentialLR", "make_scheduler",
+    "OPTIMIZERS", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "make_optimizer",
+    "SCHEDULERS", "ConstantLR", "StepLR", "ExponentialLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR",
+    "OneCycleLR", "SequentialLR", "make_scheduler",
     "value_and_grad", "forward_with_intermediates", "fit",
 ]
