@@ -20,6 +20,7 @@ from backprop_oracle.compare.checkpoints import Saver, load_checkpoint, resume a
 from backprop_oracle.compare.checkpoints.files import FORMAT
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from backprop_oracle.compare.experiments.setup import prepare
+from backprop_oracle.compare.verdict.tolerances import Tolerance
 from tests.helpers import assert_close
 
 # moons: shuffled mini-batches, SGD with momentum 0.9 and an exponential schedule; every piece of
@@ -263,3 +264,56 @@ def test_an_interrupted_run_resumes_from_its_last_save(tmp_path, capsys, monkeyp
                          "--resume", str(tmp_path / "c.npz"), "--json", str(tmp_path / "r.json"))
     assert code == 0, err
     assert_same_report(report(straight_run / "r.json"), report(tmp_path / "r.json"))
+
+
+@pytest.mark.parametrize("options", [
+    ["--optimizer", "adamw", "--amsgrad", "--lr", "0.01"],
+    ["--optimizer", "rmsprop", "--centered", "--momentum", "0.5", "--lr", "0.01"],
+    ["--optimizer", "adagrad", "--lr-decay", "0.01", "--initial-accumulator-value", "0.1", "--lr", "0.1"],
+    ["--optimizer", "adam", "--schedule", "onecycle", "--total-steps", "78", "--lr", "0.05"],
+    ["--optimizer", "sgd", "--schedule", "sequential", "--schedulers", "linear,cosine", "--milestones", "2",
+     "--total-iters", "2", "--t-max", "4", "--lr", "0.5"],
+], ids=["adamw-amsgrad", "rmsprop-centered-momentum", "adagrad", "onecycle", "warmup-cosine"])
+def test_three_and_three_epochs_are_six_with_each_new_optimizer_and_schedule(tmp_path, options):
+    """Saved after 3 epochs (13 steps each) and resumed: the run of 6, bit for bit in float64, on both
+    sides (parameters, optimizer state, the rate and what a schedule set, onecycle's cycled momentum)."""
+    common = ["run", PRESET, *options, "--quiet", "--no-tensorboard"]
+    assert main([*common, "--epochs", "6", "--json", str(tmp_path / "s.json"), "--save", str(tmp_path / "s.npz")]) == 0
+    assert main([*common, "--epochs", "3", "--save", str(tmp_path / "half.npz")]) == 0
+    assert main([*common, "--epochs", "6", "--resume", str(tmp_path / "half.npz"), "--json", str(tmp_path / "r.json"),
+                 "--save", str(tmp_path / "r.npz")]) == 0
+    straight, resumed = report(tmp_path / "s.json"), report(tmp_path / "r.json")
+    assert straight["passed"] and resumed["steps"] == 78
+    assert_same_report(straight, resumed)
+    a, b = load_checkpoint(tmp_path / "s.npz"), load_checkpoint(tmp_path / "r.npz")
+    assert_same_state(a, b)
+    for i, (x, y) in enumerate(zip(a.manual["optimizer"], b.manual["optimizer"])):
+        assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x), f"manual optimizer state {i} differs"
+    for key in ("lr", "initial_lr", "last_epoch", "scheduler", "hyper"):
+        assert a.manual[key] == b.manual[key], f"manual {key}: straight {a.manual[key]!r}, resumed {b.manual[key]!r}"
+    for i, state in a.torch["optimizer"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b.torch["optimizer"]["state"][i][key]), f"torch optimizer state {i} {key} differs"
+    assert a.torch["optimizer"]["param_groups"] == b.torch["optimizer"]["param_groups"]
+
+
+@pytest.mark.parametrize("schedule", [["--schedule", "onecycle", "--total-steps", "78"],
+                                      ["--schedule", "sequential", "--schedulers", "linear,cosine", "--milestones", "2",
+                                       "--t-max", "4"]], ids=["onecycle", "sequential"])
+def test_a_manual_checkpoint_resumes_the_torch_side_too(tmp_path, schedule):
+    """A checkpoint holding only the manual side (convert .pt -> .npz drops nothing the torch side
+    needs): torch's schedule state is rebuilt from the manual one, and the resumed run agrees."""
+    common = ["run", PRESET, "--optimizer", "sgd", *schedule, "--quiet", "--no-tensorboard"]
+    assert main([*common, "--epochs", "6", "--json", str(tmp_path / "s.json")]) == 0
+    assert main([*common, "--epochs", "3", "--save", str(tmp_path / "half.npz")]) == 0
+    c = load_checkpoint(tmp_path / "half.npz")
+    from backprop_oracle.compare.checkpoints.files import write_npz
+    write_npz(tmp_path / "manual_only.npz", type(c)(c.spec, c.progress, c.rng_state, c.manual, None, c.path))
+    assert main([*common, "--epochs", "6", "--resume", str(tmp_path / "manual_only.npz"),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    straight, resumed = report(tmp_path / "s.json"), report(tmp_path / "r.json")
+    assert resumed["passed"], resumed.get("mismatch")
+    assert resumed["step_cost_manual"] == straight["step_cost_manual"]
+    # the torch side goes on from the manual side's numbers, which agree with its own within rounding
+    assert_close("torch side's step costs, resumed from the manual state", np.array(resumed["step_cost_torch"]),
+                 np.array(straight["step_cost_torch"]), tol=Tolerance(rtol=1e-12, atol=1e-14))
