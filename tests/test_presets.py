@@ -77,6 +77,11 @@ QUOTED = [
     ("sgd-vs-batch:mini-batch", "final_cost", "0.24"),
     ("learning-rate:small", "final_cost", "0.109"),
     ("learning-rate:good", "final_cost", "0.0245"),
+    ("optimizers:momentum", "final_cost", "0.0187"),
+    ("optimizers:sgd", "final_cost", "0.0295"),
+    ("optimizers:rmsprop", "final_cost", "0.0294"),
+    ("optimizers:adam", "final_cost", "0.0273"),
+    ("optimizers:adamw", "final_cost", "0.0274"),
 ]
 
 

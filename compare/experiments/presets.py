@@ -146,6 +146,17 @@ SMALL_MOONS = ExperimentSpec(dataset="moons", dataset_args={"n_samples": 60, "no
 # too small crawls, a good one converges, too large overshoots the minimum by more each step.
 SINE_GD = replace(REGRESSION, optimizer_args={}, batch_size=None, epochs=200)
 
+# The optimizers on one network: the regression preset's 1-16-1 tanh fit, mini-batches of 32, the
+# same start and batch order; each optimizer with its usual rate (torch's defaults otherwise).
+SINE_20 = replace(REGRESSION, optimizer_args={}, epochs=20)
+OPTIMIZER_RUNS = {
+    "sgd": replace(SINE_20, optimizer="sgd", lr=0.1),
+    "momentum": replace(SINE_20, optimizer="sgd", lr=0.1, optimizer_args={"momentum": 0.9}),
+    "rmsprop": replace(SINE_20, optimizer="rmsprop", lr=0.01),
+    "adam": replace(SINE_20, optimizer="adam", lr=0.01),
+    "adamw": replace(SINE_20, optimizer="adamw", lr=0.01),
+}
+
 
 PRESETS = {p.name: p for p in [
     Preset(
@@ -261,6 +272,18 @@ PRESETS = {p.name: p for p in [
         {"small": Expectation("final_cost", ">=", 0.1), "good": Expectation("final_cost", "<=", 0.03),
          "too-large": Expectation("diverges")},
         fixed=("lr",),
+    ),
+    Preset(
+        "optimizers",
+        "The family of update rules (the lecture notes' momentum, then the adaptive rates that end in Adam): the "
+        "regression preset's 1-16-1 tanh network fitted for 20 epochs of mini-batches by SGD (lr 0.1), "
+        "momentum 0.9 (lr 0.1), RMSprop, Adam and AdamW (lr 0.01, torch's other defaults), from the same "
+        "start; their costs on one plot. Momentum gets ahead first and ends lowest (cost 0.0187); SGD ends at "
+        "0.0295, RMSprop at 0.0294, Adam at 0.0273, AdamW, whose decoupled weight decay of 0.01 barely shows "
+        "here, at 0.0274. Every update is compared with torch.optim at every step.",
+        OPTIMIZER_RUNS,
+        {k: Expectation("final_cost", "<=", 0.035) for k in OPTIMIZER_RUNS},
+        fixed=("optimizer",),
     ),
 ]}
 
