@@ -118,6 +118,35 @@ def test_the_numpy_rules_are_torchs_step_by_step(optimizer, given):
                 assert err < 1e-14, f"{optimizer} {given} {run} step {s + 1} {k}: {err:.2e} from torch"
 
 
+def rmsprop_state(params, grads, state, lr=0.01, alpha=0.99, eps=1e-8, centered=False, momentum=0.0,
+                  eps_inside=False):
+    """RMSprop as a student writes it, state form; ``eps_inside`` plants the mistake."""
+    out = {}
+    for k, w in params.items():
+        g = grads[k]
+        v = state[("v", k)] = alpha * state.get(("v", k), 0.0) + (1 - alpha) * g * g
+        if centered:
+            ga = state[("ga", k)] = alpha * state.get(("ga", k), 0.0) + (1 - alpha) * g
+            v = v - ga * ga
+        d = np.sqrt(v + eps) if eps_inside else np.sqrt(v) + eps
+        if momentum > 0:
+            buf = state[("b", k)] = momentum * state.get(("b", k), 0.0) + g / d
+            out[k] = w - lr * buf
+        else:
+            out[k] = w - lr * g / d
+    return out, state
+
+
+def adagrad_state(params, grads, state, lr=0.01, lr_decay=0.0, eps=1e-10, from_t=False):
+    out = {}
+    state["t"] = state.get("t", 0) + 1
+    clr = lr / (1 + (state["t"] if from_t else state["t"] - 1) * lr_decay)
+    for k, w in params.items():
+        s = state[("s", k)] = state.get(("s", k), 0.0) + grads[k] ** 2
+        out[k] = w - clr * grads[k] / (np.sqrt(s) + eps)
+    return out, state
+
+
 # --- correct rules pass, in every form ---------------------------------------------------------
 
 @pytest.mark.parametrize("rule,optimizer,kwargs", [
@@ -130,8 +159,15 @@ def test_the_numpy_rules_are_torchs_step_by_step(optimizer, given):
     (StudentAdam(lr=0.01, weight_decay=0.1), "adam", dict(lr=0.01, weight_decay=0.1)),
     (StudentAdam(lr=0.01, weight_decay=0.1, decoupled=True), "adamw", dict(lr=0.01, weight_decay=0.1)),
     (manual.Adam, "adam", dict(lr=0.01, weight_decay=0.01)),
+    (manual.AdamW, "adamw", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    (manual.Adam, "adam", dict(lr=0.01, amsgrad=True, betas=(0.9, 0.5))),
+    (manual.RMSprop, "rmsprop", dict(lr=0.01, alpha=0.9, centered=True, momentum=0.5, weight_decay=0.01)),
+    (rmsprop_state, "rmsprop", dict(lr=0.01, centered=True)),
+    (manual.Adagrad, "adagrad", dict(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.1, weight_decay=0.01)),
+    (adagrad_state, "adagrad", dict(lr=0.1, lr_decay=0.1)),
 ], ids=["sgd-state", "nesterov-state", "cs231n-momentum", "cs231n-nesterov", "manual.SGD", "cs231n-adam", "adam-object", "adamw-object",
-        "manual.Adam"])
+        "manual.Adam", "manual.AdamW-amsgrad", "manual.Adam-amsgrad", "manual.RMSprop", "rmsprop-state", "manual.Adagrad",
+        "adagrad-state"])
 def test_a_correct_rule_passes(rule, optimizer, kwargs):
     r = check_optimizer(rule, optimizer, steps=8, **kwargs)
     assert r.passed, r.report()
@@ -162,6 +198,15 @@ MISTAKES = {
                        dict(lr=0.01, weight_decay=0.1), 1, "0.weight", "decay_decoupled"),
     "step counter from 0": (lambda w, dw, config: adam_config(w, dw, config, counter_start=0), "adam",
                             dict(lr=0.01), 1, "0.weight", "step_counter_from_0"),
+    "RMSprop's eps inside the root": (lambda params, grads, state, **kw: rmsprop_state(params, grads, state,
+                                                                                          eps_inside=True, **kw),
+                                      "rmsprop", dict(lr=0.01, eps=0.1), 1, "0.weight", "eps_inside_sqrt"),
+    "RMSprop not centered": (lambda params, grads, state, lr=0.01, centered=False: rmsprop_state(params, grads, state,
+                                                                                                    lr=lr),
+                             "rmsprop", dict(lr=0.01, centered=True), 1, "0.weight", "centered_ignored"),
+    "Adagrad's lr_decay from t": (lambda params, grads, state, **kw: adagrad_state(params, grads, state, from_t=True,
+                                                                                   **kw),
+                                  "adagrad", dict(lr=0.1, lr_decay=0.5), 1, "0.weight", "lr_decay_from_t"),
     "step counter ahead": (lambda w, dw, config: adam_config(w, dw, config, counter_start=2), "adam",
                            dict(lr=0.01), 1, "0.weight", "step_counter_ahead"),
 }
@@ -222,7 +267,8 @@ def test_a_state_that_survives_between_runs_would_be_a_false_alarm_so_each_run_s
 # --- usage errors: one clear message -----------------------------------------------------------
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: check_optimizer(sgd_state, "rmsprop"), "unknown optimizer 'rmsprop'; choose one of: sgd, adam, adamw"),
+    (lambda: check_optimizer(sgd_state, "lion"), "unknown optimizer 'lion'; choose one of: sgd, adam, adamw, rmsprop, "
+                                                 "adagrad"),
     (lambda: check_optimizer(sgd_state, "sgd", foreach=True), "foreach not supported"),
     (lambda: check_optimizer(sgd_state, "sgd", lr=0.1, nesterov=True), "torch.optim.SGD refuses these arguments"),
     (lambda: check_optimizer(lambda a, b, c: None, "sgd"), "give form='state' or form='config'"),
@@ -250,6 +296,23 @@ def test_a_correct_schedule_passes_in_every_form():
                                     dict(milestones=[2, 5], gamma=0.5))]:
         r = check_schedule(schedule, kind, epochs=12, **kwargs)
         assert r.passed, r.report()
+
+
+@pytest.mark.parametrize("cls,kind,kwargs", [
+    (manual.lr_scheduler.MultiStepLR, "multistep", dict(milestones=[2, 5], gamma=0.5)),
+    (manual.lr_scheduler.CosineAnnealingLR, "cosine", dict(T_max=4, eta_min=0.01)),      # and back up after T_max
+    (manual.lr_scheduler.LinearLR, "linear", dict(start_factor=0.1, total_iters=4)),
+])
+def test_the_manual_schedules_pass(cls, kind, kwargs):
+    r = check_schedule(cls, kind, epochs=12, **kwargs)
+    assert r.passed, r.report()
+
+
+def test_a_warm_up_one_step_late_is_named(monkeypatch):
+    from tests.test_mutations import linear_warmup_one_step_late
+    monkeypatch.setattr(manual.lr_scheduler.LinearLR, "get_lr", linear_warmup_one_step_late)
+    r = check_schedule(manual.lr_scheduler.LinearLR, "linear", epochs=8, start_factor=0.25, total_iters=4)
+    assert not r.passed and r.first.step == 1, r.report()
 
 
 def test_steplr_counting_epochs_from_0_is_one_epoch_early(monkeypatch):

@@ -40,7 +40,9 @@ ALL_PARAMETERS = {"params", "parameters", "weights", "ws", "model", "variables",
 CS231N_NAMES = {"lr": "learning_rate", "eps": "epsilon"}
 ATTRIBUTES = {"lr": ("lr", "learning_rate", "alpha"), "momentum": ("momentum", "mu"),
               "dampening": ("dampening",), "weight_decay": ("weight_decay", "wd"), "nesterov": ("nesterov",),
-              "betas": ("betas",), "eps": ("eps", "epsilon"), "amsgrad": ("amsgrad",), "maximize": ("maximize",)}
+              "betas": ("betas",), "eps": ("eps", "epsilon"), "amsgrad": ("amsgrad",), "maximize": ("maximize",),
+              "alpha": ("alpha", "decay_rate", "rho"), "centered": ("centered",), "lr_decay": ("lr_decay",),
+              "initial_accumulator_value": ("initial_accumulator_value",)}
 
 
 def describe(target):
@@ -161,6 +163,8 @@ def _check_attributes(obj, hp, given, what):
     """Refuse an object whose own hyperparameters are not the ones the check compares against."""
     for name in hp:
         for attr in ATTRIBUTES.get(name, ()):
+            if attr != name and attr in hp:         # RMSprop's alpha is its own, not a learning rate
+                continue
             value = getattr(obj, attr, None)
             if value is None or callable(value):
                 continue

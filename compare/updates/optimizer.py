@@ -32,8 +32,12 @@ DEFAULTS = {
     "adam": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False, "maximize": False},
     "adamw": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2, "amsgrad": False,
               "maximize": False},
+    "rmsprop": {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False,
+                "maximize": False},
+    "adagrad": {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10,
+                "maximize": False},
 }
-TORCH_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+TORCH_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad"}
 FORMULAS = {
     "sgd": "g = ∇ + λw; buf = g at step 1, then μ·buf + (1 − dampening)·g; g = g + μ·buf (Nesterov) or buf; "
            "w = w − lr·g",
@@ -41,6 +45,10 @@ FORMULAS = {
             "(√v/√(1 − β2^t) + eps), t = 1, 2, ...",
     "adamw": "w = w·(1 − lr·λ); m = β1·m + (1 − β1)·∇; v = β2·v + (1 − β2)·∇²; w = w − lr/(1 − β1^t) · m / "
              "(√v/√(1 − β2^t) + eps), t = 1, 2, ...",
+    "rmsprop": "g = ∇ + λw; v = α·v + (1 − α)·g²; (centered: ḡ = α·ḡ + (1 − α)·g, v − ḡ²); d = √v + eps; "
+               "buf = μ·buf + g/d, w = w − lr·buf (μ > 0), else w = w − lr·g/d",
+    "adagrad": "g = ∇ + λw; s = s + g² (from initial_accumulator_value); w = w − lr/(1 + (t − 1)·lr_decay) · "
+               "g/(√s + eps), t = 1, 2, ...",
 }
 SHAPES = {"0.weight": (4, 3), "0.bias": (4,), "2.weight": (2, 4), "2.bias": (2,)}   # the 3-4-2 network
 SCALES = {"0.weight": 1.0, "0.bias": 1e-3, "2.weight": 10.0, "2.bias": 1e-6}
@@ -219,7 +227,9 @@ def check_optimizer(step, optimizer="sgd", steps=10, *, form=None, seed=0, name=
 
     step is the rule in one of the forms of compare/updates/forms.py (worked out, or ``form=``);
     torch_args are torch's arguments (lr, momentum, dampening, weight_decay, nesterov, maximize for
-    "sgd"; lr, betas, eps, weight_decay, amsgrad, maximize for "adam" and "adamw").
+    "sgd"; lr, betas, eps, weight_decay, amsgrad, maximize for "adam" and "adamw"; lr, alpha, eps,
+    weight_decay, momentum, centered, maximize for "rmsprop"; lr, lr_decay, weight_decay,
+    initial_accumulator_value, eps, maximize for "adagrad").
     """
     t0 = time.perf_counter()
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or not 1 <= steps <= 10000:

@@ -15,6 +15,12 @@ Adam (torch.optim.Adam; AdamW decays decoupled instead, w = w (1 − lr λ) befo
     t = t + 1 (t = 1 on the first step);  g = ∇ + λ w
     m = β1 m + (1 − β1) g ;  v = β2 v + (1 − β2) g²        (m = v = 0 before step 1)
     w = w − lr / (1 − β1^t) · m / (√v / √(1 − β2^t) + eps)   (amsgrad: max of v over the steps)
+
+RMSprop (torch.optim.RMSprop): g = ∇ + λ w; v = α v + (1 − α) g²; centered: ḡ = α ḡ + (1 − α) g,
+ṽ = v − ḡ²; d = √ṽ + eps; momentum: buf = μ buf + g / d, w = w − lr buf; else w = w − lr g / d.
+
+Adagrad (torch.optim.Adagrad): g = ∇ + λ w; s = s + g² (s = initial_accumulator_value first);
+w = w − lr / (1 + (t − 1) lr_decay) · g / (√s + eps).
 """
 from dataclasses import dataclass
 
@@ -90,6 +96,55 @@ def adam_step(w, grad, state, hp, k):
         if k["eps"] == "inside":
             return w - (lr / bc1) * (m / root(v / bc2 + eps))
         return w - lr * root(bc2) / bc1 * (m / (root(v) + eps))   # "before_correction"
+
+
+RMSPROP_KNOBS = dict(eps="outside", centered_on=True, momentum_on=True, sqrt=True, decay="coupled",
+                    one_minus=True, maximize_on=True, lr=None)
+ADAGRAD_KNOBS = dict(decay_from="t-1", accumulator="given", eps="outside", sqrt=True, decay="coupled",
+                    maximize_on=True, lr=None)
+
+
+def rmsprop_step(w, grad, state, hp, k):
+    """One torch.optim.RMSprop step of one parameter under knobs ``k``."""
+    lr = hp["lr"] if k["lr"] is None else k["lr"]
+    a, eps, mu = hp["alpha"], hp["eps"], hp["momentum"]
+    g = -grad if (hp["maximize"] and k["maximize_on"]) else grad
+    if hp["weight_decay"] != 0 and k["decay"] == "coupled":
+        g = g + hp["weight_decay"] * w
+    v = state.get("v", np.zeros_like(w))
+    v = a * v + ((1 - a) if k["one_minus"] else 1.0) * g * g
+    state["v"] = v
+    if hp["centered"] and k["centered_on"]:
+        ga = state.get("ga", np.zeros_like(w))
+        ga = ga + (1 - a) * (g - ga)
+        state["ga"] = ga
+        v = v - ga * ga
+    root = np.sqrt if k["sqrt"] else (lambda x: x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = root(v) + eps if k["eps"] == "outside" else root(v + eps)
+        if mu > 0 and k["momentum_on"]:
+            buf = mu * state.get("buf", np.zeros_like(w)) + g / d
+            state["buf"] = buf
+            return w - lr * buf
+        return w - lr * g / d
+
+
+def adagrad_step(w, grad, state, hp, k):
+    """One torch.optim.Adagrad step of one parameter under knobs ``k``."""
+    lr = hp["lr"] if k["lr"] is None else k["lr"]
+    g = -grad if (hp["maximize"] and k["maximize_on"]) else grad
+    if hp["weight_decay"] != 0 and k["decay"] == "coupled":
+        g = g + hp["weight_decay"] * w
+    state["t"] = state.get("t", 0) + 1
+    t = state["t"] if k["decay_from"] == "t" else state["t"] - 1
+    clr = lr / (1 + t * hp["lr_decay"])
+    start = hp["initial_accumulator_value"] if k["accumulator"] == "given" else 0.0
+    s = state.get("sum", np.full_like(w, start)) + g * g
+    state["sum"] = s
+    root = np.sqrt if k["sqrt"] else (lambda x: x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = root(s) + hp["eps"] if k["eps"] == "outside" else root(s + hp["eps"])
+        return w - clr * g / d
 
 
 @dataclass(frozen=True)
@@ -177,10 +232,40 @@ ADAM_VARIANTS = [
             "maximize ignored: with maximize=True torch steps up the gradient (uses −∇)"),
 ]
 
+RMSPROP_VARIANTS = [
+    Variant("eps_inside_sqrt", (("eps", "inside"),),
+            "eps inside the square root: yours divides by √(v + eps); torch's RMSprop by √v + eps"),
+    Variant("centered_ignored", (("centered_on", False),),
+            "centered ignored: with centered=True torch divides by √(v − ḡ²) + eps, ḡ the running mean of g"),
+    Variant("momentum_ignored", (("momentum_on", False),),
+            "momentum ignored: torch's RMSprop keeps buf = μ·buf + g/(√v + eps) and steps w − lr·buf"),
+    Variant("one_minus_alpha_missing", (("one_minus", False),),
+            "the (1 − α) factor missing: yours v = α·v + g², torch v = α·v + (1 − α)·g²"),
+    Variant("sqrt_missing", (("sqrt", False),), "the square root missing: yours divides by v + eps, torch by √v + eps"),
+    Variant("decay_ignored", (("decay", "none"),), "weight decay ignored: torch adds λ·w to the gradient"),
+    Variant("maximize_ignored", (("maximize_on", False),),
+            "maximize ignored: with maximize=True torch steps up the gradient (uses −∇)"),
+]
+
+ADAGRAD_VARIANTS = [
+    Variant("lr_decay_from_t", (("decay_from", "t"),),
+            "lr_decay counted from t: yours lr / (1 + t·lr_decay), torch's lr / (1 + (t − 1)·lr_decay)"),
+    Variant("initial_accumulator_ignored", (("accumulator", "zero"),),
+            "initial_accumulator_value ignored: torch's sum of g² starts at it"),
+    Variant("eps_inside_sqrt", (("eps", "inside"),),
+            "eps inside the square root: yours divides by √(sum + eps); torch's Adagrad by √sum + eps"),
+    Variant("sqrt_missing", (("sqrt", False),), "the square root missing: yours divides by sum + eps"),
+    Variant("decay_ignored", (("decay", "none"),), "weight decay ignored: torch adds λ·w to the gradient"),
+    Variant("maximize_ignored", (("maximize_on", False),),
+            "maximize ignored: with maximize=True torch steps up the gradient (uses −∇)"),
+]
+
 RULES = {
     "sgd": (sgd_step, SGD_KNOBS, SGD_VARIANTS),
     "adam": (adam_step, ADAM_KNOBS, ADAM_VARIANTS),
     "adamw": (adam_step, ADAM_KNOBS, ADAM_VARIANTS),
+    "rmsprop": (rmsprop_step, RMSPROP_KNOBS, RMSPROP_VARIANTS),
+    "adagrad": (adagrad_step, ADAGRAD_KNOBS, ADAGRAD_VARIANTS),
 }
 
 

@@ -35,15 +35,17 @@ ARGUMENTS = {
     "exponential": {"gamma": None},
     "multistep": {"milestones": None, "gamma": 0.1},
     "cosine": {"T_max": None, "eta_min": 0.0},
+    "linear": {"start_factor": 1.0 / 3, "end_factor": 1.0, "total_iters": 5},
 }
 TORCH_NAMES = {"constant": "LambdaLR(lambda epoch: 1.0)", "step": "StepLR", "exponential": "ExponentialLR",
-               "multistep": "MultiStepLR", "cosine": "CosineAnnealingLR"}
+               "multistep": "MultiStepLR", "cosine": "CosineAnnealingLR", "linear": "LinearLR"}
 FORMULAS = {
     "constant": "lr_e = lr",
     "step": "lr_e = lr · gamma^floor(e / step_size)",
     "exponential": "lr_e = lr · gamma^e",
     "multistep": "lr_e = lr · gamma^(number of milestones <= e)",
     "cosine": "lr_e = eta_min + (lr − eta_min) · (1 + cos(π e / T_max)) / 2",
+    "linear": "lr_e = lr · (start_factor + (end_factor − start_factor) · min(e, total_iters) / total_iters)",
 }
 LR_NAMES = ("lr", "initial_lr", "base_lr", "lr0", "learning_rate")
 
@@ -59,6 +61,9 @@ def closed_form(kind, a, e):
         return lr * a["gamma"] ** e
     if kind == "multistep":
         return lr * a["gamma"] ** sum(1 for m in a["milestones"] if m <= e)
+    if kind == "linear":
+        s, f, n = a["start_factor"], a["end_factor"], a["total_iters"]
+        return lr * (s + (f - s) * min(e, n) / n)
     return a["eta_min"] + (lr - a["eta_min"]) * (1 + math.cos(math.pi * e / a["T_max"])) / 2
 
 
@@ -92,6 +97,13 @@ def variants(kind, a):
         g, lr, ms = a["gamma"], a["lr"], a["milestones"]
         out.append(("milestone_strict", "the decay after a milestone epoch rather than at it (m < e where torch "
                     "has m <= e)", lambda e: lr * g ** sum(1 for m in ms if m < e)))
+    if kind == "linear":
+        n = a["total_iters"]
+        out.append(("total_iters_plus_one", f"a warm-up of {n + 1} epochs where torch's total_iters is {n}",
+                    lambda e: closed_form(kind, dict(a, total_iters=n + 1), e)))
+        if n > 1:
+            out.append(("total_iters_minus_one", f"a warm-up of {n - 1} epochs where torch's total_iters is {n}",
+                        lambda e: closed_form(kind, dict(a, total_iters=n - 1), e)))
     if kind == "cosine":
         for d in (1, -1):
             t = a["T_max"] + d
@@ -119,7 +131,7 @@ def schedule_arguments(kind, lr, given):
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0 or not math.isfinite(lr):
         raise CheckError(f"lr must be a positive number, got {lr!r}")
     a["lr"] = float(lr)
-    for k in ("step_size", "T_max"):
+    for k in ("step_size", "T_max", "total_iters"):
         if k in a and (not isinstance(a[k], (int, np.integer)) or isinstance(a[k], bool) or a[k] < 1):
             raise CheckError(f"schedule {kind!r}: {k} must be a positive integer, got {a[k]!r}")
     if "milestones" in a:
@@ -128,7 +140,7 @@ def schedule_arguments(kind, lr, given):
                 or list(ms) != sorted(set(ms)):
             raise CheckError(f"schedule 'multistep': milestones must be increasing positive integers, got {ms!r}")
         a["milestones"] = [int(m) for m in ms]
-    for k in ("gamma", "eta_min"):
+    for k in ("gamma", "eta_min", "start_factor", "end_factor"):
         if k in a and (isinstance(a[k], bool) or not isinstance(a[k], (int, float)) or not math.isfinite(a[k])):
             raise CheckError(f"schedule {kind!r}: {k} must be a number, got {a[k]!r}")
     return a
@@ -144,7 +156,8 @@ def torch_schedule(kind, a, epochs):
             "step": lambda: torch.optim.lr_scheduler.StepLR(opt, **args),
             "exponential": lambda: torch.optim.lr_scheduler.ExponentialLR(opt, **args),
             "multistep": lambda: torch.optim.lr_scheduler.MultiStepLR(opt, **args),
-            "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, **args)}
+            "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, **args),
+            "linear": lambda: torch.optim.lr_scheduler.LinearLR(opt, **args)}
     try:
         sched = make[kind]()
     except ValueError as e:
@@ -170,6 +183,10 @@ class _Optimizer:
     @lr.setter
     def lr(self, value):
         self.param_groups[0]["lr"] = value
+
+    @property
+    def initial_lr(self):
+        return self.param_groups[0]["initial_lr"]
 
 
 def _read_lr(obj, optimizer, what):
@@ -251,7 +268,7 @@ def _agrees(mine, ref, tol):
 @runs_single_threaded
 def check_schedule(schedule, kind="step", epochs=10, *, lr=0.1, name=None, **torch_args):
     """Compare a hand-written learning-rate schedule with torch.optim.lr_scheduler's ``kind``
-    ("constant", "step", "exponential", "multistep", "cosine") for ``epochs`` epochs starting from
+    ("constant", "step", "exponential", "multistep", "cosine", "linear") for ``epochs`` epochs starting from
     ``lr``; returns an UpdateResult."""
     t0 = time.perf_counter()
     if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or not 1 <= epochs <= 100000:

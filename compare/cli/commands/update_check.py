@@ -1,4 +1,4 @@
-"""backprop-oracle check FILE.py:NAME --optimizer sgd|adam|adamw [...] or --schedule KIND [...]:
+"""backprop-oracle check FILE.py:NAME --optimizer sgd|adam|adamw|rmsprop|adagrad [...] or --schedule KIND [...]:
 a hand-written update rule against torch.optim, or a learning-rate schedule against
 torch.optim.lr_scheduler (compare/updates). NAME is a function, a class or an object in the file.
 Exit 0 when they agree, 1 on a mismatch, 2 on a usage error."""
@@ -9,13 +9,15 @@ from backprop_oracle.compare.cli.arguments import json_path, positive_int
 from backprop_oracle.compare.cli.commands.user_file import import_user_file
 from backprop_oracle.compare.errors import CheckError, UsageError
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "step", "exponential", "multistep", "cosine")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULES = ("constant", "step", "exponential", "multistep", "cosine", "linear")
 OPTIMIZER_FLAGS = {"momentum": "--momentum", "dampening": "--dampening", "nesterov": "--nesterov",
                    "weight_decay": "--weight-decay", "betas": "--betas", "eps": "--eps", "amsgrad": "--amsgrad",
-                   "maximize": "--maximize", "steps": "--steps", "form": "--form"}
+                   "alpha": "--alpha", "centered": "--centered", "lr_decay": "--lr-decay",
+                   "initial_accumulator_value": "--initial-accumulator-value", "maximize": "--maximize", "steps": "--steps", "form": "--form"}
 SCHEDULE_FLAGS = {"step_size": "--step-size", "gamma": "--gamma", "milestones": "--milestones",
-                  "T_max": "--t-max", "eta_min": "--eta-min", "epochs": "--epochs"}
+                  "T_max": "--t-max", "eta_min": "--eta-min", "start_factor": "--start-factor",
+                  "end_factor": "--end-factor", "total_iters": "--total-iters", "epochs": "--epochs"}
 NETWORK_FLAGS = {"sizes": "--sizes", "activation": "--activation", "output_activation": "--output-activation",
                  "loss": "--loss", "spec": "--spec", "preset": "--preset", "batch": "--batch", "trials": "--trials",
                  "naming": "--naming", "dtype": "--dtype"}
@@ -32,7 +34,8 @@ def add_arguments(parser):
     opt = parser.add_argument_group(
         "an update rule (--optimizer): NAME is step(params, grads, state), update(w, dw, config), an object "
         "with .step(params, grads), or a class Cls(parameters, **args); torch's defaults where a flag is not given")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, help="check NAME against torch.optim.SGD, Adam or AdamW")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS,
+                     help="check NAME against torch.optim.SGD, Adam, AdamW, RMSprop or Adagrad")
     opt.add_argument("--lr", type=float, help="learning rate (torch's default 1e-3; with --schedule the first "
                                               "epoch's rate, default 0.1)")
     opt.add_argument("--momentum", type=float)
@@ -42,6 +45,10 @@ def add_arguments(parser):
     opt.add_argument("--betas", metavar="B1,B2", help="Adam's betas, e.g. 0.9,0.999")
     opt.add_argument("--eps", type=float)
     opt.add_argument("--amsgrad", action="store_true", default=None)
+    opt.add_argument("--alpha", type=float, help="RMSprop's smoothing constant")
+    opt.add_argument("--centered", action="store_true", default=None, help="RMSprop")
+    opt.add_argument("--lr-decay", type=float, help="Adagrad")
+    opt.add_argument("--initial-accumulator-value", type=float, help="Adagrad")
     opt.add_argument("--maximize", action="store_true", default=None)
     opt.add_argument("--steps", type=positive_int, help="steps per run (default 10)")
     opt.add_argument("--form", choices=("state", "config", "object", "class", "stateless"),
@@ -54,6 +61,9 @@ def add_arguments(parser):
     sch.add_argument("--milestones", metavar="M1,M2,...")
     sch.add_argument("--t-max", dest="T_max", type=positive_int)
     sch.add_argument("--eta-min", type=float)
+    sch.add_argument("--start-factor", type=float, help="linear warm-up (LinearLR)")
+    sch.add_argument("--end-factor", type=float)
+    sch.add_argument("--total-iters", type=positive_int)
     sch.add_argument("--epochs", type=positive_int, help="epochs compared (default 10)")
 
 
@@ -75,7 +85,7 @@ def wanted(args):
         return True
     stray = given(OPTIMIZER_FLAGS) + given(SCHEDULE_FLAGS) + (["--lr"] if args.lr is not None else [])
     if stray:
-        raise UsageError(f"{', '.join(stray)} {'needs' if len(stray) == 1 else 'need'} --optimizer sgd|adam|adamw "
+        raise UsageError(f"{', '.join(stray)} {'needs' if len(stray) == 1 else 'need'} --optimizer sgd|adam|adamw|rmsprop|adagrad "
                          "or --schedule KIND")
     return False
 
@@ -99,14 +109,16 @@ def main(args):
         if args.optimizer:
             from backprop_oracle.compare.updates.optimizer import check_optimizer
             torch_args = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay",
-                                                         "eps", "amsgrad", "maximize") if getattr(args, k) is not None}
+                                                         "eps", "amsgrad", "alpha", "centered", "lr_decay",
+                                                         "initial_accumulator_value", "maximize") if getattr(args, k) is not None}
             if args.betas is not None:
                 torch_args["betas"] = tuple(number_list(float, args.betas))
             result = check_optimizer(target, args.optimizer, args.steps or 10, form=args.form,
                                      seed=args.seed or 0, name=args.target, **torch_args)
         else:
             from backprop_oracle.compare.updates.schedule import check_schedule
-            torch_args = {k: getattr(args, k) for k in ("step_size", "gamma", "T_max", "eta_min")
+            torch_args = {k: getattr(args, k) for k in ("step_size", "gamma", "T_max", "eta_min", "start_factor",
+                                                         "end_factor", "total_iters")
                           if getattr(args, k) is not None}
             if args.milestones is not None:
                 torch_args["milestones"] = number_list(int, args.milestones)
