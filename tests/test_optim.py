@@ -186,3 +186,18 @@ def test_orthogonal_rows_are_orthonormal():
 def test_calculate_gain_is_torchs(nonlinearity, param):
     assert manual.init.calculate_gain(nonlinearity, param) == pytest.approx(
         torch.nn.init.calculate_gain(nonlinearity, param), rel=1e-15, abs=0)
+
+
+def test_every_key_has_the_same_torch_name_registered_on_both_sides():
+    """The torch_ref side names each key's torch class or function, and it exists there."""
+    import torch.nn.init
+    import torch.optim.lr_scheduler
+    for registry, other, module, where in ((manual.OPTIMIZERS, torch_ref.OPTIMIZERS, torch_ref.optim, torch.optim),
+                                           (manual.SCHEDULERS, torch_ref.SCHEDULERS, torch_ref.lr_scheduler,
+                                            torch.optim.lr_scheduler),
+                                           (manual.INITIALISERS, torch_ref.INITIALISERS, torch_ref.init, torch.nn.init)):
+        assert list(registry) == list(other), f"manual keys {list(registry)}, torch_ref keys {list(other)}"
+        for key in registry:
+            name = module.torch_name(key)
+            attr = name.removeprefix(where.__name__ + ".").split("(")[0]
+            assert callable(getattr(where, attr, None)), f"{key}: {name} is not in {where.__name__}"

@@ -103,7 +103,7 @@ CASES = [
     (["run", "or-gate", "--batch-size", "5"], 2, "batch size 5 is larger than its training set of 4 examples"),
     (["run", "or-gate", "--batch-size", "0"], 2, "expected a positive integer"),
     (["run", "sgd-vs-batch", "--batch-size", "8"], 2, "sgd-vs-batch compares runs that differ only in batch_size"),
-    (["run", "or-gate", "--optimizer", "rmsprop"], 2, "invalid choice: 'rmsprop'"),
+    (["run", "or-gate", "--optimizer", "lion"], 2, "invalid choice: 'lion'"),
     (["run", "or-gate", "--dtype", "float16"], 2, "invalid choice: 'float16'"),
     (["run", "or-gate", "--device", "tpu"], 2, "unknown device 'tpu'; choose cpu, cuda, cuda:N or auto"),
     (["run", "digits", "--mnist-dir", "no/such/dir"], 2, "--mnist-dir: no/such/dir is not a directory"),

@@ -69,6 +69,18 @@ INITIALISERS = {
 }
 
 
+# torch's function for each key (he_* are kaiming_* at their defaults for ReLU: a = 0, fan_in).
+TORCH_NAMES = {"zeros": "zeros_", "normal": "normal_", "uniform": "uniform_", "xavier_uniform": "xavier_uniform_",
+               "xavier_normal": "xavier_normal_", "he_normal": "kaiming_normal_(nonlinearity='relu')",
+               "he_uniform": "kaiming_uniform_(nonlinearity='relu')", "kaiming_uniform": "kaiming_uniform_",
+               "kaiming_normal": "kaiming_normal_", "orthogonal": "orthogonal_", "trunc_normal": "trunc_normal_"}
+
+
+def torch_name(name):
+    """torch's name of the initialiser registered under ``name``: "torch.nn.init.kaiming_uniform_"."""
+    return f"torch.nn.init.{TORCH_NAMES[name]}"
+
+
 @torch.no_grad()
 def init_parameters(model, scheme="xavier_uniform", seed=None, *, zero_bias=True, **kwargs):
     """Initialise ``model`` in place: weights by ``scheme``, biases zero unless ``zero_bias`` is False."""

@@ -62,3 +62,10 @@ def make_scheduler(name, optimizer, **kwargs):
         return SCHEDULERS[name](optimizer, **kwargs)
     except TypeError as e:
         raise ValueError(f"schedule {name!r}: {e}") from None
+
+
+def torch_name(name):
+    """torch's name of the schedule registered under ``name``: "torch.optim.lr_scheduler.OneCycleLR"."""
+    if name == "constant":
+        return "torch.optim.lr_scheduler.LambdaLR(lambda epoch: 1.0)"
+    return f"torch.optim.lr_scheduler.{SCHEDULERS[name].__name__}"

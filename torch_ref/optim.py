@@ -21,3 +21,8 @@ def make_optimizer(name, params, **kwargs):
         return OPTIMIZERS[name](params, foreach=False, **kwargs)
     except TypeError as e:
         raise ValueError(f"optimizer {name!r}: {e}") from None
+
+
+def torch_name(name):
+    """torch's name of the optimizer registered under ``name``: "torch.optim.AdamW"."""
+    return f"torch.optim.{OPTIMIZERS[name].__name__}"

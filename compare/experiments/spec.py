@@ -95,8 +95,10 @@ def _check_arguments(spec):
         make_scheduler(spec.schedule, optimizer, **schedule_arguments(spec))
     except (ValueError, TypeError) as e:
         takes = arguments_of(SCHEDULERS, spec.schedule, ("optimizer",))
+        fix = (" (--no-cycle-momentum, cycle_momentum = false, for an optimizer without one)"
+               if "cycle_momentum" in str(e) else "")
         raise SpecError(f"schedule_args for the {spec.schedule} schedule: {e}; it takes "
-                        f"{', '.join(takes) or 'no arguments'}") from None
+                        f"{', '.join(takes) or 'no arguments'}{fix}") from None
     takes = arguments_of(INITIALISERS, spec.init, ("rng", "shape"))
     unknown = sorted(set(spec.init_args) - set(takes))
     if unknown:
