@@ -80,7 +80,7 @@ def manual_steps(net, dtype, state, X, Y):
     def step():
         opt.zero_grad()
         loss(model.forward(X), Y)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), input_grad=False)   # as fit does: no dL/dX for data (torch skips it too)
         opt.step()
     return step
 
