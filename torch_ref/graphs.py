@@ -173,7 +173,7 @@ class GraphedStep:
                 work()
         current.wait_stream(self.stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.stream):
+        with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
             out = work()
         return graph, out
 
