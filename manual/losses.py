@@ -72,7 +72,7 @@ class SquaredError(_Squares):
     """Cost = (1/N) sum_n 1/2 sum_k (y - ŷ)^2, the seeds' OR-gate cost;  dCost/dŷ = (ŷ - y) / N."""
 
     def loss(self, input, target):
-        return 0.5 * np.sum(self.squares(input, target)) / input.shape[0]
+        return 0.5 * self.squares(input, target).sum() / input.shape[0]
 
     def grad(self, input, target):
         g = self.scaled_error(input, target, 1.0)
@@ -84,7 +84,7 @@ class SumSquaredError(_Squares):
     """Cost = (1/N) sum_n sum_k (y - ŷ)^2, the 3Blue1Brown digits cost;  dCost/dŷ = 2 (ŷ - y) / N."""
 
     def loss(self, input, target):
-        return np.sum(self.squares(input, target)) / input.shape[0]
+        return self.squares(input, target).sum() / input.shape[0]
 
     def grad(self, input, target):
         g = self.scaled_error(input, target, 2.0)
