@@ -11,6 +11,12 @@ from backprop_oracle.manual.activations import softmax
 from backprop_oracle.manual.module import Workspace
 
 
+def _elementwise_dtype(a, b):
+    """The dtype NumPy gives a - b (float32 stays float32)."""
+    dtype = a.dtype
+    return dtype if dtype == getattr(b, "dtype", None) and dtype.kind == "f" else np.result_type(a, b)
+
+
 def _check_same_shape(name, input, target):
     if input.shape != target.shape:
         raise ValueError(f"{name}: input and target must have the same shape, got input {input.shape} "
@@ -38,28 +44,52 @@ class Loss(Workspace):
         return f"{type(self).__name__}()"
 
 
-class SquaredError(Loss):
+class _Squares(Loss):
+    """The error ŷ - y, computed once per step into a reused array: the cost squares it and the
+    gradient scales it ((y - ŷ)^2 = (ŷ - y)^2 exactly, so the numbers are those of the formulas)."""
+
+    def error(self, input, target):
+        """ŷ - y: the array the last ``loss`` made when given the same input and target, else new."""
+        kept = getattr(self, "_error", None)
+        if kept is not None and kept[0] is input and kept[1] is target:
+            return kept[2]
+        return np.subtract(input, target)
+
+    def squares(self, input, target):
+        """(ŷ - y)^2, and ŷ - y kept for ``grad``."""
+        dtype = _elementwise_dtype(input, target)
+        e = np.subtract(input, target, out=self.buffer("error", input.shape, dtype))
+        self._error = (input, target, e)
+        return np.multiply(e, e, out=self.buffer("squares", input.shape, dtype))
+
+    def scaled_error(self, input, target, factor):
+        """factor · (ŷ - y), written into a reused array."""
+        e = self.error(input, target)
+        return np.multiply(e, factor, out=self.buffer("dL_dinput", e.shape, e.dtype))
+
+
+class SquaredError(_Squares):
     """Cost = (1/N) sum_n 1/2 sum_k (y - ŷ)^2, the seeds' OR-gate cost;  dCost/dŷ = (ŷ - y) / N."""
 
-    @staticmethod
-    def loss(input, target):
-        return 0.5 * np.sum((target - input) ** 2) / input.shape[0]
+    def loss(self, input, target):
+        return 0.5 * self.squares(input, target).sum() / input.shape[0]
 
-    @staticmethod
-    def grad(input, target):
-        return (input - target) / input.shape[0]
+    def grad(self, input, target):
+        g = self.scaled_error(input, target, 1.0)
+        g /= input.shape[0]
+        return g
 
 
-class SumSquaredError(Loss):
+class SumSquaredError(_Squares):
     """Cost = (1/N) sum_n sum_k (y - ŷ)^2, the 3Blue1Brown digits cost;  dCost/dŷ = 2 (ŷ - y) / N."""
 
-    @staticmethod
-    def loss(input, target):
-        return np.sum((target - input) ** 2) / input.shape[0]
+    def loss(self, input, target):
+        return self.squares(input, target).sum() / input.shape[0]
 
-    @staticmethod
-    def grad(input, target):
-        return 2.0 * (input - target) / input.shape[0]
+    def grad(self, input, target):
+        g = self.scaled_error(input, target, 2.0)
+        g /= input.shape[0]
+        return g
 
 
 class MSELoss(Loss):

@@ -97,6 +97,22 @@ def test_the_two_gradients_agree_and_the_checks_are_timed(quick):
     assert ok, msg
     for heading in ("(a)", "(b)", "(c)", "(d)", "(e)"):
         assert heading in text
+    assert "cuda" not in r
+    assert "(g) the torch side on a GPU, eager and replayed from CUDA graphs: not measured in this run" in text
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device here")
+def test_the_gpu_rows_time_eager_and_replayed_steps():
+    net = next(n for n in steps.NETS if n.name == steps.CUDA_GOAL_AT)
+    e = steps.measure_cuda(net, "float32", repeats=2, target=0.01)
+    for side in ("eager", "graph"):
+        positive_spread(e["seconds_per_step"][side], side)
+        ok, msg = close(e["samples_per_s"][side], net.batch / e["seconds_per_step"][side]["median"])
+        assert ok, msg
+    ok, msg = close(e["graph_speedup"], e["seconds_per_step"]["eager"]["median"] / e["seconds_per_step"]["graph"]["median"])
+    assert ok, msg
+    assert e["graph_steps"]["replayed"]["forward_backward"] > 0 and e["graph_steps"]["fallback"] is None, e["graph_steps"]
+    assert e["met"] == (e["graph_speedup"] >= e["goal"])
 
 
 def test_bench_on_cuda_without_cuda_is_refused(capsys, monkeypatch):

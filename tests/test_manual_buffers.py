@@ -13,6 +13,7 @@ import torch
 
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
+from backprop_oracle.compare.verdict.tolerances import tolerance_for
 from backprop_oracle.manual.module import FlatParameters
 from tests.helpers import assert_close
 
@@ -301,3 +302,29 @@ def test_activations_match_torch_far_out(activation):
     at.backward(torch.tensor(g))
     assert_close(f"{activation}(z)", ma, at)
     assert_close(f"d{activation}/dz", md, zt.grad)
+
+
+# ---------------------------------------------------------------- the squared errors' reused error array
+
+@pytest.mark.parametrize("name,half,factor", [("squared_error", 0.5, 1.0), ("sum_squared_error", 1.0, 2.0)])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_squared_errors_are_their_formulas_to_the_last_bit(name, half, factor, dtype):
+    """Cost and gradient from the one reused ŷ - y equal the docstring formulas computed afresh,
+    bit for bit, step after step; a gradient of another input computes its own error."""
+    rng = np.random.default_rng(5)
+    loss = manual.make_loss(name)
+    Y = rng.random((9, 3)).astype(dtype)
+    for k in range(3):
+        out = rng.standard_normal((9, 3)).astype(dtype)
+        cost, grad = loss(out, Y), loss.backward()
+        want_cost = half * np.sum((Y - out) ** 2) / 9
+        want_grad = factor * (out - Y) / 9
+        assert cost.dtype == want_cost.dtype and cost == want_cost, f"{name} cost at step {k}: {cost} vs {want_cost}"
+        assert grad.dtype == want_grad.dtype and np.array_equal(grad, want_grad), \
+            f"{name} gradient at step {k}: max gap {np.max(np.abs(grad - want_grad))}"
+    other = out[::-1].copy()
+    assert np.array_equal(loss.grad(other, Y), factor * (other - Y) / 9), f"{name} gradient of another input"
+    t = torch.tensor(out, requires_grad=True)
+    torch_ref.make_loss(name)(t, torch.tensor(Y)).backward()
+    assert_close(f"{name} dL/dinput against torch autograd ({dtype})", loss.grad(out, Y), t.grad,
+                 tolerance_for(dtype))

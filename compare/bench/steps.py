@@ -15,6 +15,7 @@ import torch
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
 from backprop_oracle.compare.bench.timing import Spread, clock, interleaved, now, ratio
+from backprop_oracle.torch_ref.graphs import GraphedStep
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def manual_steps(net, dtype, state, X, Y):
     def step():
         opt.zero_grad()
         loss(model.forward(X), Y)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), input_grad=False)   # as fit does: no dL/dX for data (torch skips it too)
         opt.step()
     return step
 
@@ -160,28 +161,59 @@ def gemm_fractions(rows, rates):
     return out
 
 
+CUDA_GOAL = 10.0        # the replayed step's steps/s over the eager step's, at least, at this network
+CUDA_GOAL_AT = "784-16-16-10 b10"
+
+
+def graphed_steps(net, dtype, state, X, Y, device="cuda"):
+    """The torch step replayed from CUDA graphs (torch_ref.graphs.GraphedStep), the batch gathered on
+    the device from its row numbers as ``train`` does; returns (step, the GraphedStep)."""
+    dt = torch_ref.as_dtype(dtype)
+    model = torch_ref.mlp(net.sizes, net.activation, net.output_activation, dtype=dtype, device=device)
+    model.load_state_dict({k: torch.tensor(v, dtype=dt, device=device) for k, v in state.items()})
+    loss = torch_ref.make_loss(net.loss)
+    opt = torch_ref.make_optimizer("sgd", model.parameters(), lr=0.01)
+    graphed = GraphedStep(model, loss, opt, torch.tensor(X, device=device), torch.tensor(Y, device=device))
+    rows = np.arange(net.batch)
+
+    def step():
+        graphed.forward_backward(rows)  # the cost comes back to Python every step, as in the eager step
+        graphed.step()
+    return step, graphed
+
+
 def measure_cuda(net, dtype, repeats, target, device="cuda"):
-    """The torch side alone on a GPU: ms per step, samples per second, TFLOP/s (wall clock: the
-    GPU's work is not this process's CPU time)."""
+    """The torch side alone on a GPU, eager and replayed from CUDA graphs, interleaved: ms per step,
+    samples per second, TFLOP/s (wall clock: the GPU's work is not this process's CPU time)."""
     state, X, Y = problem(net, dtype)
-    t = torch_steps(net, dtype, state, X, Y, device=device)
+    eager = torch_steps(net, dtype, state, X, Y, device=device)
+    graph, graphed = graphed_steps(net, dtype, state, X, Y, device=device)
     with clock("wall"):
-        for _ in range(3):
-            t()
+        for _ in range(3):                  # the graph is captured on the second step
+            eager(), graph()
         torch.cuda.synchronize(device)
         start = now()
-        t()
+        eager()
         torch.cuda.synchronize(device)
         count = repeat_count(now() - start, target)
 
-        def prepare():
-            def work():
-                for _ in range(count):
-                    t()
-                torch.cuda.synchronize(device)
-            return work
-        spread = interleaved({"cuda": prepare}, repeats, warmup=0)["cuda"]
-    per = Spread(spread.min / count, spread.median / count, spread.max / count, spread.repeats)
-    return {"net": net.name, "dtype": dtype, "device": str(torch.device(device)),
-            "name": torch.cuda.get_device_name(device), "seconds_per_step": per.to_dict(),
-            "samples_per_s": net.batch / per.median, "tflop_per_s": net.flops / per.median / 1e12}
+        def timed(step):
+            def prepare():
+                def work():
+                    for _ in range(count):
+                        step()
+                    torch.cuda.synchronize(device)
+                return work
+            return prepare
+        spreads = interleaved({"eager": timed(eager), "graph": timed(graph)}, repeats, warmup=0)
+    per = {k: Spread(v.min / count, v.median / count, v.max / count, v.repeats) for k, v in spreads.items()}
+    speedup = ratio(per["eager"].median, per["graph"].median)
+    entry = {"net": net.name, "dtype": dtype, "device": str(torch.device(device)),
+             "name": torch.cuda.get_device_name(device), "steps_per_run": count,
+             "seconds_per_step": {k: v.to_dict() for k, v in per.items()},
+             "samples_per_s": {k: net.batch / v.median for k, v in per.items()},
+             "tflop_per_s": {k: net.flops / v.median / 1e12 for k, v in per.items()},
+             "graph_speedup": speedup, "graph_steps": graphed.describe()}
+    if net.name == CUDA_GOAL_AT:
+        entry["goal"], entry["met"] = CUDA_GOAL, speedup >= CUDA_GOAL
+    return entry

@@ -7,4 +7,5 @@ compare.experiments, compare.errors, compare.tables and torch_ref; never the che
 dashboards or the command line.
 
     torch_only   TorchRun, train_torch, TrainResult, process_group, format_train_table
+    captured     on CUDA, the step replayed from CUDA graphs (torch_ref.graphs) or why it stays eager
 """

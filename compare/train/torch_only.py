@@ -26,6 +26,7 @@ from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.files import json_safe
+from backprop_oracle.compare.train import captured
 from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
 from backprop_oracle.compare.lockstep.sides import TorchSide
 from backprop_oracle.compare.interactive.threads import single_threaded
@@ -109,7 +110,7 @@ class TorchRun:
     ``torch``, ``threshold`` and ``name`` (the attributes a LockstepRun offers them)."""
 
     def __init__(self, spec, *, name=None, dataset=None, observers=(), eval_every=None, distributed=None,
-                 resume=None):
+                 resume=None, cuda_graph=None):
         self.dist = distributed
         if distributed is not None and torch_ref.resolve_device(spec.device).type == "cuda":
             spec = replace(spec, device=f"cuda:{distributed.local_rank}")   # one GPU per process
@@ -138,6 +139,8 @@ class TorchRun:
         # and the batch order's Generator its own, and returns the loop's Progress.
         self.start_step = 0
         self.start = self.progress = Progress() if resume is None else resume.restore(self)
+        # On CUDA the step is replayed from CUDA graphs where it can be (compare.train.captured).
+        self.cuda_graph = captured.attach(self, cuda_graph)
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -222,7 +225,7 @@ class TorchRun:
             result = TrainResult(self.name, spec, str(side.device), 1 if self.dist is None else self.dist.world_size,
                                  step, epochs_done, final_cost, train_acc, val_cost, val_acc,
                                  step_costs, epoch_costs, time.perf_counter() - start, divergence,
-                                 self.start.resumed())
+                                 {**self.start.resumed(), "cuda_graph": self.cuda_graph.summary()})
             self._notify("on_end", result)
             return result
         finally:

@@ -1,12 +1,14 @@
 """backprop-oracle train PRESET... | all: the torch side alone, on CUDA when present, with the same
 TensorBoard dashboards as ``run`` (the torch run only). Under ``torchrun --nproc_per_node=N`` each
 process trains on a shard of every batch (DistributedDataParallel) and rank 0 logs and prints."""
+import argparse
 import contextlib
 import math
 import os
 import sys
 
 from backprop_oracle.compare.cli.arguments import json_path
+from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
 from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
@@ -25,6 +27,10 @@ def add_arguments(parser):
                                                                  "finished run elsewhere")
     add_data_arguments(parser)
     add_checkpoint_arguments(parser, both_sides=False)
+    parser.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                        help="on CUDA, replay each step from CUDA graphs (default: where the run allows it, "
+                             "eager otherwise, the reason in --json's cuda_graph; --cuda-graph: an error where "
+                             "it cannot; --no-cuda-graph: always eager)")
 
 
 def main(args):
@@ -57,6 +63,9 @@ def main(args):
         say_dropped(presets, overrides_from(args))
     # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
+    if args.cuda_graph and torch_ref.resolve_device(args.device).type != "cuda":
+        raise UsageError(f"--cuda-graph needs a CUDA device, not {args.device!r}: use --device cuda, or leave "
+                         "--cuda-graph out")
     results, run_dirs = [], {}
     with guard as folder, process_group(args.device) as dist:
         first = dist is None or dist.rank == 0   # only rank 0 logs and prints
@@ -67,7 +76,8 @@ def main(args):
             savers.append(saver_for() if first else None)
             observers = [o for o in (progress, logger, savers[-1]) if o is not None]
             with threads():
-                results.append(train_torch(spec, name=name, observers=observers, distributed=dist, resume=resume))
+                results.append(train_torch(spec, name=name, observers=observers, distributed=dist, resume=resume,
+                                           cuda_graph=args.cuda_graph))
             if logger is not None:
                 run_dirs[name] = logger.run_dir
     if not first:
