@@ -14,7 +14,6 @@ the dashboards or the command line. The names below load on first use, so that t
     functions     check_function      layers    check_layer        networks   check_network
     netspec       NetworkSpec         result    CheckResult (its report, and its HTML in a notebook)
     parameters    where a layer keeps its parameters and gradients
-    state         a layer's mode, buffers (running statistics) and randomness
     common        CheckError, precision, calling user code
 """
 _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_match", "GradientChecker",

@@ -19,11 +19,11 @@ from backprop_oracle.compare.check.functions import numerical_check
 from backprop_oracle.compare.verdict.hints import first_wrong
 from backprop_oracle.compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
-from backprop_oracle.compare.check.state import SUFFIX as BUFFER, LayerState, buffer_mismatch, require_deterministic
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import Mismatch
 from backprop_oracle.compare.interactive.threads import runs_single_threaded
 from backprop_oracle.compare.layouts.cached import CachedLayer, cached_layer, takes_cache
+from backprop_oracle.compare.layouts.state import SUFFIX as BUFFER, LayerState, buffer_reason, require_deterministic
 
 
 def _module_parameters(module, params, param_map):
@@ -48,21 +48,28 @@ def _module_parameters(module, params, param_map):
 
 def torch_layer_reference(reference, x, params, g, param_map, state=None):
     """(y, dL/dx, [dL/dparam]) of the reference by autograd in float64, with the layer's values
-    (and its mode and buffers: ``state``, a compare.check.state.LayerState)."""
+    (and its mode and buffers: ``state``, a compare.layouts.state.LayerState)."""
     import torch
     what = f"the reference {describe(reference)}"
     xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
     if isinstance(reference, torch.nn.Module):
         module = copy.deepcopy(reference).double()
-        if state is not None:
-            state.prepare(module)
+        if state is not None:                # the layer's mode and buffers
+            if state.training is not None:
+                module.train(state.training)
+            own = dict(module.named_buffers())
+            state.check_module_buffers(own)
+            with torch.no_grad():
+                for n, value in state.before.items():
+                    own[n].copy_(torch.tensor(value))
         tensors = _module_parameters(module, params, param_map)
         with torch.no_grad():
             for t, (_, p) in zip(tensors, params):
                 t.copy_(torch.tensor(np.asarray(p.data, dtype=np.float64)))
         y = call_user(module, xt, what=what)
         if state is not None:
-            state.after(module)
+            state.module_after = {n: b.detach().double().numpy().copy() for n, b in module.named_buffers()
+                                  if n in state.before}
     else:
         tensors = [torch.tensor(np.asarray(p.data, dtype=np.float64), requires_grad=True) for _, p in params]
         y = call_user(reference, xt, {n: t for (n, _), t in zip(params, tensors)}, what=what)
@@ -152,7 +159,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     params: where a layer that keeps plain arrays has its gradients, {"W": "dW", "b": "db"} ({} for
     none); found by itself for dW/grad_W/W_grad attributes and params/grads dicts (see
     layer_parameters). A layer whose arrays have no gradient it can find is refused, never passed.
-    Modes and buffers (compare.check.state): a torch module runs in the layer's mode (``training``)
+    Modes and buffers (compare.layouts.state): a torch module runs in the layer's mode (``training``)
     from the layer's buffers (BatchNorm's running_mean, running_var, num_batches_tracked), which are
     compared after each forward and put back after the check. Central differences refuse a forward
     that is random (a dropout drawing a new mask each call: hold its mask fixed).
@@ -201,7 +208,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
             tol = precision.see(y, dx, *grads.values())
             checks, vals = [], {}
             if reference is None:
-                require_deterministic(layer, x, what)
+                require_deterministic(lambda a: call_user(layer.forward, a, what=f"{what}.forward"), x, what)
                 num_x, num_p = numerical_layer_reference(layer, x, params, g)
                 pairs = [("dL/dx", dx, num_x)] + [(f"{n}.grad", grads[n], num) for (n, _), num in zip(params, num_p)]
                 for tname, mine, num in pairs:
@@ -217,9 +224,9 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                 for tname, mine, ref in pairs:
                     checks.append(TensorCheck(compare_arrays(tname, mine, ref, tol)))
                     vals[tname] = (mine, ref)
-                more, more_vals = state.checks(tol)
-                checks += more
-                vals.update(more_vals)
+                for tname, mine, ref in state.pairs():
+                    checks.append(TensorCheck(compare_arrays(tname, mine, ref, tol)))
+                    vals[tname] = (mine, ref)
             if trial == 1 and params and not transposed and all(getattr(p, "accumulates", True) for _, p in params):
                 more, more_vals = _accumulation_checks(layer, params, g, grads, tol, what)
                 checks += more
@@ -244,7 +251,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                             "(gradients accumulate until zero_grad, as in torch)")
         hint = ""
     elif mismatch is not None and all(t.passed or t.diff.name.endswith(BUFFER) for t in tensors):
-        mismatch, hint = buffer_mismatch(mismatch), ""
+        mismatch, hint = Mismatch("buffers", mismatch.diff, None, None, buffer_reason(mismatch.diff.name)), ""
     if transposed:
         tensors = [replace(t, diff=replace(t.diff, passed=False)) if t.diff.name.split(".grad")[0] in transposed
                    else t for t in tensors]

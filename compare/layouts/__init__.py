@@ -9,6 +9,8 @@ names ``0.weight``), in which the reference runs.
                layer objects with forward/backward, a course's forward and backward functions
     cached     a layer written the CS231n way, forward -> (out, cache), backward(dout, cache)
                -> (dx, dgamma, dbeta), made into the layer check_layer checks
+    state      a layer's mode, buffers (running statistics) and randomness, as check_layer
+               carries them to the torch module and compares them
 
 Imports compare.errors and NumPy only: it never calls torch nor runs a check (compare.check does,
 and imports it).
