@@ -91,3 +91,32 @@ def test_p_outside_zero_one_is_refused_as_torch_refuses_it():
         manual.Dropout(1.5)
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1, but got 1.5"):
         torch_ref.Dropout(1.5)
+
+
+def test_a_network_with_dropout_trains_like_torch_with_shared_masks():
+    """Linear-ReLU-Dropout-Linear on both sides, three SGD steps: the masks of one DropoutMasks make
+    every cost, parameter and gradient equal; eval then passes through."""
+    rng = np.random.default_rng(4)
+    masks = manual.DropoutMasks(np.random.default_rng(9))
+    m = manual.Sequential(manual.Linear(4, 6), manual.ReLU(), manual.Dropout(0.5, mask=masks.provider(2, "manual")),
+                          manual.Linear(6, 3))
+    t = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch_ref.Dropout(0.5, mask=masks.provider(2, "torch")),
+                            torch.nn.Linear(6, 3)).double()
+    t.load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
+    om, ot = manual.SGD(m.parameters(), lr=0.3), torch.optim.SGD(t.parameters(), lr=0.3)
+    lm, lt = manual.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    X, Y = rng.standard_normal((8, 4)), rng.integers(0, 3, 8)
+    for step in range(3):
+        om.zero_grad(), ot.zero_grad()
+        cm = lm(m.forward(X), Y)
+        m.backward(lm.backward())
+        ct = lt(t(torch.tensor(X)), torch.tensor(Y))
+        ct.backward()
+        assert np.array_equal(m[2].last_mask, t[2].last_mask), f"step {step + 1}: masks differ"
+        assert_close(f"cost at step {step + 1}", cm, ct)
+        tp = dict(t.named_parameters())
+        for n, p in m.named_parameters():
+            assert_close(f"{n}.grad at step {step + 1}", p.grad, tp[n].grad)
+        om.step(), ot.step()
+    m.eval(), t.eval()
+    assert_close("eval output", m.forward(X), t(torch.tensor(X)))
