@@ -168,3 +168,13 @@ def test_a_cached_backward_returning_too_few_arrays_is_a_clear_error():
                          params={"gamma": np.ones(2), "beta": np.zeros(2)}, args=({"mode": "train"},))
     with pytest.raises(CheckError, match=r"returned 2 array\(s\); it should return \(dx, dgamma, dbeta\)"):
         check_layer(layer, torch.nn.BatchNorm1d(2), input_shape=(4, 2))
+
+
+def test_the_readme_block_runs():
+    """README's normalisation and dropout block, with the CS231n functions of this file as the user's."""
+    import pathlib
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in (part.split("```")[0] for part in text.split("```python\n")[1:]) if "DropoutMasks" in b)
+    namespace = {"batchnorm_forward": batchnorm_forward, "batchnorm_backward": batchnorm_backward}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["layer"].params.keys() == {"gamma", "beta"}

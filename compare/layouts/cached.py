@@ -81,7 +81,8 @@ class CachedLayer:
                                  f"statistics there before the check (e.g. bn_param['{b}'] = np.zeros(D))")
         order = ", ".join(["the 1st as dL/dx"] + [f"the {_ordinal(i + 2)} as {n}.grad" for i, n in enumerate(self.params)])
         self.check_notes = [f"{name} returns (out, cache) and its backward(dout, cache) returned "
-                            f"{1 + len(self.params)} arrays, matched by position: {order}"]
+                            f"{1 + len(self.params)} arrays, matched by position: {order}"
+                            + "".join(f"; {n} is compared with the torch module's {t}" for n, t in self.torch_names.items())]
 
     def _where(self):
         return "the object" if self._owner is not None else "the dict arguments"
