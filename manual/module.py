@@ -261,8 +261,8 @@ class Module(Workspace):
     def load_state_dict(self, state_dict, strict=True):
         """Copy values in; with ``strict`` (torch's default) the names must match exactly; shapes always.
 
-        Buffers are replaced by copies (keeping the model's dtype); parameters are written in place,
-        so that a flat parameter buffer stays intact."""
+        Values are written in place (the model's arrays and dtypes stay; a flat parameter buffer
+        stays intact), as torch copies into its tensors."""
         own = dict(self.named_parameters())
         buffers = {name: (m, local) for m, name, local in self._buffer_owners()}
         missing = sorted((set(own) | set(buffers)) - set(state_dict))
@@ -282,7 +282,7 @@ class Module(Workspace):
             old, value = getattr(m, local), np.asarray(state_dict[name])
             if value.shape != old.shape:
                 raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, the model's is {old.shape}")
-            setattr(m, local, np.array(value, dtype=old.dtype, copy=True))
+            old[...] = value
 
     def _buffer_owners(self, prefix=""):
         """(module, full name, name in that module) of every buffer, for load_state_dict."""

@@ -57,6 +57,10 @@ class _BatchNorm(Module):
 
     With ``momentum=None`` the factor is 1/num_batches_tracked instead: a cumulative average.
     Training on one value per channel (n = 1) is refused, as torch refuses it.
+    Backward in training, per channel over its n values (gamma factored out of g_hat = g gamma):
+
+        dL/dx = (1/n) gamma/sigma (n g - sum g - x_hat sum(g x_hat))
+
     Evaluation (``eval()``) with running statistics: mu, var = running_mean, running_var, and
     backward is then the plain scaling dL/dx = g gamma / sqrt(running_var + eps).
 

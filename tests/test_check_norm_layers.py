@@ -178,3 +178,33 @@ def test_the_readme_block_runs():
     namespace = {"batchnorm_forward": batchnorm_forward, "batchnorm_backward": batchnorm_backward}
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["layer"].params.keys() == {"gamma", "beta"}
+
+
+def dropout_forward(x, dropout_param):
+    """The assignment's dropout: p is the probability of KEEPING a unit; the mask carries 1/p."""
+    p, mode = dropout_param["p"], dropout_param["mode"]
+    if "seed" in dropout_param:
+        np.random.seed(dropout_param["seed"])
+    mask = (np.random.rand(*x.shape) < p) / p if mode == "train" else None
+    return (x * mask if mode == "train" else x), (dropout_param, mask)
+
+
+def dropout_backward(dout, cache):
+    dropout_param, mask = cache
+    return dout * mask if dropout_param["mode"] == "train" else dout
+
+
+def test_a_cs231n_dropout_is_checked_against_torch_with_its_own_mask_and_by_central_differences():
+    state = np.random.get_state()
+    try:
+        layer = cached_layer(dropout_forward, dropout_backward, params={}, args=({"p": 0.7, "mode": "train", "seed": 1},))
+        ref = torch_ref.Dropout(0.3, mask=lambda shape, p: layer.cache[1] != 0)   # torch's p is the share dropped
+        r = check_layer(layer, ref, input_shape=(5, 4))
+        assert r.passed and names(r) == ["y (forward)", "dL/dx"], r.report()
+        assert check_layer(layer, None, input_shape=(5, 4)).passed      # the seed makes its forward repeatable
+        wrong = cached_layer(dropout_forward, lambda dout, cache: dout, params={},
+                             args=({"p": 0.7, "mode": "train", "seed": 1},))
+        r = check_layer(wrong, torch_ref.Dropout(0.3, mask=lambda shape, p: wrong.cache[1] != 0), input_shape=(5, 4))
+        assert not r.passed and r.mismatch.diff.name == "dL/dx", r.report()
+    finally:
+        np.random.set_state(state)
