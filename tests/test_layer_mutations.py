@@ -139,3 +139,6 @@ def test_each_planted_mistake_is_caught_at_the_right_tensor(label, monkeypatch):
     assert r.mismatch.stage == planted.stage, f"{label}: stage {r.mismatch.stage}\n{r.report()}"
     d = r.mismatch.diff
     assert abs(d.manual - d.torch) > d.allowed, f"{label}: the difference shown is within the tolerance"
+    assert "linear layer" not in r.mismatch.reason, f"{label}: a linear layer's formula quoted\n{r.report()}"
+    if planted.layer != "dropout" and planted.stage == "backward":
+        assert "for a normalisation y = gamma x_hat + beta" in r.mismatch.reason, r.report()

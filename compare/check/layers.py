@@ -16,7 +16,7 @@ from backprop_oracle.compare.check.common import (CheckError, Precision, as_arra
                                   precision_of, standard_normal)
 from backprop_oracle.compare.verdict.finite_diff import numerical_vjp
 from backprop_oracle.compare.check.functions import numerical_check
-from backprop_oracle.compare.verdict.hints import first_wrong
+from backprop_oracle.compare.verdict.hints import first_wrong, reason_for_layer
 from backprop_oracle.compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
 from backprop_oracle.compare.verdict.diff import compare_arrays
@@ -252,6 +252,10 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
         hint = ""
     elif mismatch is not None and all(t.passed or t.diff.name.endswith(BUFFER) for t in tensors):
         mismatch, hint = Mismatch("buffers", mismatch.diff, None, None, buffer_reason(mismatch.diff.name)), ""
+    elif mismatch is not None and mismatch.stage == "backward" and not any(np.ndim(p.data) == 2 for _, p in params):
+        norm = hasattr(layer, "running_mean") or hasattr(layer, "normalized_shape") or "norm" in what.lower() \
+            or {"gamma", "beta"} & {n for n, _ in params}
+        mismatch = replace(mismatch, reason=reason_for_layer(mismatch.reason, mismatch.diff.name, norm))
     if transposed:
         tensors = [replace(t, diff=replace(t.diff, passed=False)) if t.diff.name.split(".grad")[0] in transposed
                    else t for t in tensors]
