@@ -65,6 +65,13 @@ def test_dropout_against_torch_with_the_layers_own_mask():
     assert r.passed and names(r) == ["y (forward)", "dL/dx"], r.report()
 
 
+def test_a_torch_dropout_with_its_own_generator_is_refused_not_compared():
+    layer = manual.Dropout(0.3, rng=np.random.default_rng(0))
+    with pytest.raises(CheckError, match="mask from torch's own generator, so its y cannot be yours"):
+        check_layer(layer, torch.nn.Dropout(0.3), input_shape=(6, 5))
+    assert check_layer(layer.eval(), torch.nn.Dropout(0.3), input_shape=(6, 5)).passed
+
+
 def test_a_random_forward_is_refused_by_central_differences_and_a_held_mask_is_checked():
     with pytest.raises(CheckError, match="returned different values for the same input"):
         check_layer(manual.Dropout(0.5, rng=np.random.default_rng(0)), None, input_shape=(4, 3))

@@ -62,6 +62,11 @@ def torch_layer_reference(reference, x, params, g, param_map, state=None):
             with torch.no_grad():
                 for n, value in state.before.items():
                     own[n].copy_(torch.tensor(value))
+        if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+               and getattr(m, "mask_provider", None) is None for m in module.modules()):
+            raise CheckError(f"{what} drops elements with a mask from torch's own generator, so its y cannot be "
+                             "yours: give it your layer's mask, torch_ref.Dropout(p, mask=lambda shape, p: "
+                             "layer.last_mask), or check in eval mode")
         tensors = _module_parameters(module, params, param_map)
         with torch.no_grad():
             for t, (_, p) in zip(tensors, params):
