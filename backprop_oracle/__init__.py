@@ -32,7 +32,7 @@ _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_m
            "CheckError", "SpecError", "DataError", "ExperimentSpec", "PRESETS", "load_dataset",
            "with_changes", "sweep", "load_config", "dump_config",
            "run_lockstep", "LockstepRun", "LockstepResult", "trace_example", "format_trace", "TorchRun",
-           "forward_backward", "layer_chain", "per_example", "Layout",
+           "forward_backward", "layer_chain", "per_example", "cached_layer", "Layout",
            "load_checkpoint", "save_checkpoint", "convert_checkpoint", "Saver")
 
 __all__ = list(_PUBLIC) + list(_PARTS)

@@ -43,6 +43,7 @@ _LAZY = {
     "forward_backward": "backprop_oracle.compare.check.api",
     "layer_chain": "backprop_oracle.compare.check.api",
     "per_example": "backprop_oracle.compare.check.api",
+    "cached_layer": "backprop_oracle.compare.check.api",
     "Layout": "backprop_oracle.compare.check.api",
     "CheckError": "backprop_oracle.compare.errors",
     "SpecError": "backprop_oracle.compare.errors",

@@ -164,26 +164,133 @@ _SPARE = _spare_refcount()
 
 
 class Module(Workspace):
-    """Base class: ``forward`` caches what ``backward`` needs; ``backward(dL_dy)`` returns ``dL_dx``."""
+    """Base class: ``forward`` caches what ``backward`` needs; ``backward(dL_dy)`` returns ``dL_dx``.
+
+    As in torch.nn.Module: ``training`` (True after construction) is switched by ``train(mode)`` /
+    ``eval()`` for the module and every module inside it (layers such as BatchNorm and Dropout
+    behave differently in the two modes); ``register_buffer(name, array)`` keeps an array that is
+    state but not a parameter (BatchNorm's running_mean): it is the attribute ``name``, is listed
+    by ``named_buffers`` and saved by ``state_dict`` under torch's names ("1.running_mean"), and
+    gets no gradient, no optimizer step and no place in a flat parameter buffer.
+    """
+    training = True          # class defaults, for subclasses that do not call Module.__init__
+    _buffer_names = ()
 
     def __init__(self):
         self._parameters = {}  # name -> Parameter, in definition order (as torch registers them)
+        self._buffer_names = []   # names of the attributes that are buffers, in registration order
+        self.training = True
 
     def register_parameter(self, name, value):
         self._parameters[name] = None if value is None else Parameter(value)
         return self._parameters[name]
+
+    def register_buffer(self, name, value):
+        """Keep ``value`` (an array, or None) as the buffer ``name``, read as ``self.<name>``.
+
+        Update it in place (``self.running_mean *= ...``) or assign a new array to the attribute;
+        either way ``named_buffers`` and ``state_dict`` see the current one."""
+        if "." in name or not name.isidentifier():
+            raise KeyError(f"buffer name must be an identifier without '.', got {name!r}")
+        if name in self._parameters:
+            raise KeyError(f"attribute {name!r} is already a parameter")
+        if not isinstance(self._buffer_names, list):        # a subclass that skipped Module.__init__
+            self._buffer_names = list(self._buffer_names)
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        setattr(self, name, None if value is None else np.asarray(value))
+        return getattr(self, name)
 
     def named_parameters(self, prefix=""):
         for name, p in self._parameters.items():
             if p is not None:
                 yield prefix + name, p
 
+    def named_buffers(self, prefix=""):
+        """(prefix + name, array) of every buffer that is not None, in registration order."""
+        for name in self._buffer_names:
+            value = getattr(self, name, None)
+            if value is not None:
+                yield prefix + name, value
+
     def parameters(self):
         return [p for _, p in self.named_parameters()]
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
+
+    def children(self):
+        """The modules directly inside this one (none for a layer; Sequential's modules)."""
+        return []
+
+    def train(self, mode=True):
+        """Set training mode (``mode=True``) or evaluation mode here and in every module inside; returns self."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        self.training = mode
+        for m in self.children():
+            m.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode, ``train(False)``: BatchNorm uses its running statistics, Dropout passes x through."""
+        return self.train(False)
 
     def zero_grad(self):
         for p in self.parameters():
             p.grad[...] = 0
+
+    def state_dict(self):
+        """Copies of every parameter's value and every buffer, keyed by torch's names
+        ("0.weight", "1.running_mean", "1.num_batches_tracked")."""
+        return {name: (value.data.copy() if isinstance(value, Parameter) else np.array(value, copy=True))
+                for name, value in self._state_items()}
+
+    def _state_items(self, prefix=""):
+        """(name, Parameter or buffer) in torch's state_dict order: a module's own parameters, its
+        own buffers, then each module inside it."""
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield prefix + name, p
+        for name in self._buffer_names:
+            if getattr(self, name, None) is not None:
+                yield prefix + name, getattr(self, name)
+        for i, m in enumerate(self.children()):
+            yield from m._state_items(f"{prefix}{i}.")
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values in; with ``strict`` (torch's default) the names must match exactly; shapes always.
+
+        Values are written in place (the model's arrays and dtypes stay; a flat parameter buffer
+        stays intact), as torch copies into its tensors."""
+        own = dict(self.named_parameters())
+        buffers = {name: (m, local) for m, name, local in self._buffer_owners()}
+        missing = sorted((set(own) | set(buffers)) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own) - set(buffers))
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not match the model: missing {missing}, unexpected {unexpected}")
+        for name, p in own.items():
+            if name not in state_dict:
+                continue
+            value = np.asarray(state_dict[name])
+            if value.shape != p.data.shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, the model's is {p.data.shape}")
+            p.data[...] = value
+        for name, (m, local) in buffers.items():
+            if name not in state_dict:
+                continue
+            old, value = getattr(m, local), np.asarray(state_dict[name])
+            if value.shape != old.shape:
+                raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, the model's is {old.shape}")
+            old[...] = value
+
+    def _buffer_owners(self, prefix=""):
+        """(module, full name, name in that module) of every buffer, for load_state_dict."""
+        for name in self._buffer_names:
+            if getattr(self, name, None) is not None:
+                yield self, prefix + name, name
+        for i, m in enumerate(self.children()):
+            yield from m._buffer_owners(f"{prefix}{i}.")
 
     def __call__(self, x):
         return self.forward(x)

@@ -13,7 +13,8 @@ class Sequential(Module):
     After ``forward``, ``outputs[i]`` is module i's output; after ``backward``,
     ``output_grads[i]`` is dL/d(outputs[i]). For an mlp, modules alternate Linear and activation,
     so these are z_1, a_1, z_2, a_2, ... and dL/dz_1, dL/da_1, ... Parameter names are "0.weight",
-    "0.bias", "2.weight", ... exactly as torch names them.
+    "0.bias", "2.weight", ... exactly as torch names them, and buffers (a BatchNorm's running
+    statistics) "1.running_mean", ...; ``train()`` / ``eval()`` switch every module's mode.
 
     The parameters' values live in one flat array and their gradients in another (``self.flat``,
     see manual.module.FlatParameters; each ``.data`` / ``.grad`` is a view), so that ``zero_grad``
@@ -38,6 +39,14 @@ class Sequential(Module):
     def named_parameters(self, prefix=""):
         for i, m in enumerate(self.modules):
             yield from m.named_parameters(f"{prefix}{i}.")
+
+    def named_buffers(self, prefix=""):
+        """Every module's buffers, named "1.running_mean", "1.num_batches_tracked", ... as in torch."""
+        for i, m in enumerate(self.modules):
+            yield from m.named_buffers(f"{prefix}{i}.")
+
+    def children(self):
+        return list(self.modules)
 
     def zero_grad(self):
         """Set every gradient to 0 (one fill of the flat gradient array while it is intact)."""
@@ -76,23 +85,6 @@ class Sequential(Module):
                 first.input_grad = True
         self.output_grads = grads
         return None if not input_grad else dL_dy
-
-    def state_dict(self):
-        """Copies of every parameter's value, keyed by torch's names."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
-
-    def load_state_dict(self, state_dict):
-        """Copy values in; names and shapes must match exactly."""
-        own = dict(self.named_parameters())
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        if missing or unexpected:
-            raise KeyError(f"state_dict does not match the model: missing {missing}, unexpected {unexpected}")
-        for name, p in own.items():
-            value = np.asarray(state_dict[name])
-            if value.shape != p.data.shape:
-                raise ValueError(f"state_dict[{name!r}] has shape {value.shape}, the model's is {p.data.shape}")
-            p.data[...] = value
 
     def __repr__(self):
         body = "\n".join(f"  ({i}): {m!r}" for i, m in enumerate(self.modules))

@@ -7,6 +7,8 @@ This package imports torch (and NumPy) only.
 from backprop_oracle.torch_ref.dtypes import DTYPES, as_dtype
 from backprop_oracle.torch_ref.device import resolve_device
 from backprop_oracle.torch_ref.linear import Linear
+from backprop_oracle.torch_ref.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from backprop_oracle.torch_ref.dropout import Dropout
 from backprop_oracle.torch_ref.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                    Softmax, make_activation)
 from backprop_oracle.torch_ref.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
@@ -21,7 +23,7 @@ from backprop_oracle.torch_ref.grad import value_and_grad, forward_with_intermed
 from backprop_oracle.torch_ref.train import fit
 
 __all__ = [
-    "DTYPES", "as_dtype", "resolve_device", "Linear",
+    "DTYPES", "as_dtype", "resolve_device", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout",
     "ACTIVATIONS", "Identity", "Step", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
     "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",

@@ -18,7 +18,7 @@ the dashboards or the command line. The names below load on first use, so that t
 """
 _PUBLIC = ("check_function", "check_layer", "check_network", "assert_gradients_match", "GradientChecker",
            "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec",
-           "forward_backward", "layer_chain", "model_loss", "per_example", "Layout")
+           "forward_backward", "layer_chain", "model_loss", "per_example", "cached_layer", "Layout")
 
 __all__ = list(_PUBLIC)
 

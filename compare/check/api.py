@@ -19,11 +19,12 @@ from backprop_oracle.compare.check.layers import check_layer
 from backprop_oracle.compare.check.networks import NetworkSpec, check_network
 from backprop_oracle.compare.check.result import CheckResult
 from backprop_oracle.compare.layouts.adapters import forward_backward, layer_chain, model_loss, per_example
+from backprop_oracle.compare.layouts.cached import cached_layer
 from backprop_oracle.compare.layouts.layout import Layout
 
 __all__ = ["check_function", "check_layer", "check_network", "assert_gradients_match",
            "GradientChecker", "CheckResult", "CheckError", "PrecisionWarning", "NetworkSpec",
-           "forward_backward", "layer_chain", "model_loss", "per_example", "Layout"]
+           "forward_backward", "layer_chain", "model_loss", "per_example", "cached_layer", "Layout"]
 
 
 def _pick(target, args, kwargs):

@@ -16,12 +16,14 @@ from backprop_oracle.compare.check.common import (CheckError, Precision, as_arra
                                   precision_of, standard_normal)
 from backprop_oracle.compare.verdict.finite_diff import numerical_vjp
 from backprop_oracle.compare.check.functions import numerical_check
-from backprop_oracle.compare.verdict.hints import first_wrong
+from backprop_oracle.compare.verdict.hints import first_wrong, reason_for_layer
 from backprop_oracle.compare.check.parameters import PlainParameter, find_plain_gradients, layer_parameters
 from backprop_oracle.compare.check.result import CheckResult, TensorCheck, merge
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import Mismatch
 from backprop_oracle.compare.interactive.threads import runs_single_threaded
+from backprop_oracle.compare.layouts.cached import CachedLayer, cached_layer, takes_cache
+from backprop_oracle.compare.layouts.state import SUFFIX as BUFFER, LayerState, buffer_reason, require_deterministic
 
 
 def _module_parameters(module, params, param_map):
@@ -44,18 +46,35 @@ def _module_parameters(module, params, param_map):
     return [own[wanted[n]] for n, _ in params]
 
 
-def torch_layer_reference(reference, x, params, g, param_map):
-    """(y, dL/dx, [dL/dparam]) of the reference by autograd in float64, with the layer's values."""
+def torch_layer_reference(reference, x, params, g, param_map, state=None):
+    """(y, dL/dx, [dL/dparam]) of the reference by autograd in float64, with the layer's values
+    (and its mode and buffers: ``state``, a compare.layouts.state.LayerState)."""
     import torch
     what = f"the reference {describe(reference)}"
     xt = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
     if isinstance(reference, torch.nn.Module):
         module = copy.deepcopy(reference).double()
+        if state is not None:                # the layer's mode and buffers
+            if state.training is not None:
+                module.train(state.training)
+            own = dict(module.named_buffers())
+            state.check_module_buffers(own)
+            with torch.no_grad():
+                for n, value in state.before.items():
+                    own[n].copy_(torch.tensor(value))
+        if any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+               and getattr(m, "mask_provider", None) is None for m in module.modules()):
+            raise CheckError(f"{what} drops elements with a mask from torch's own generator, so its y cannot be "
+                             "yours: give it your layer's mask, torch_ref.Dropout(p, mask=lambda shape, p: "
+                             "layer.last_mask), or check in eval mode")
         tensors = _module_parameters(module, params, param_map)
         with torch.no_grad():
             for t, (_, p) in zip(tensors, params):
                 t.copy_(torch.tensor(np.asarray(p.data, dtype=np.float64)))
         y = call_user(module, xt, what=what)
+        if state is not None:
+            state.module_after = {n: b.detach().double().numpy().copy() for n, b in module.named_buffers()
+                                  if n in state.before}
     else:
         tensors = [torch.tensor(np.asarray(p.data, dtype=np.float64), requires_grad=True) for _, p in params]
         y = call_user(reference, xt, {n: t for (n, _), t in zip(params, tensors)}, what=what)
@@ -145,11 +164,20 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     params: where a layer that keeps plain arrays has its gradients, {"W": "dW", "b": "db"} ({} for
     none); found by itself for dW/grad_W/W_grad attributes and params/grads dicts (see
     layer_parameters). A layer whose arrays have no gradient it can find is refused, never passed.
+    Modes and buffers (compare.layouts.state): a torch module runs in the layer's mode (``training``)
+    from the layer's buffers (BatchNorm's running_mean, running_var, num_batches_tracked), which are
+    compared after each forward and put back after the check. Central differences refuse a forward
+    that is random (a dropout drawing a new mask each call: hold its mask fixed).
+    A layer written the CS231n way, forward(x) -> (out, cache) and backward(dout, cache) -> (dx,
+    dgamma, ...), is read through compare.layouts.cached (pass ``cached_layer(forward, backward,
+    params=..., args=(bn_param,))`` for a pair of functions); gamma/beta are torch's weight/bias.
     Returns a CheckResult comparing y, dL/dx and every parameter's gradient, plus that gradients
     accumulate (manual Parameters only); its notes say what was compared.
     """
     start = time.perf_counter()
-    what = describe(layer)
+    if not isinstance(layer, CachedLayer) and takes_cache(getattr(layer, "backward", None)):
+        layer = cached_layer(layer)   # forward(x) -> (out, cache), backward(dout, cache): the CS231n way
+    what = layer.name if isinstance(layer, CachedLayer) else describe(layer)
     params = layer_parameters(layer, params)
     if (input_shape is None) == (inputs is None):
         raise CheckError("give either input_shape=(N, ...) or inputs=x, not both or neither")
@@ -159,7 +187,9 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
         inputs, trials = as_array(inputs, "inputs"), 1
     dtype = dtype or precision_of(*(p.data for _, p in params), *([] if inputs is None else [inputs]))
     precision = Precision(dtype, tolerance)
-    rng, sampler, param_map = np.random.default_rng(seed), sampler or standard_normal, param_map or {}
+    rng, sampler = np.random.default_rng(seed), sampler or standard_normal
+    param_map = param_map or getattr(layer, "torch_names", None) or {}
+    state = LayerState(layer)         # its mode and buffers, carried to torch and put back after
     if params and any(isinstance(p, PlainParameter) and p.grad_name is None for _, p in params):
         # Plain arrays: run backward once to see where it writes their gradients (or refuse).
         probe = inputs if inputs is not None else np.asarray(sampler(np.random.default_rng(seed), tuple(input_shape)))
@@ -177,11 +207,13 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                 for _, p in params:
                     p.data[...] = rng.uniform(-1.0, 1.0, p.data.shape)
             x = inputs if inputs is not None else np.asarray(sampler(rng, tuple(input_shape))).astype(dtype)
+            state.snapshot()
             y, g, dx, grads, flipped = _run_layer(layer, params, x, rng, what)
             transposed |= {n for n, t in flipped.items() if t}
             tol = precision.see(y, dx, *grads.values())
             checks, vals = [], {}
             if reference is None:
+                require_deterministic(lambda a: call_user(layer.forward, a, what=f"{what}.forward"), x, what)
                 num_x, num_p = numerical_layer_reference(layer, x, params, g)
                 pairs = [("dL/dx", dx, num_x)] + [(f"{n}.grad", grads[n], num) for (n, _), num in zip(params, num_p)]
                 for tname, mine, num in pairs:
@@ -191,10 +223,13 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                     if note:
                         notes.append(f"trial {trial}: {note}")
             else:
-                y_ref, dx_ref, p_ref = torch_layer_reference(reference, x, params, g, param_map)
+                y_ref, dx_ref, p_ref = torch_layer_reference(reference, x, params, g, param_map, state)
                 pairs = [("y (forward)", y, y_ref), ("dL/dx", dx, dx_ref)] + [
                     (f"{n}.grad", grads[n], r) for (n, _), r in zip(params, p_ref)]
                 for tname, mine, ref in pairs:
+                    checks.append(TensorCheck(compare_arrays(tname, mine, ref, tol)))
+                    vals[tname] = (mine, ref)
+                for tname, mine, ref in state.pairs():
                     checks.append(TensorCheck(compare_arrays(tname, mine, ref, tol)))
                     vals[tname] = (mine, ref)
             if trial == 1 and params and not transposed and all(getattr(p, "accumulates", True) for _, p in params):
@@ -209,6 +244,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
         for (_, p), data in zip(params, saved):
             p.data[...] = data
         _zero_grads(params)
+        state.restore()
     tensors = merge(per_trial)
     batch = x.shape[0] if np.ndim(x) >= 2 else None
     mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch)
@@ -219,6 +255,12 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                             f"{pname}: backward overwrites param.grad; write `param.grad += ...` "
                             "(gradients accumulate until zero_grad, as in torch)")
         hint = ""
+    elif mismatch is not None and all(t.passed or t.diff.name.endswith(BUFFER) for t in tensors):
+        mismatch, hint = Mismatch("buffers", mismatch.diff, None, None, buffer_reason(mismatch.diff.name)), ""
+    elif mismatch is not None and mismatch.stage == "backward" and not any(np.ndim(p.data) == 2 for _, p in params):
+        norm = hasattr(layer, "running_mean") or hasattr(layer, "normalized_shape") or "norm" in what.lower() \
+            or {"gamma", "beta"} & {n for n, _ in params}
+        mismatch = replace(mismatch, reason=reason_for_layer(mismatch.reason, mismatch.diff.name, norm))
     if transposed:
         tensors = [replace(t, diff=replace(t.diff, passed=False)) if t.diff.name.split(".grad")[0] in transposed
                    else t for t in tensors]
@@ -238,6 +280,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                      "arrays are taken as one backward writes them (accumulation is not asked of them)")
     elif not params:
         notes.append("the layer has no parameters: compared y and dL/dx")
+    notes += getattr(layer, "check_notes", []) + state.notes(callable(getattr(reference, "named_buffers", None)))
     tol = precision.tolerance
     if reference is None:
         tol = max((t.diff.tolerance for t in tensors), key=lambda t: t.atol, default=tol)

@@ -102,3 +102,26 @@ def first_wrong(tensors, per_trial, values, batch=None):
         text += (": every gradient, so look at what they share (the upstream gradient dL/dy and the "
                  "local derivative of the output)")
     return Mismatch("backward", first.diff, None, None, text), hint, first.trial
+
+
+# For a normalisation y = gamma x_hat + beta, x_hat = (x - mu) / sigma over M values (batch norm:
+# each channel's N·H·W, layer norm: each example's normalized_shape), named as check_layer names them.
+NORM_FORMULAS = {
+    "dL/dx": "dL/dx = (1/M) gamma/sigma (M g - sum g - x_hat sum(g x_hat)) with g = dL/dy: the paths through "
+             "x_hat, the mean (- sum g) and the variance (- x_hat sum(g x_hat)); in eval mode g gamma/sigma",
+    "weight.grad": "dL/dgamma = sum of dL/dy x_hat over every axis but the features'",
+    "bias.grad": "dL/dbeta = sum of dL/dy over every axis but the features'",
+    "gamma.grad": "dL/dgamma = sum of dL/dy x_hat over every axis but the features'",
+    "beta.grad": "dL/dbeta = sum of dL/dy over every axis but the features'",
+}
+
+
+def reason_for_layer(reason, name, norm):
+    """The reason first_wrong gave, quoting a normalisation's formula for ``name`` instead of a linear
+    layer's when ``norm``, and no linear formula for a layer without a weight matrix (norm None)."""
+    linear = LINEAR_FORMULAS.get(name)
+    cut = f" (for a linear layer y = x W^T + b: {linear})" if linear else ""
+    if not cut or cut not in reason:
+        return reason
+    formula = NORM_FORMULAS.get(name) if norm else None
+    return reason.replace(cut, f" (for a normalisation y = gamma x_hat + beta: {formula})" if formula else "")
