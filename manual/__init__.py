@@ -6,6 +6,9 @@ This package never imports torch.
 """
 from backprop_oracle.manual.module import Module, Parameter
 from backprop_oracle.manual.linear import Linear
+from backprop_oracle.manual.conv import Conv2d, Conv1d
+from backprop_oracle.manual.pooling import MaxPool2d, AvgPool2d
+from backprop_oracle.manual.flatten import Flatten
 from backprop_oracle.manual.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                 Softmax, NoGradientError, make_activation)
 from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
@@ -20,6 +23,7 @@ from backprop_oracle.manual.dtypes import DTYPES, as_dtype
 
 __all__ = [
     "Module", "Parameter", "Linear",
+    "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "Flatten",
     "ACTIVATIONS", "Identity", "Step", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
     "NoGradientError", "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",
