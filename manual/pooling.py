@@ -55,14 +55,22 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
     out_size, padded_size = _geometry(x, kernel, stride, padding, dilation, ceil_mode, "max_pool2d")
     win = windows(_padded(x, padding, padded_size, -np.inf, buffers), kernel, stride, dilation, out_size)
+    k = kernel[0] * kernel[1]
+    cols = buffers("cols", (k,) + x.shape[:2] + out_size, x.dtype)   # the windows, offset first: long rows
+    cols.reshape(kernel + x.shape[:2] + out_size)[...] = win.transpose(2, 3, 0, 1, 4, 5)
     y = buffers("y", x.shape[:2] + out_size, x.dtype)
-    argmax = buffers("argmax", x.shape[:2] + out_size, np.intp)
-    y[...], argmax[...] = win[:, :, 0, 0], 0
-    for k in range(1, kernel[0] * kernel[1]):                 # scan order: i, then j
-        v = win[:, :, k // kernel[1], k % kernel[1]]
-        wins = (v > y) | np.isnan(v)
-        np.copyto(y, v, where=wins)
-        np.copyto(argmax, k, where=wins)
+    index = np.int16 if k < 2 ** 15 else np.intp
+    argmax, step = buffers("argmax", y.shape, index), buffers("step", y.shape, index)
+    y[...], argmax[...] = cols[0], 0
+    wins = buffers("wins", y.shape, bool)
+    for offset in range(1, k):                                 # scan order: i, then j
+        v = cols[offset]
+        np.greater(v, y, out=wins)                             # strictly larger, or a NaN: it wins
+        wins |= np.isnan(v)
+        np.maximum(y, v, out=y)                                # (NaN propagates, as it wins)
+        np.subtract(offset, argmax, out=step)                  # argmax = offset where it wins, as a blend
+        step *= wins                                           # (faster than np.where on a random mask)
+        argmax += step
     return y, argmax
 
 
@@ -76,10 +84,11 @@ def max_pool2d_backward(dL_dy, argmax, input_shape, kernel_size, stride=None, pa
         pair(dilation, "dilation")
     buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
     (N, C, H, W), (Ho, Wo) = input_shape, dL_dy.shape[2:]
-    cols = buffers("dcols", (N, C, kernel[0] * kernel[1], Ho, Wo), dL_dy.dtype)    # one-hot: the winner gets dL/dy
-    np.multiply(argmax[:, :, None] == np.arange(kernel[0] * kernel[1])[:, None, None], dL_dy[:, :, None], out=cols)
-    return _fold_cropped(cols.reshape(N, C, kernel[0], kernel[1], Ho, Wo), input_shape, stride, padding,
-                         dilation, buffers)
+    k = kernel[0] * kernel[1]
+    cols = buffers("dcols", (k, N, C, Ho, Wo), dL_dy.dtype)       # one-hot: the winner gets dL/dy
+    np.multiply(argmax == np.arange(k).reshape(k, 1, 1, 1, 1), dL_dy, out=cols)
+    return _fold_cropped(cols.reshape(kernel + (N, C, Ho, Wo)).transpose(2, 3, 0, 1, 4, 5), input_shape, stride,
+                         padding, dilation, buffers)
 
 
 def _fold_cropped(cols, input_shape, stride, padding, dilation, buffers):
@@ -122,7 +131,11 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
         D = np.outer(*(avg_divisor(x.shape[2 + a], kernel[a], stride[a], padding[a], out_size[a], ceil_mode,
                                    count_include_pad) for a in range(2))).astype(x.dtype)
     y = buffers("y", x.shape[:2] + out_size, x.dtype)
-    np.sum(win, axis=(2, 3), out=y)
+    y[...] = win[:, :, 0, 0]
+    for i in range(kernel[0]):                   # one add per kernel offset: faster than a sum over
+        for j in range(kernel[1]):               # the window axes of the strided view
+            if i or j:
+                y += win[:, :, i, j]
     y /= D
     return y, D
 
