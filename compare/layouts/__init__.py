@@ -7,6 +7,7 @@ names ``0.weight``), in which the reference runs.
     adapters   networks as objects made into a function (params, X, Y) -> (cost, grads):
                a model with params and loss(X, y), a per-example backprop(x, y) over lists,
                layer objects with forward/backward, a course's forward and backward functions
+    images     NCHW (torch's) and NHWC images, and the conversions between them
 
 Imports compare.errors and NumPy only: it never calls torch nor runs a check (compare.check does,
 and imports it).
