@@ -98,18 +98,21 @@ class Planted:
     wrong: str               # the tensor check_layer must name
     patch: tuple = ()        # (module, attribute, replacement)
     sampler: object = None
+    reason: str = ""         # words the mismatch's reason must hold (the formula it quotes)
 
 
 CONV = dict(in_channels=3, out_channels=4, kernel_size=3, stride=2, padding=1)
 PLANTED = [
     Planted("conv weight gradient flipped", lambda: manual.Conv2d(**CONV), lambda: torch_ref.Conv2d(**CONV),
-            (2, 3, 7, 7), "weight.grad", (conv, "conv2d_backward", weight_gradient_flipped)),
+            (2, 3, 7, 7), "weight.grad", (conv, "conv2d_backward", weight_gradient_flipped),
+            reason="the input correlated with dL/dy (no kernel flip)"),
     Planted("conv padding dropped in dL/dx", lambda: manual.Conv2d(**CONV), lambda: torch_ref.Conv2d(**CONV),
             (2, 3, 7, 7), "dL/dx", (conv, "conv2d_backward", padding_dropped_in_dx)),
     Planted("conv stride ignored in backward", lambda: manual.Conv2d(**CONV), lambda: torch_ref.Conv2d(**CONV),
             (2, 3, 7, 7), "dL/dx", (conv, "fold", fold_ignoring_stride)),
     Planted("conv bias gradient averaged", lambda: manual.Conv2d(**CONV), lambda: torch_ref.Conv2d(**CONV),
-            (2, 3, 7, 7), "bias.grad", (conv, "conv2d_backward", bias_gradient_averaged)),
+            (2, 3, 7, 7), "bias.grad", (conv, "conv2d_backward", bias_gradient_averaged),
+            reason="summed over the batch and every position (axes 0, 2, 3)"),
     Planted("max-pool routing to every tie", lambda: MaxPoolToEveryTie(2), lambda: torch_ref.MaxPool2d(2),
             (2, 3, 6, 6), "dL/dx", sampler=ties),
     Planted("max-pool routing to the last tie", lambda: MaxPoolToLastTie(3, stride=1),
@@ -138,6 +141,7 @@ def test_check_layer_names_the_wrong_tensor(planted, monkeypatch):
     wrong = {t.diff.name.split(" after a 2nd backward")[0] for t in r.tensors if not t.passed}
     assert wrong == {planted.wrong}, r.report()
     assert "y (forward)" in {t.diff.name for t in r.tensors if t.passed}, r.report()
+    assert planted.reason in r.mismatch.reason, r.report()
 
 
 def _healthy(planted):

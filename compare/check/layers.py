@@ -220,7 +220,8 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
         _zero_grads(params)
     tensors = merge(per_trial)
     batch = x.shape[0] if np.ndim(x) >= 2 else None
-    mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch)
+    kind = "conv" if any(np.ndim(p.data) >= 3 for _, p in params) else "linear"   # a kernel (out, in, k...)
+    mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch, kind)
     if mismatch is not None and "after a 2nd backward" in mismatch.diff.name:
         pname = mismatch.diff.name.split(" after", 1)[0]
         mismatch = Mismatch("backward", mismatch.diff, None, None,
