@@ -83,3 +83,11 @@ def test_an_unknown_layout_and_a_conv_weight_of_the_wrong_shape_are_clear_errors
         check_layer(manual.Conv2d(2, 3, 3), torch.nn.Conv2d(2, 3, 3), input_shape=(1, 2, 5, 5), layout="HWC")
     with pytest.raises(CheckError, match=r"a convolution's as \(out, in/groups, kH, kW\)"):
         check_layer(manual.Conv2d(2, 3, 3), torch.nn.Conv2d(3, 2, 3), input_shape=(1, 2, 5, 5))
+
+
+def test_the_readmes_conv_example_runs():
+    import pathlib
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Convolution and pooling layers", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
