@@ -261,17 +261,21 @@ class Conv1d(Conv2d):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", *, rng=None, dtype=np.float64):
         Module.__init__(self)
-        one = lambda v, name: (1, pair(v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v, name)[0])
-        zero = lambda v, name: (0, pair(v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v, name)[0])
-        self._setup(in_channels, out_channels, one(kernel_size, "kernel_size"), one(stride, "stride"),
-                    zero(padding, "padding"), one(dilation, "dilation"), groups, bias, padding_mode, rng, dtype)
+        single = lambda v, name: pair(tuple(v) * 2 if isinstance(v, (tuple, list)) and len(v) == 1 else v, name)[0]
+        # a (1, k) kernel over (1, L): height 1, its stride and dilation 1, no padding above or below
+        self._setup(in_channels, out_channels, (1, single(kernel_size, "kernel_size")), (1, single(stride, "stride")),
+                    (0, single(padding, "padding")), (1, single(dilation, "dilation")), groups, bias, padding_mode,
+                    rng, dtype)
         self.weight.data = self.weight.data[:, :, 0, :].copy()       # (C_out, C_in / groups, k), torch's shape
         self.weight.grad = np.zeros_like(self.weight.data)
 
     def _check_input(self, x):
         if x.ndim != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r} expects input of shape (N, {self.in_channels}, L), got {x.shape}")
-        Conv2d._check_input(self, x[:, :, None, :])
+        span = self.dilation[1] * (self.kernel_size[1] - 1) + 1
+        if x.shape[2] + 2 * self.padding[1] < span:
+            raise ValueError(f"{self!r}: the input's length {x.shape[2]} padded by {self.padding[1]} is shorter "
+                             f"than the kernel ({span}, its size with dilation)")
 
     def _as_4d(self, a):
         return a[:, :, None, :]

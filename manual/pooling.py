@@ -26,10 +26,10 @@ def _geometry(x, kernel, stride, padding, dilation, ceil_mode, name):
     return tuple(size), padded
 
 
-def _check_padding(name, kernel, padding, dilation=(1, 1)):
-    # torch refuses a padding larger than half the (dilated) window: a window could then see only padding.
-    for k, p, d in zip(kernel, padding, dilation):
-        if p > (d * (k - 1) + 1) // 2:
+def _check_padding(name, kernel, padding):
+    # torch refuses a padding larger than half the kernel (dilation aside): a window could then see only padding.
+    for k, p in zip(kernel, padding):
+        if p > k // 2:
             raise ValueError(f"{name}: padding {padding} should be at most half of the kernel size {kernel}, "
                              "as torch requires")
 
@@ -169,7 +169,7 @@ class MaxPool2d(Module):
         self.padding, self.dilation = pair(padding, "padding"), pair(dilation, "dilation")
         if min(self.kernel_size + self.stride + self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError(f"MaxPool2d needs kernel_size, stride, dilation >= 1 and padding >= 0, got {self!r}")
-        _check_padding("MaxPool2d", self.kernel_size, self.padding, self.dilation)
+        _check_padding("MaxPool2d", self.kernel_size, self.padding)
         self.ceil_mode = bool(ceil_mode)
         self.x_shape = self.argmax = None
 

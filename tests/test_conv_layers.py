@@ -218,7 +218,14 @@ def test_bad_arguments_and_inputs_are_clear_errors():
         manual.Conv2d(1, 1, 5).forward(np.zeros((1, 1, 3, 3)))
     with pytest.raises(ValueError, match="padding_mode='zeros'"):
         manual.Conv2d(1, 1, 3, padding_mode="reflect")
-    with pytest.raises(ValueError, match="at most half of the kernel size"):
-        manual.MaxPool2d(2, padding=2)
+    for kw in (dict(kernel_size=2, padding=2), dict(kernel_size=2, padding=2, dilation=3)):   # as torch refuses
+        with pytest.raises(RuntimeError):
+            torch.nn.MaxPool2d(**kw)(torch.zeros(1, 1, 8, 8))
+        with pytest.raises(ValueError, match="at most half of the kernel size"):
+            manual.MaxPool2d(**kw)
     with pytest.raises(ValueError, match=r"expects input of shape \(N, C, H, W\)"):
         manual.AvgPool2d(2).forward(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"length 3 padded by 0 is shorter than the kernel \(5"):
+        manual.Conv1d(1, 1, 3, dilation=2).forward(np.zeros((1, 1, 3)))
+    with pytest.raises(ValueError, match=r"expects input of shape \(N, 2, L\)"):
+        manual.Conv1d(2, 1, 3).forward(np.zeros((1, 2, 3, 3)))
