@@ -25,6 +25,11 @@ def pair(value, name):
     return int(t[0]), int(t[1])
 
 
+def new_array(name, shape, dtype):
+    """The ``buffers`` of the functions below when no Module lends its own: a new array each call."""
+    return np.empty(shape, dtype)
+
+
 def output_size(size, kernel, stride, padding, dilation, ceil_mode=False):
     """Ho = floor((H + 2 p - d (k - 1) - 1) / s) + 1, or ceil(...) + 1 with ``ceil_mode``, where
     torch then drops a last window that would start beyond the input and its left padding."""
@@ -84,7 +89,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=
     Returns (y, X) with X (G, Cg kH kW, N Ho Wo), which conv2d_backward needs.
     """
     stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
-    buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
+    buffers = buffers or new_array
     N, C, H, W = x.shape
     O, Cg, kH, kW = weight.shape
     G = groups
@@ -121,7 +126,7 @@ def conv2d_backward(x, weight, dL_dy, cols, stride=1, padding=0, dilation=1, gro
     skipped (None) when ``out[0]`` is False. Returns (dL/dx, dL/dW, dL/db).
     """
     stride, padding, dilation = pair(stride, "stride"), pair(padding, "padding"), pair(dilation, "dilation")
-    buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
+    buffers = buffers or new_array
     N, C, H, W = x.shape
     O, Cg, kH, kW = weight.shape
     G, (Ho, Wo) = groups, dL_dy.shape[2:]

@@ -5,7 +5,7 @@ its window, average-pooling spreads it evenly over the window. Both read the win
 """
 import numpy as np
 
-from backprop_oracle.manual.conv import fold, output_size, pad, pair, windows
+from backprop_oracle.manual.conv import fold, new_array, output_size, pad, pair, windows
 from backprop_oracle.manual.module import Module
 
 
@@ -24,6 +24,13 @@ def _geometry(x, kernel, stride, padding, dilation, ceil_mode, name):
     padded = tuple(max(x.shape[2 + a] + 2 * padding[a], (size[a] - 1) * stride[a] + dilation[a] * (kernel[a] - 1) + 1)
                    for a in range(2))
     return tuple(size), padded
+
+
+def _arguments(kernel_size, stride, padding, dilation=1):
+    """(kernel, stride, padding, dilation) as pairs; the stride defaults to the kernel, as in torch."""
+    kernel = pair(kernel_size, "kernel_size")
+    return kernel, pair(kernel if stride is None else stride, "stride"), pair(padding, "padding"), \
+        pair(dilation, "dilation")
 
 
 def _check_padding(name, kernel, padding):
@@ -49,10 +56,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     NaN, so a NaN in the window wins, the last one if several). x (N, C, H, W) -> y (N, C, Ho, Wo).
     Returns (y, argmax) with argmax[n, c, p, q] = i kW + j, the winning offset, for the backward.
     """
-    kernel = pair(kernel_size, "kernel_size")
-    stride, padding, dilation = pair(kernel if stride is None else stride, "stride"), pair(padding, "padding"), \
-        pair(dilation, "dilation")
-    buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
+    kernel, stride, padding, dilation = _arguments(kernel_size, stride, padding, dilation)
+    buffers = buffers or new_array
     out_size, padded_size = _geometry(x, kernel, stride, padding, dilation, ceil_mode, "max_pool2d")
     win = windows(_padded(x, padding, padded_size, -np.inf, buffers), kernel, stride, dilation, out_size)
     k = kernel[0] * kernel[1]
@@ -79,10 +84,8 @@ def max_pool2d_backward(dL_dy, argmax, input_shape, kernel_size, stride=None, pa
     """dL/dx[n, c, p s + i d, q s + j d] += dL/dy[n, c, p, q] for the one (i, j) = argmax[n, c, p, q]
     that won the window (cropped by the padding); every other input of the window gets 0 from it,
     and an input that wins several overlapping windows gets the sum of their gradients."""
-    kernel = pair(kernel_size, "kernel_size")
-    stride, padding, dilation = pair(kernel if stride is None else stride, "stride"), pair(padding, "padding"), \
-        pair(dilation, "dilation")
-    buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
+    kernel, stride, padding, dilation = _arguments(kernel_size, stride, padding, dilation)
+    buffers = buffers or new_array
     (N, C, H, W), (Ho, Wo) = input_shape, dL_dy.shape[2:]
     k = kernel[0] * kernel[1]
     cols = buffers("dcols", (k, N, C, Ho, Wo), dL_dy.dtype)       # one-hot: the winner gets dL/dy
@@ -120,9 +123,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     the window's size kH kW (``count_include_pad=True``, torch's default) or the number of its
     elements inside the input (False), or ``divisor_override``. x (N, C, H, W) -> y (N, C, Ho, Wo).
     Returns (y, D) with D (Ho, Wo), for the backward."""
-    kernel = pair(kernel_size, "kernel_size")
-    stride, padding = pair(kernel if stride is None else stride, "stride"), pair(padding, "padding")
-    buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
+    kernel, stride, padding, _ = _arguments(kernel_size, stride, padding)
+    buffers = buffers or new_array
     out_size, padded_size = _geometry(x, kernel, stride, padding, (1, 1), ceil_mode, "avg_pool2d")
     win = windows(_padded(x, padding, padded_size, 0, buffers), kernel, stride, (1, 1), out_size)
     if divisor_override:
@@ -143,9 +145,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 def avg_pool2d_backward(dL_dy, divisor, input_shape, kernel_size, stride=None, padding=0, buffers=None):
     """dL/dx[n, c, p s + i, q s + j] += dL/dy[n, c, p, q] / D[p, q] for every (i, j) of the window,
     cropped by the padding (what fell on the padding is dropped)."""
-    kernel = pair(kernel_size, "kernel_size")
-    stride, padding = pair(kernel if stride is None else stride, "stride"), pair(padding, "padding")
-    buffers = buffers or (lambda name, shape, dtype: np.empty(shape, dtype))
+    kernel, stride, padding, _ = _arguments(kernel_size, stride, padding)
+    buffers = buffers or new_array
     share = dL_dy / divisor                                               # (N, C, Ho, Wo)
     cols = np.broadcast_to(share[:, :, None, None], share.shape[:2] + kernel + share.shape[2:])
     return _fold_cropped(cols, input_shape, stride, padding, (1, 1), buffers)
