@@ -30,7 +30,10 @@ def random_conv_cases(count, seed=17):
     return cases
 
 
-CONV_CASES = random_conv_cases(8)
+CONV_CASES = random_conv_cases(8) + [               # stride 1 with dilation, groups, uneven padding
+    (4, 6, (3, 2), 1, (2, 1), (2, 3), 2, True, (2, 4, 7, 9)),
+    (1, 2, 3, 1, 0, 1, 1, False, (1, 1, 5, 3)),
+]
 
 
 def test_the_random_cases_cover_what_they_claim():
