@@ -8,6 +8,9 @@ from backprop_oracle.manual.module import Module, Parameter
 from backprop_oracle.manual.linear import Linear
 from backprop_oracle.manual.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from backprop_oracle.manual.dropout import Dropout, DropoutMasks
+from backprop_oracle.manual.conv import Conv2d, Conv1d
+from backprop_oracle.manual.pooling import MaxPool2d, AvgPool2d
+from backprop_oracle.manual.flatten import Flatten
 from backprop_oracle.manual.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                 Softmax, NoGradientError, make_activation)
 from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
@@ -24,6 +27,7 @@ from backprop_oracle.manual.dtypes import DTYPES, as_dtype
 
 __all__ = [
     "Module", "Parameter", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "DropoutMasks",
+    "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "Flatten",
     "ACTIVATIONS", "Identity", "Step", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
     "NoGradientError", "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",

@@ -9,6 +9,9 @@ from backprop_oracle.torch_ref.device import resolve_device
 from backprop_oracle.torch_ref.linear import Linear
 from backprop_oracle.torch_ref.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from backprop_oracle.torch_ref.dropout import Dropout
+from backprop_oracle.torch_ref.conv import Conv2d, Conv1d
+from backprop_oracle.torch_ref.pooling import MaxPool2d, AvgPool2d
+from backprop_oracle.torch_ref.flatten import Flatten
 from backprop_oracle.torch_ref.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                    Softmax, make_activation)
 from backprop_oracle.torch_ref.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
@@ -24,6 +27,7 @@ from backprop_oracle.torch_ref.train import fit
 
 __all__ = [
     "DTYPES", "as_dtype", "resolve_device", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout",
+    "Conv2d", "Conv1d", "MaxPool2d", "AvgPool2d", "Flatten",
     "ACTIVATIONS", "Identity", "Step", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
     "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",

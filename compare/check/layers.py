@@ -24,6 +24,7 @@ from backprop_oracle.compare.verdict.localise import Mismatch
 from backprop_oracle.compare.interactive.threads import runs_single_threaded
 from backprop_oracle.compare.layouts.cached import CachedLayer, cached_layer, takes_cache
 from backprop_oracle.compare.layouts.state import SUFFIX as BUFFER, LayerState, buffer_reason, require_deterministic
+from backprop_oracle.compare.layouts.images import check_image_layout, from_nchw, to_nchw
 
 
 def _module_parameters(module, params, param_map):
@@ -42,7 +43,8 @@ def _module_parameters(module, params, param_map):
         if tuple(own[wanted[n]].shape) != p.data.shape:
             raise CheckError(f"parameter {n!r} has shape {p.data.shape} but the torch module's "
                              f"{wanted[n]!r} has {tuple(own[wanted[n]].shape)} (torch stores a Linear "
-                             "weight as (out, in))")
+                             "weight as (out, in), a convolution's as (out, in/groups, kH, kW), whatever "
+                             "the layout of the images)")
     return [own[wanted[n]] for n, _ in params]
 
 
@@ -151,7 +153,7 @@ def _accumulation_checks(layer, params, g, grads, tol, what):
 @runs_single_threaded
 def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=3, seed=0,
                 sampler=None, keep_params=False, param_map=None, dtype=None, tolerance=None, name=None,
-                params=None):
+                params=None, layout="NCHW"):
     """Check a manual-style layer's backward on random inputs.
 
     reference: a torch.nn.Module with parameters of the same names and shapes (its values are
@@ -171,6 +173,10 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     A layer written the CS231n way, forward(x) -> (out, cache) and backward(dout, cache) -> (dx,
     dgamma, ...), is read through compare.layouts.cached (pass ``cached_layer(forward, backward,
     params=..., args=(bn_param,))`` for a pair of functions); gamma/beta are torch's weight/bias.
+    layout: where your layer keeps an image's channels, "NCHW" (torch's, the default) or "NHWC"
+    (channels last: x (N, H, W, C), y and dL/dx likewise; (N, L, C) for a sequence). x and dL/dy
+    are converted to NCHW for the torch reference and its y and dL/dx back to yours, so the report
+    speaks of your shapes and indices; parameters keep torch's shapes.
     Returns a CheckResult comparing y, dL/dx and every parameter's gradient, plus that gradients
     accumulate (manual Parameters only); its notes say what was compared.
     """
@@ -178,6 +184,7 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     if not isinstance(layer, CachedLayer) and takes_cache(getattr(layer, "backward", None)):
         layer = cached_layer(layer)   # forward(x) -> (out, cache), backward(dout, cache): the CS231n way
     what = layer.name if isinstance(layer, CachedLayer) else describe(layer)
+    layout = check_image_layout(layout)
     params = layer_parameters(layer, params)
     if (input_shape is None) == (inputs is None):
         raise CheckError("give either input_shape=(N, ...) or inputs=x, not both or neither")
@@ -223,7 +230,9 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
                     if note:
                         notes.append(f"trial {trial}: {note}")
             else:
-                y_ref, dx_ref, p_ref = torch_layer_reference(reference, x, params, g, param_map, state)
+                y_ref, dx_ref, p_ref = torch_layer_reference(reference, to_nchw(x, layout), params,
+                                                             to_nchw(g, layout), param_map, state)
+                y_ref, dx_ref = from_nchw(y_ref, layout), from_nchw(dx_ref, layout)
                 pairs = [("y (forward)", y, y_ref), ("dL/dx", dx, dx_ref)] + [
                     (f"{n}.grad", grads[n], r) for (n, _), r in zip(params, p_ref)]
                 for tname, mine, ref in pairs:
@@ -247,7 +256,8 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
         state.restore()
     tensors = merge(per_trial)
     batch = x.shape[0] if np.ndim(x) >= 2 else None
-    mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch)
+    kind = "conv" if any(np.ndim(p.data) >= 3 for _, p in params) else "linear"   # a kernel (out, in, k...)
+    mismatch, hint, trial = first_wrong(tensors, per_trial, values, batch, kind)
     if mismatch is not None and "after a 2nd backward" in mismatch.diff.name:
         pname = mismatch.diff.name.split(" after", 1)[0]
         mismatch = Mismatch("backward", mismatch.diff, None, None,
@@ -281,6 +291,11 @@ def check_layer(layer, reference=None, *, input_shape=None, inputs=None, trials=
     elif not params:
         notes.append("the layer has no parameters: compared y and dL/dx")
     notes += getattr(layer, "check_notes", []) + state.notes(callable(getattr(reference, "named_buffers", None)))
+    if layout != "NCHW" and np.ndim(x) >= 3:
+        notes.append(f"layout {layout}: your x, y and dL/dx are channels last; "
+                     + ("they were compared as they are (finite differences need no conversion)" if reference is None
+                        else "x and dL/dy were moved to torch's channels-first NCHW for the reference, and its "
+                             f"y and dL/dx back to {layout}, so shapes and indices here are yours"))
     tol = precision.tolerance
     if reference is None:
         tol = max((t.diff.tolerance for t in tensors), key=lambda t: t.atol, default=tol)

@@ -11,6 +11,7 @@ names ``0.weight``), in which the reference runs.
                -> (dx, dgamma, dbeta), made into the layer check_layer checks
     state      a layer's mode, buffers (running statistics) and randomness, as check_layer
                carries them to the torch module and compares them
+    images     NCHW (torch's) and NHWC images, and the conversions between them
 
 Imports compare.errors and NumPy only: it never calls torch nor runs a check (compare.check does,
 and imports it).

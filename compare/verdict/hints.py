@@ -67,17 +67,32 @@ LINEAR_FORMULAS = {
 }
 
 
-def _formula(name):
-    formula = LINEAR_FORMULAS.get(name)
-    return f" (for a linear layer y = x W^T + b: {formula})" if formula else ""
+# For a convolution y = W * x + b (torch's cross-correlation, x zero-padded, stride s, dilation d).
+CONV_FORMULAS = {
+    "dL/dx": "dL/dx = the transposed convolution of dL/dy with W: each dL/dy[n, o, p, q] W[o, c, i, j] "
+             "added back at x[n, c, p s + i d, q s + j d], then the padding cropped",
+    "weight.grad": "dL/dW[o, c, i, j] = sum over n, p, q of dL/dy[n, o, p, q] x[n, c, p s + i d, q s + j d], "
+                   "the input correlated with dL/dy (no kernel flip)",
+    "bias.grad": "dL/db = dL/dy summed over the batch and every position (axes 0, 2, 3)",
+}
+FORMULAS = {
+    "linear": ("a linear layer y = x W^T + b", LINEAR_FORMULAS),
+    "conv": ("a convolution y = W * x + b", CONV_FORMULAS),
+}
 
 
-def first_wrong(tensors, per_trial, values, batch=None):
+def _formula(name, kind="linear"):
+    what, formulas = FORMULAS[kind]
+    formula = formulas.get(name)
+    return f" (for {what}: {formula})" if formula else ""
+
+
+def first_wrong(tensors, per_trial, values, batch=None, kind="linear"):
     """(Mismatch, hint, trial) for the first wrong tensor of a function or layer check, or
     (None, "", None).
 
     ``tensors`` are the merged checks (worst over the trials); the hint comes from the trial
-    where that tensor was worst."""
+    where that tensor was worst. ``kind`` ("linear", "conv"): whose formulas the reason quotes."""
     first = next((c for c in tensors if not c.passed), None)
     if first is None:
         return None, "", None
@@ -94,7 +109,7 @@ def first_wrong(tensors, per_trial, values, batch=None):
     if right:
         text += f" while {', '.join(right)} {'is' if len(right) == 1 else 'are'} right"
     if len(wrong) == 1 and right:
-        text += f": only the formula for {wrong[0]} is wrong{_formula(wrong[0])}"
+        text += f": only the formula for {wrong[0]} is wrong{_formula(wrong[0], kind)}"
     elif len(wrong) == 1:
         text += (": the derivative itself, dL/dx = J^T dL/dy (for an elementwise f, "
                  "dL/dy * f'(x) element by element)")
