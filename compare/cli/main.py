@@ -28,6 +28,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # as given: a launch passes it on
     try:
         return args.handler(args)
     except USER_ERRORS as e:

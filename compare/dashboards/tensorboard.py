@@ -336,6 +336,16 @@ class TensorBoardLogger:
         """Always called, also on an error or Ctrl-C: every step logged so far reaches the disk."""
         self._close()
 
+    def note_ended_early(self, note):
+        """Mark the run's config.json as ended early (``note``: at which step, why, what next), for a
+        run a failure stopped from outside it (a peer of a distributed run that went silent)."""
+        path = os.path.join(self.run_dir, "config.json")
+        with open(path) as f:
+            config = json.load(f)
+        config["ended_early"] = note
+        body = json.dumps(config, indent=2, sort_keys=False, default=str)
+        write_atomic(path, (body + "\n").encode())
+
     # ---- pieces ----------------------------------------------------------------------------
 
     def _emit(self):

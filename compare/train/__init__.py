@@ -6,6 +6,7 @@ Imports compare.lockstep (the sides, the batch order, the records observers get)
 compare.experiments, compare.errors, compare.tables and torch_ref; never the checks, the
 dashboards or the command line.
 
-    torch_only   TorchRun, train_torch, TrainResult, process_group, format_train_table
+    torch_only   TorchRun, train_torch, TrainResult, format_train_table
     captured     on CUDA, the step replayed from CUDA graphs (torch_ref.graphs) or why it stays eager
+    distributed  process_group (bounded waits), Distributed, PeerLost: who went silent, where
 """

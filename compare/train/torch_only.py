@@ -10,9 +10,8 @@ Every loss here is a mean over examples, so rank r scales its shard's cost by
 len(shard_r) * world / len(batch): the average over ranks of the scaled gradients is then the
 gradient of the whole batch's mean cost, as on one process.
 """
-import os
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -31,41 +30,7 @@ from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, pro
 from backprop_oracle.compare.lockstep.sides import TorchSide
 from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.tables import aligned
-
-
-@dataclass
-class Distributed:
-    """This process's place among ``world_size`` processes started by torchrun."""
-    rank: int
-    world_size: int
-    local_rank: int
-
-
-@contextmanager
-def process_group(device="cpu"):
-    """torch.distributed's process group when started by torchrun (WORLD_SIZE > 1), yielding a
-    Distributed; otherwise nothing is set up and None is yielded. NCCL on CUDA, gloo on the CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        yield None
-        return
-    import torch.distributed as dist
-    backend = "nccl" if torch_ref.resolve_device(device).type == "cuda" else "gloo"
-    here = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if backend == "nccl" and here > torch.cuda.device_count():
-        # Refused on every rank before any of them waits for the others.
-        count = torch.cuda.device_count()
-        raise SpecError(f"torchrun starts {here} processes on this machine but it has {count} GPU"
-                        f"{'s' if count != 1 else ''} (one each): use --nproc_per_node={count}, or --device cpu "
-                        "to train across processes with gloo on the CPU")
-    dist.init_process_group(backend)
-    try:
-        yield Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-        # Every rank is done with its collectives before any tears its connections down: a rank
-        # that exits while a peer still holds a gloo connection to it can abort the peer at exit.
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+from backprop_oracle.compare.train.distributed import Distributed, PeerLost, process_group  # noqa: F401 (their home)
 
 
 @dataclass
@@ -133,8 +98,10 @@ class TorchRun:
                              "processes": 1 if distributed is None else distributed.world_size}
         if distributed is not None:
             device = self.torch.device
+            distributed.together()               # each rank has prepared its data
             self.model = torch.nn.parallel.DistributedDataParallel(
-                self.torch.model, device_ids=[device.index] if device.type == "cuda" else None)
+                self.torch.model, device_ids=[device.index] if device.type == "cuda" else None,
+                process_group=distributed.group)
         # A checkpoint to continue from (compare.checkpoints.Checkpoint): it gives the side its state
         # and the batch order's Generator its own, and returns the loop's Progress.
         self.start_step = 0
@@ -171,7 +138,7 @@ class TorchRun:
             cost = out.sum() * 0.0
         cost.backward()
         total = cost.detach().reshape(1).clone()
-        torch.distributed.all_reduce(total)
+        torch.distributed.all_reduce(total, group=self.dist.group)
         return total.item() / world
 
     def _evaluate(self, split):
@@ -186,11 +153,15 @@ class TorchRun:
         first, last_finite = progress.first_cost, progress.last_finite
         start = time.perf_counter()
         self._notify("on_start")
+        if self.dist is not None:
+            self.dist.together()                 # rank 0 has started its dashboards
         try:
             for epoch in range(epochs_done + 1, spec.epochs + 1):
                 total = 0.0
                 for idx in self.batches():
                     step += 1
+                    if self.dist is not None:
+                        self.dist.at(step, epoch)       # where a failure of a peer finds this rank
                     cost = self._forward_backward(idx)
                     first = cost if first is None else first
                     if exploded(cost, first):

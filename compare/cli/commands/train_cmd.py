@@ -1,6 +1,12 @@
 """backprop-oracle train PRESET... | all: the torch side alone, on CUDA when present, with the same
-TensorBoard dashboards as ``run`` (the torch run only). Under ``torchrun --nproc_per_node=N`` each
-process trains on a shard of every batch (DistributedDataParallel) and rank 0 logs and prints."""
+TensorBoard dashboards as ``run`` (the torch run only). Under ``torchrun --nproc_per_node=N`` (or
+``--nproc-per-node N``, our own launch: compare.cli.launch) each process trains on a shard of every
+batch (DistributedDataParallel); rank 0 alone logs, prints and writes files.
+
+A peer that stops answering ends every other rank within --dist-timeout with one line (who went
+silent, at which step, the last checkpoint, the command to resume) and exit code 1; rank 0 marks
+the run folder's config.json and the --json file as ended early. A group that torchrun restarts
+(--max-restarts) with --save resumes from the checkpoint this job saved last."""
 import argparse
 import contextlib
 import math
@@ -13,6 +19,7 @@ from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, 
                                                            say_dropped, what_to_run)
 from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
 from backprop_oracle.compare.cli.checkpoints import add_checkpoint_arguments, checkpoint_options, say_saved
+from backprop_oracle.compare.cli.launch import add_launch_arguments, wants_launch
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
@@ -31,6 +38,7 @@ def add_arguments(parser):
                         help="on CUDA, replay each step from CUDA graphs (default: where the run allows it, "
                              "eager otherwise, the reason in --json's cuda_graph; --cuda-graph: an error where "
                              "it cannot; --no-cuda-graph: always eager)")
+    add_launch_arguments(parser)
 
 
 def main(args):
@@ -38,12 +46,20 @@ def main(args):
     if not args.config:
         select_presets(names)            # a mistyped name is answered before torch is loaded
     check_data_arguments(args)
+    if wants_launch(args):
+        from backprop_oracle.compare.cli.launch import NodeMissing, launch
+        try:
+            return launch(args, args.argv)
+        except NodeMissing as e:
+            print(f"backprop-oracle train: error: {e}", file=sys.stderr)
+            return 1
     from backprop_oracle import torch_ref
     from backprop_oracle.compare.lockstep.report import write_json
     from backprop_oracle.compare.cli.runner import select_runs, single_threaded
     from backprop_oracle.compare.dashboards.progress import progress_for
     from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger, logdir_for_runs
-    from backprop_oracle.compare.train.torch_only import format_train_table, process_group, train_torch
+    from backprop_oracle.compare.train.distributed import PeerLost, process_group
+    from backprop_oracle.compare.train.torch_only import format_train_table, train_torch
 
     if args.json:
         json_path(args.json)
@@ -54,12 +70,17 @@ def main(args):
         json_path(args.dump_config, "--dump-config")
     if args.dump_config:
         return dump_config_of(presets, "train", args.dump_config)
-    resume, saver_for = checkpoint_options(args, runs, both_sides=False)
-    savers = []
+    rank0 = int(os.environ.get("RANK", "0") or 0) == 0
+    # Rank 0 alone reads a --resume file and hands it to the others (no other rank needs the file).
+    resume, saver_for = checkpoint_options(args if rank0 else argparse.Namespace(**dict(vars(args), resume=None)),
+                                           runs, both_sides=False)
+    savers, loggers = [], []
     guard = contextlib.nullcontext()
-    if not args.no_tensorboard and int(os.environ.get("RANK", "0") or 0) == 0:   # only rank 0 logs
+    if not args.no_tensorboard and rank0:   # only rank 0 logs
         guard = logdir_for_runs(args.logdir)     # created once everything else is known good
-    if int(os.environ.get("RANK", "0") or 0) == 0:
+        # Loaded before the other ranks wait for this one (matplotlib takes seconds on a busy machine).
+        from backprop_oracle.compare.dashboards import run_pictures  # noqa: F401
+    if rank0:
         say_dropped(presets, overrides_from(args))
     # Tiny networks on the CPU run fastest on one thread (see compare.cli.runner.single_threaded).
     threads = single_threaded if torch_ref.resolve_device(args.device).type == "cpu" else contextlib.nullcontext
@@ -67,19 +88,27 @@ def main(args):
         raise UsageError(f"--cuda-graph needs a CUDA device, not {args.device!r}: use --device cuda, or leave "
                          "--cuda-graph out")
     results, run_dirs = [], {}
-    with guard as folder, process_group(args.device) as dist:
-        first = dist is None or dist.rank == 0   # only rank 0 logs and prints
-        for name, spec in runs:
-            logger = TensorBoardLogger(folder, name, sides=("torch",), diff=False) \
-                if first and not args.no_tensorboard else None
-            progress = progress_for(args.quiet) if first else None
-            savers.append(saver_for() if first else None)
-            observers = [o for o in (progress, logger, savers[-1]) if o is not None]
-            with threads():
-                results.append(train_torch(spec, name=name, observers=observers, distributed=dist, resume=resume,
-                                           cuda_graph=args.cuda_graph))
-            if logger is not None:
-                run_dirs[name] = logger.run_dir
+    first, dist = True, None
+    try:
+        with guard as folder, process_group(args.device, args.dist_timeout) as dist:
+            first = dist is None or dist.rank == 0   # only rank 0 logs and prints
+            if dist is not None:
+                resume = _shared_checkpoint(args, dist, resume)
+            for name, spec in runs:
+                logger = TensorBoardLogger(folder, name, sides=("torch",), diff=False) \
+                    if first and not args.no_tensorboard else None
+                loggers.append(logger)
+                progress = progress_for(args.quiet) if first else None
+                savers.append(saver_for() if first else None)
+                told = _TellSaved(savers[-1], dist) if savers[-1] is not None and dist is not None else None
+                observers = [o for o in (progress, logger, savers[-1], told) if o is not None]
+                with threads():
+                    results.append(train_torch(spec, name=name, observers=observers, distributed=dist,
+                                               resume=resume, cuda_graph=args.cuda_graph))
+                if logger is not None:
+                    run_dirs[name] = logger.run_dir
+    except PeerLost as lost:
+        return _ended_early(args, lost, dist, savers, loggers, results, run_dirs)
     if not first:
         return 0
     print(format_train_table(results, run_dirs))
@@ -96,3 +125,76 @@ def main(args):
         what = r.divergence.describe() if r.divergence is not None else "the final cost is not finite; lower --lr"
         print(f"{r.name}: {what}", file=sys.stderr)
     return 1 if diverged else 0
+
+
+class _TellSaved:
+    """Observer after rank 0's Saver: tells the job what was saved (compare.train.distributed)."""
+    logs = False
+
+    def __init__(self, saver, dist):
+        self.saver, self.dist, self.told = saver, dist, None
+
+    def on_epoch_done(self, run, progress):
+        if self.saver.saved is not None and self.saver.saved != self.told:
+            self.told = self.saver.saved
+            self.dist.note_saved(os.path.abspath(self.saver.path), *self.saver.saved)
+
+
+def _shared_checkpoint(args, dist, resume):
+    """The checkpoint every rank starts from: --resume's, read by rank 0, or, in a group torchrun
+    restarted, the one this job saved last (the resume rule); None for a fresh start."""
+    import torch.distributed
+    saved = dist.saved() if args.save is not None and args.resume is None and dist.restarted() else None
+    if args.resume is None and saved is None:
+        return resume
+    if dist.rank == 0 and saved is not None:
+        from backprop_oracle.compare.checkpoints import load_checkpoint
+        resume = load_checkpoint(saved[2])
+        print(f"restart {dist.restarted()}: resuming from {args.save} at epoch {resume.progress.epoch} "
+              f"(step {resume.progress.step})", file=sys.stderr)
+    box = [resume if dist.rank == 0 else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _ended_early(args, lost, dist, savers, loggers, results, run_dirs):
+    """A peer went silent: one line on every rank that is left; rank 0 marks the run folder and the
+    --json file as ended early. Exit code 1."""
+    from backprop_oracle.compare.cli.launch import resume_command
+    saved = dist.saved() if dist is not None else None
+    saver = savers[-1] if savers else None
+    if saver is not None and saver.saved is not None:
+        saved = (saver.saved[0], saver.saved[1], saver.path)
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if saved is not None:
+        where = f"the last checkpoint is {saved[2]} (epoch {saved[0]}, step {saved[1]})"
+        path = args.save if args.save is not None else saved[2]
+        if restart < restarts:
+            then = f"the launcher restarts the group ({restart + 1} of {restarts}), which resumes from it"
+        else:
+            then = f"resume with: {resume_command(path, args.argv)}"
+    else:
+        where = "no checkpoint was saved" + ("" if args.save is not None else " (--save FILE --save-every N keeps one)")
+        then = "the launcher restarts the group afresh" if restart < restarts else "start again"
+    line = f"{lost.describe()}; {where}; {then}"
+    print(f"backprop-oracle train: error: {line}", file=sys.stderr, flush=True)
+    if lost.rank == 0:
+        note = {"step": lost.step, "epoch": lost.epoch, "why": lost.describe(),
+                "silent_ranks": None if lost.silent is None else [r for r, _ in lost.silent],
+                "checkpoint": None if saved is None else {"path": saved[2], "epoch": saved[0], "step": saved[1]},
+                "next": then}
+        logdir = None
+        for logger in loggers:
+            if logger is not None and logger.run_dir is not None:
+                logger.note_ended_early(note)
+                logdir = logger.run_dir
+        if args.json:
+            from backprop_oracle.compare.lockstep.report import write_json
+            write_json(args.json, {"runs": [dict(r.to_dict(), logdir=run_dirs.get(r.name)) for r in results],
+                                   "ended_early": dict(note, logdir=logdir)})
+    # Everything is written and closed: exit at once. The interpreter's teardown of torch takes
+    # seconds on a busy machine, and after a peer's failure torch's destructors may wait on it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
