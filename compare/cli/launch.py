@@ -24,7 +24,7 @@ from backprop_oracle.compare.cli.arguments import positive_float, positive_int
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.train.distributed import DEFAULT_TIMEOUT
 
-FIRST_WORD = 5.0        # seconds before the first "waiting for" line
+FIRST_WORD = 5.0        # seconds before the first "waiting for" line (half the timeout where that is sooner)
 EVERY = 10.0            # seconds between them after that
 
 
@@ -104,12 +104,12 @@ def _nodes(ranks, n):
 class Waiting(threading.Thread):
     """Says, every few seconds on stderr, which nodes the launch still waits for, until all joined."""
 
-    def __init__(self, host, port, nnodes, node_rank, run_id):
+    def __init__(self, host, port, nnodes, node_rank, run_id, timeout):
         super().__init__(name="backprop-oracle waiting", daemon=True)
         self.host, self.port, self.nnodes, self.node_rank = host, port, nnodes, node_rank
         self.key = f"backprop-oracle/launch/{run_id}/node"
         self.done, self.joined, self.missing = threading.Event(), False, [0] if node_rank else []
-        self.start_time = time.monotonic()
+        self.start_time, self.timeout = time.monotonic(), timeout
 
     def _reachable(self):
         try:
@@ -119,7 +119,7 @@ class Waiting(threading.Thread):
             return False
 
     def run(self):
-        store, say = None, FIRST_WORD
+        store, say = None, min(FIRST_WORD, self.timeout / 2)
         while not self.done.wait(0.25):
             try:
                 if store is None and self._reachable():
@@ -178,7 +178,7 @@ def launch(args, command):
                           rdzv_endpoint=f"{host}:{port}", rdzv_backend="static",
                           rdzv_configs={"rank": node_rank, "timeout": max(1, math.ceil(timeout))},
                           max_restarts=args.max_restarts, monitor_interval=0.1)
-    waiting = Waiting(host, port, nnodes, node_rank, run_id) if nnodes > 1 else None
+    waiting = Waiting(host, port, nnodes, node_rank, run_id, timeout) if nnodes > 1 else None
     if waiting is not None:
         waiting.start()
     os.environ["BACKPROP_ORACLE_LAUNCH"] = shlex.join(launch_command(command))   # what a failed worker shows to resume

@@ -276,6 +276,7 @@ def process_group(device="cpu", timeout=None):
                        timeout=start, joining=True) from None
     d = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), timeout)
     try:
+        dist.barrier()      # every rank has joined: the steps' group connects without an uneven wait
         d.group = dist.new_group(timeout=datetime.timedelta(seconds=timeout))
         try:
             d.store, d.beat_store = JobStore(timeout), JobStore(timeout)
