@@ -9,4 +9,5 @@ dashboards or the command line.
     torch_only   TorchRun, train_torch, TrainResult, format_train_table
     captured     on CUDA, the step replayed from CUDA graphs (torch_ref.graphs) or why it stays eager
     distributed  process_group (bounded waits), Distributed, PeerLost: who went silent, where
+    launch       launch (our own launcher: which node it waits for), resume_command
 """

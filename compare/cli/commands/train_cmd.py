@@ -47,7 +47,7 @@ def main(args):
         select_presets(names)            # a mistyped name is answered before torch is loaded
     check_data_arguments(args)
     if wants_launch(args):
-        from backprop_oracle.compare.cli.launch import NodeMissing, launch
+        from backprop_oracle.compare.train.launch import NodeMissing, launch
         try:
             return launch(args, args.argv)
         except NodeMissing as e:
@@ -160,7 +160,7 @@ def _shared_checkpoint(args, dist, resume):
 def _ended_early(args, lost, dist, savers, loggers, results, run_dirs):
     """A peer went silent: one line on every rank that is left; rank 0 marks the run folder and the
     --json file as ended early. Exit code 1."""
-    from backprop_oracle.compare.cli.launch import resume_command
+    from backprop_oracle.compare.train.launch import resume_command
     saved = dist.saved() if dist is not None else None
     saver = savers[-1] if savers else None
     if saver is not None and saver.saved is not None:
