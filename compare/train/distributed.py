@@ -62,7 +62,8 @@ class PeerLost(Exception):
         n, me = self.world_size, f"rank {self.rank} of {self.world_size}"
         here = f"{me} stopped at step {self.step} (epoch {self.epoch})"
         if self.joining:
-            return (f"not every rank joined the process group within {self.timeout:g} s (--dist-timeout), so "
+            return (f"not every rank joined the process group within {self.timeout:g} s (the start's bound: "
+                    f"{START_TIMEOUT:g} s or --dist-timeout if longer), so "
                     f"{me} never started training ({self.cause})")
         heard = self.heard
         if heard is None:
@@ -272,7 +273,7 @@ def process_group(device="cpu", timeout=None):
     except RuntimeError as e:
         if not peer_failure(e):
             raise
-        raise PeerLost(rank=rank, world_size=world, step=0, epoch=0, heard=None, cause=cause_of(e, timeout),
+        raise PeerLost(rank=rank, world_size=world, step=0, epoch=0, heard=None, cause=cause_of(e, start),
                        timeout=start, joining=True) from None
     d = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), timeout)
     try:
