@@ -1,13 +1,11 @@
 """The options of ``backprop-oracle train PRESET --nproc-per-node N [--nnodes M --node-rank R --master
 HOST:PORT]``, our own launch of the training processes (compare.train.launch). The workers run
 this very command line: inside one (TORCHELASTIC_RUN_ID or WORLD_SIZE set) the launch options are
-ignored and the worker trains.
+ignored and the worker trains (compare.train.launch.wants_launch).
 """
 import argparse
-import os
 
 from backprop_oracle.compare.cli.arguments import positive_float, positive_int
-from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.train.distributed import DEFAULT_TIMEOUT
 
 
@@ -45,28 +43,3 @@ def add_launch_arguments(parser):
     group.add_argument("--dist-timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                        help=f"the longest wait for another process or node (default {DEFAULT_TIMEOUT:g} s): a "
                             "peer that stops answering ends the others within it, with one line saying who")
-
-
-def in_launched_worker():
-    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
-
-
-def wants_launch(args):
-    """Whether this command starts the processes (--nproc-per-node, outside a worker); refuses
-    launch options that make no sense."""
-    if in_launched_worker():
-        return False
-    if args.nproc_per_node is None:
-        given = [f"--{n.replace('_', '-')}" for n, default in (("nnodes", 1), ("node_rank", 0), ("master", None),
-                                                                ("max_restarts", 0))
-                 if getattr(args, n) != default]
-        if given:
-            raise UsageError(f"{given[0]} needs --nproc-per-node N (the processes to start on this machine)")
-        return False
-    if args.node_rank >= args.nnodes:
-        raise UsageError(f"--node-rank {args.node_rank} with --nnodes {args.nnodes}: node ranks run from 0 to "
-                         f"{args.nnodes - 1}")
-    if args.nnodes > 1 and args.master is None:
-        raise UsageError(f"--nnodes {args.nnodes} needs --master HOST:PORT, node 0's address and a free port, "
-                         "the same on every node")
-    return True

@@ -18,8 +18,35 @@ import sys
 import threading
 import time
 
+from backprop_oracle.compare.errors import UsageError
+
 FIRST_WORD = 5.0        # seconds before the first "waiting for" line (half the timeout where that is sooner)
 EVERY = 10.0            # seconds between them after that
+
+
+def in_launched_worker():
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def wants_launch(args):
+    """Whether this command starts the processes (--nproc-per-node, outside a worker); refuses
+    launch options that make no sense."""
+    if in_launched_worker():
+        return False
+    if args.nproc_per_node is None:
+        given = [f"--{n.replace('_', '-')}" for n, default in (("nnodes", 1), ("node_rank", 0), ("master", None),
+                                                                ("max_restarts", 0))
+                 if getattr(args, n) != default]
+        if given:
+            raise UsageError(f"{given[0]} needs --nproc-per-node N (the processes to start on this machine)")
+        return False
+    if args.node_rank >= args.nnodes:
+        raise UsageError(f"--node-rank {args.node_rank} with --nnodes {args.nnodes}: node ranks run from 0 to "
+                         f"{args.nnodes - 1}")
+    if args.nnodes > 1 and args.master is None:
+        raise UsageError(f"--nnodes {args.nnodes} needs --master HOST:PORT, node 0's address and a free port, "
+                         "the same on every node")
+    return True
 
 
 def _free_port():
@@ -172,3 +199,59 @@ def resume_command(path, argv):
         elif not a.startswith("--resume="):
             out.append(a)
     return shlex.join(out + ["--resume", path])
+
+
+class TellSaved:
+    """Observer after rank 0's Saver: tells the job what was saved (compare.train.distributed)."""
+    logs = False
+
+    def __init__(self, saver, dist):
+        self.saver, self.dist, self.told = saver, dist, None
+
+    def on_epoch_done(self, run, progress):
+        if self.saver.saved is not None and self.saver.saved != self.told:
+            self.told = self.saver.saved
+            self.dist.note_saved(os.path.abspath(self.saver.path), *self.saver.saved)
+
+
+def ended_early(args, lost, dist, savers, loggers, results, run_dirs):
+    """A peer went silent (``lost``, a PeerLost): one line on every rank that is left; rank 0 marks
+    the run folder (``loggers``' config.json) and the --json file as ended early; the process exits
+    with code 1. ``args``: the train command's (argv, save, json)."""
+    saved = dist.saved() if dist is not None else None
+    saver = savers[-1] if savers else None
+    if saver is not None and saver.saved is not None:
+        saved = (saver.saved[0], saver.saved[1], saver.path)
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if saved is not None:
+        where = f"the last checkpoint is {saved[2]} (epoch {saved[0]}, step {saved[1]})"
+        path = args.save if args.save is not None else saved[2]
+        if restart < restarts:
+            then = f"the launcher restarts the group ({restart + 1} of {restarts}), which resumes from it"
+        else:
+            then = f"resume with: {resume_command(path, args.argv)}"
+    else:
+        where = "no checkpoint was saved" + ("" if args.save is not None else " (--save FILE --save-every N keeps one)")
+        then = "the launcher restarts the group afresh" if restart < restarts else "start again"
+    line = f"{lost.describe()}; {where}; {then}"
+    print(f"backprop-oracle train: error: {line}", file=sys.stderr, flush=True)
+    if lost.rank == 0:
+        note = {"step": lost.step, "epoch": lost.epoch, "why": lost.describe(),
+                "silent_ranks": None if lost.silent is None else [r for r, _ in lost.silent],
+                "checkpoint": None if saved is None else {"path": saved[2], "epoch": saved[0], "step": saved[1]},
+                "next": then}
+        logdir = None
+        for logger in loggers:
+            if logger is not None and logger.run_dir is not None:
+                logger.note_ended_early(note)
+                logdir = logger.run_dir
+        if args.json:
+            from backprop_oracle.compare.lockstep.report import write_json
+            write_json(args.json, {"runs": [dict(r.to_dict(), logdir=run_dirs.get(r.name)) for r in results],
+                                   "ended_early": dict(note, logdir=logdir)})
+    # Everything is written and closed: exit at once. The interpreter's teardown of torch takes
+    # seconds on a busy machine, and after a peer's failure torch's destructors may wait on it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)

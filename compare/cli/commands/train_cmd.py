@@ -19,7 +19,7 @@ from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, 
                                                            say_dropped, what_to_run)
 from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments
 from backprop_oracle.compare.cli.checkpoints import add_checkpoint_arguments, checkpoint_options, say_saved
-from backprop_oracle.compare.cli.launch import add_launch_arguments, wants_launch
+from backprop_oracle.compare.cli.launch import add_launch_arguments
 from backprop_oracle.compare.experiments.presets import select_presets
 
 HELP = "train presets with the torch side only (CUDA when present), logging to TensorBoard"
@@ -46,6 +46,7 @@ def main(args):
     if not args.config:
         select_presets(names)            # a mistyped name is answered before torch is loaded
     check_data_arguments(args)
+    from backprop_oracle.compare.train.launch import wants_launch
     if wants_launch(args):
         from backprop_oracle.compare.train.launch import NodeMissing, launch
         try:
@@ -59,6 +60,7 @@ def main(args):
     from backprop_oracle.compare.dashboards.progress import progress_for
     from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger, logdir_for_runs
     from backprop_oracle.compare.train.distributed import PeerLost, process_group
+    from backprop_oracle.compare.train.launch import TellSaved, ended_early
     from backprop_oracle.compare.train.torch_only import format_train_table, train_torch
 
     if args.json:
@@ -100,7 +102,7 @@ def main(args):
                 loggers.append(logger)
                 progress = progress_for(args.quiet) if first else None
                 savers.append(saver_for() if first else None)
-                told = _TellSaved(savers[-1], dist) if savers[-1] is not None and dist is not None else None
+                told = TellSaved(savers[-1], dist) if savers[-1] is not None and dist is not None else None
                 observers = [o for o in (progress, logger, savers[-1], told) if o is not None]
                 with threads():
                     results.append(train_torch(spec, name=name, observers=observers, distributed=dist,
@@ -108,7 +110,7 @@ def main(args):
                 if logger is not None:
                     run_dirs[name] = logger.run_dir
     except PeerLost as lost:
-        return _ended_early(args, lost, dist, savers, loggers, results, run_dirs)
+        return ended_early(args, lost, dist, savers, loggers, results, run_dirs)
     if not first:
         return 0
     print(format_train_table(results, run_dirs))
@@ -127,19 +129,6 @@ def main(args):
     return 1 if diverged else 0
 
 
-class _TellSaved:
-    """Observer after rank 0's Saver: tells the job what was saved (compare.train.distributed)."""
-    logs = False
-
-    def __init__(self, saver, dist):
-        self.saver, self.dist, self.told = saver, dist, None
-
-    def on_epoch_done(self, run, progress):
-        if self.saver.saved is not None and self.saver.saved != self.told:
-            self.told = self.saver.saved
-            self.dist.note_saved(os.path.abspath(self.saver.path), *self.saver.saved)
-
-
 def _shared_checkpoint(args, dist, resume):
     """The checkpoint every rank starts from: --resume's, read by rank 0, or, in a group torchrun
     restarted, the one this job saved last (the resume rule); None for a fresh start."""
@@ -155,46 +144,3 @@ def _shared_checkpoint(args, dist, resume):
     box = [resume if dist.rank == 0 else None]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def _ended_early(args, lost, dist, savers, loggers, results, run_dirs):
-    """A peer went silent: one line on every rank that is left; rank 0 marks the run folder and the
-    --json file as ended early. Exit code 1."""
-    from backprop_oracle.compare.train.launch import resume_command
-    saved = dist.saved() if dist is not None else None
-    saver = savers[-1] if savers else None
-    if saver is not None and saver.saved is not None:
-        saved = (saver.saved[0], saver.saved[1], saver.path)
-    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
-    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-    if saved is not None:
-        where = f"the last checkpoint is {saved[2]} (epoch {saved[0]}, step {saved[1]})"
-        path = args.save if args.save is not None else saved[2]
-        if restart < restarts:
-            then = f"the launcher restarts the group ({restart + 1} of {restarts}), which resumes from it"
-        else:
-            then = f"resume with: {resume_command(path, args.argv)}"
-    else:
-        where = "no checkpoint was saved" + ("" if args.save is not None else " (--save FILE --save-every N keeps one)")
-        then = "the launcher restarts the group afresh" if restart < restarts else "start again"
-    line = f"{lost.describe()}; {where}; {then}"
-    print(f"backprop-oracle train: error: {line}", file=sys.stderr, flush=True)
-    if lost.rank == 0:
-        note = {"step": lost.step, "epoch": lost.epoch, "why": lost.describe(),
-                "silent_ranks": None if lost.silent is None else [r for r, _ in lost.silent],
-                "checkpoint": None if saved is None else {"path": saved[2], "epoch": saved[0], "step": saved[1]},
-                "next": then}
-        logdir = None
-        for logger in loggers:
-            if logger is not None and logger.run_dir is not None:
-                logger.note_ended_early(note)
-                logdir = logger.run_dir
-        if args.json:
-            from backprop_oracle.compare.lockstep.report import write_json
-            write_json(args.json, {"runs": [dict(r.to_dict(), logdir=run_dirs.get(r.name)) for r in results],
-                                   "ended_early": dict(note, logdir=logdir)})
-    # Everything is written and closed: exit at once. The interpreter's teardown of torch takes
-    # seconds on a busy machine, and after a peer's failure torch's destructors may wait on it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(1)
