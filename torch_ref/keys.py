@@ -65,12 +65,16 @@ def join_key(name, args):
 def build(registry, what, key, **kwargs):
     """``registry[name](**args, **kwargs)`` for a key "name:args"; an unknown name or argument is a
     ValueError that lists the valid ones."""
+    import inspect
     name, args = split_key(key)
     if name not in registry:
         raise ValueError(f"unknown {what} {name!r}; choose one of: {', '.join(registry)}")
+    takes = [p for p in inspect.signature(registry[name]).parameters if p not in ("self", "inplace")]
+    unknown = [k for k in args if k not in takes]
+    if unknown:
+        raise ValueError(f"the {what} {name} takes no {', '.join(unknown)}; it takes "
+                         f"{', '.join(takes) or 'no arguments'}")
     try:
         return registry[name](**args, **kwargs)
     except TypeError as e:
-        import inspect
-        takes = [p for p in inspect.signature(registry[name]).parameters if p != "self"]
         raise ValueError(f"{what} {name}: {e}; it takes {', '.join(takes) or 'no arguments'}") from None
