@@ -204,3 +204,65 @@ def test_keys_split_and_join_the_same_on_both_sides():
         assert (name, args) == torch_ref.split_key(key)
         assert manual.join_key(name, args) == key
     assert manual.split_key("nll:weight=1,2,3,reduction=sum") == ("nll", {"weight": (1, 2, 3), "reduction": "sum"})
+
+
+# ---------------------------------------------------------------- checks by name
+
+def _gelu_grad(z, g, pdf=True):
+    import math
+    cdf = 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
+    return g * (cdf + (z * np.exp(-z * z / 2) / math.sqrt(2 * math.pi) if pdf else 0))
+
+
+def test_check_function_by_key_passes_a_right_derivative_and_names_a_wrong_one():
+    from backprop_oracle import check_function
+    assert check_function("gelu", _gelu_grad).passed
+    r = check_function("gelu", lambda z, g: _gelu_grad(z, g, pdf=False))
+    assert not r.passed and r.mismatch.diff.name == "dL/dz", r.report()
+    assert "gelu" in r.report() and "torch_ref.make_activation('gelu')" in r.report()
+    assert check_function("elu:alpha=0.5", lambda z, g: g * np.where(z > 0, 1, 0.5 * np.exp(z))).passed
+
+
+def test_check_function_by_an_unknown_key_is_a_clear_error():
+    from backprop_oracle import CheckError, check_function
+    with pytest.raises(CheckError, match="unknown activation 'swish'; choose one of"):
+        check_function("swish", _gelu_grad)
+
+
+GELU_STUDENT = '''
+import math
+import numpy as np
+
+erf = np.vectorize(math.erf)
+
+def gelu(z):
+    return z * 0.5 * (1 + erf(z / math.sqrt(2)))
+
+def backprop(params, X, Y, pdf=True):
+    """One hidden GELU layer, identity output, mse (torch's mean over every element)."""
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
+    z1 = X @ W1.T + b1
+    a1 = gelu(z1)
+    out = a1 @ W2.T + b2
+    cost = np.mean((out - Y) ** 2)
+    dout = 2 * (out - Y) / out.size
+    da1 = dout @ W2
+    dgelu = 0.5 * (1 + erf(z1 / math.sqrt(2))) + (z1 * np.exp(-z1 ** 2 / 2) / math.sqrt(2 * math.pi) if pdf else 0)
+    dz1 = da1 * dgelu
+    return cost, {"W2": dout.T @ a1, "b2": dout.sum(0), "W1": dz1.T @ X, "b1": dz1.sum(0)}
+
+def without_pdf(params, X, Y):
+    return backprop(params, X, Y, pdf=False)
+'''
+
+
+def test_the_check_command_takes_a_new_activation(tmp_path, capsys):
+    from backprop_oracle.compare.cli import main
+    path = tmp_path / "student.py"
+    path.write_text(GELU_STUDENT)
+    net = ["--sizes", "3,4,3", "--activation", "gelu", "--output-activation", "identity", "--loss", "mse",
+           "--naming", "layers"]
+    assert main(["check", f"{path}:backprop", *net]) == 0, capsys.readouterr().out
+    assert main(["check", f"{path}:without_pdf", *net]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG" in out and "W1" in out, out
