@@ -4,7 +4,7 @@ import torch
 
 from backprop_oracle import manual, torch_ref
 from backprop_oracle.compare.cli import main
-from backprop_oracle.compare.cli.registry_keys import REGISTRIES, registry_rows
+from backprop_oracle.compare.keys.listing import REGISTRIES, registry_rows
 
 
 def test_every_key_of_every_registry_is_listed_with_its_torch_name(capsys):

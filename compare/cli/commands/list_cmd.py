@@ -15,7 +15,7 @@ def add_arguments(parser):
 
 def main(args):
     if getattr(args, "keys", False):
-        from backprop_oracle.compare.cli.registry_keys import keys_table
+        from backprop_oracle.compare.keys.listing import keys_table
         print(keys_table(), end="")
         return 0
     for preset in PRESETS.values():
