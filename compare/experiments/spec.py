@@ -95,8 +95,9 @@ def _check_output_fits_loss(loss, output):
     """Refuse a last layer the loss cannot take, with the fix."""
     if loss in ("cross_entropy", "bce_with_logits") and output != "identity":
         inside = "softmax" if loss == "cross_entropy" else "sigmoid"
-        raise SpecError(f"{loss} applies {inside} to logits itself; with output activation {output!r} the "
-                        "network's output would not be logits. Use output activation 'identity'")
+        what = "it would be applied twice" if output == inside else "the network's output would not be logits"
+        raise SpecError(f"{loss} applies {inside} to logits itself; with output activation {output!r} {what}. Use "
+                        "output activation 'identity'")
     if loss == "nll" and output != "log_softmax":
         raise SpecError(f"nll takes log-probabilities; output activation {output!r} does not give them. Use "
                         "output activation 'log_softmax' (or cross_entropy on logits)")
