@@ -13,8 +13,12 @@ from backprop_oracle.manual.pooling import MaxPool2d, AvgPool2d
 from backprop_oracle.manual.flatten import Flatten
 from backprop_oracle.manual.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                 Softmax, NoGradientError, make_activation)
+from backprop_oracle.manual.activations import (ELU, SELU, GELU, SiLU, Softplus, Hardtanh, Hardsigmoid, Hardswish,
+                                   LogSoftmax)
 from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
                            CrossEntropyLoss, HingeLoss, make_loss)
+from backprop_oracle.manual.losses import BCEWithLogitsLoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss
+from backprop_oracle.manual.keys import split_key, join_key
 from backprop_oracle.manual.sequential import Sequential, mlp
 from backprop_oracle.manual.init import INITIALISERS, init_parameters
 from backprop_oracle.manual.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, Adagrad, make_optimizer
@@ -32,6 +36,8 @@ __all__ = [
     "NoGradientError", "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",
     "HingeLoss", "make_loss",
+    "ELU", "SELU", "GELU", "SiLU", "Softplus", "Hardtanh", "Hardsigmoid", "Hardswish", "LogSoftmax",
+    "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "NLLLoss", "split_key", "join_key",
     "Sequential", "mlp", "INITIALISERS", "init_parameters",
     "OPTIMIZERS", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "make_optimizer",
     "SCHEDULERS", "ConstantLR", "StepLR", "ExponentialLR", "MultiStepLR", "CosineAnnealingLR", "LinearLR",

@@ -1,10 +1,15 @@
 """Activations as layers. Each pure function's docstring gives the formula and its derivative;
 each layer's ``backward`` sits right under its ``forward``.
 
-Registry keys are shared with torch_ref/activations.py.
+Registry keys are shared with torch_ref/activations.py. Each layer's ``kinks`` lists the inputs z
+where its derivative jumps (finite differences cannot see through them); the derivative there is
+torch's choice, stated in the docstring.
 """
+import math
+
 import numpy as np
 
+from backprop_oracle.manual.keys import build
 from backprop_oracle.manual.module import Module
 
 
@@ -131,6 +136,187 @@ def softmax_backward(s, dL_ds, dim=1, out=None, sums=None):
     return d
 
 
+# ---------------------------------------------------------------- the newer activations
+# Each as torch defines it (torch.nn.functional), forward then derivative; at a kink the derivative
+# is the side torch's backward takes.
+
+_SQRT_HALF = math.sqrt(0.5)               # 1/√2
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_KAPPA = 0.044715
+SELU_ALPHA = 1.6732632423543772848170429916717     # torch's constants (Klambauer et al.)
+SELU_SCALE = 1.0507009873554804934193349852946
+_erf = np.frompyfunc(math.erf, 1, 1)      # NumPy has no erf; math.erf is exact to a few ulps
+
+
+def elu(z, alpha=1.0, out=None):
+    """a = z if z > 0 else alpha (e^z - 1)."""
+    a = np.minimum(z, 0, out=_float_like(z) if out is None else out)
+    np.expm1(a, out=a)
+    a *= alpha                                            # alpha (e^min(z, 0) - 1)
+    np.copyto(a, z, where=z > 0)
+    return a
+
+
+def elu_backward(z, dL_da, alpha=1.0, out=None):
+    """elu'(z) = 1 if z > 0 else alpha e^z (alpha at z = 0: torch takes the left side)."""
+    d = np.minimum(z, 0, out=out)
+    np.exp(d, out=d)
+    d *= alpha
+    np.copyto(d, 1.0, where=z > 0)
+    d *= dL_da
+    return d
+
+
+def gelu(z, approximate="none", out=None):
+    """a = z Φ(z), Φ(z) = ½ (1 + erf(z / √2)) the normal distribution's cdf;
+    approximate="tanh": a = ½ z (1 + tanh(√(2/π) (z + 0.044715 z³)))."""
+    a = _float_like(z) if out is None else out
+    if approximate == "tanh":
+        np.multiply(z, z, out=a)
+        a *= _GELU_KAPPA
+        a += 1.0
+        a *= z
+        a *= _SQRT_2_OVER_PI                               # √(2/π) (z + 0.044715 z³)
+        np.tanh(a, out=a)
+        a += 1.0
+        a *= z
+        a *= 0.5
+        return a
+    a[...] = _erf(np.multiply(z, _SQRT_HALF, dtype=np.float64))
+    a += 1.0
+    a *= 0.5                                               # Φ(z)
+    a *= z
+    return a
+
+
+def gelu_backward(z, dL_da, approximate="none", out=None):
+    """gelu'(z) = Φ(z) + z φ(z), φ(z) = e^{-z²/2} / √(2π) the normal pdf;
+    approximate="tanh": with t = tanh(√(2/π) (z + 0.044715 z³)),
+    gelu'(z) = ½ (1 + t) + ½ z (1 - t²) √(2/π) (1 + 3 · 0.044715 z²)."""
+    z64 = np.asarray(z, dtype=np.float64)
+    if approximate == "tanh":
+        t = np.tanh(_SQRT_2_OVER_PI * (z64 + _GELU_KAPPA * z64 ** 3))
+        d = 0.5 * (1.0 + t) + 0.5 * z64 * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_KAPPA * z64 * z64)
+    else:
+        cdf = 0.5 * (1.0 + _erf(z64 * _SQRT_HALF).astype(np.float64))       # Φ(z)
+        pdf = np.exp(-0.5 * z64 * z64) * _INV_SQRT_2PI                       # φ(z)
+        d = cdf + z64 * pdf
+    return np.multiply(dL_da, d, out=out, casting="unsafe") if out is not None else (dL_da * d).astype(
+        np.result_type(z, dL_da))
+
+
+def silu(z, out=None):
+    """a = z s(z), s the sigmoid (torch's SiLU, also called swish)."""
+    a = sigmoid(z, out=out)
+    a *= z
+    return a
+
+
+def silu_backward(z, dL_da, out=None):
+    """silu'(z) = s(z) (1 + z (1 - s(z)))."""
+    s = sigmoid(z)
+    d = np.subtract(1.0, s, out=out)                       # 1 - s
+    d *= z
+    d += 1.0
+    d *= s
+    d *= dL_da
+    return d
+
+
+def softplus(z, beta=1.0, threshold=20.0, out=None):
+    """a = (1/β) log(1 + e^{βz}) where βz <= threshold, else z (torch returns the input there:
+    it differs from the formula by under e^{-threshold})."""
+    bz = np.multiply(z, beta, out=_float_like(z) if out is None else out)
+    linear = bz > threshold
+    with np.errstate(over="ignore"):                      # e^{βz} of a large z: inf, replaced just below
+        np.exp(bz, out=bz)
+    np.log1p(bz, out=bz)
+    bz /= beta
+    np.copyto(bz, z, where=linear)
+    return bz
+
+
+def softplus_backward(z, dL_da, beta=1.0, threshold=20.0, out=None):
+    """softplus'(z) = s(βz) = e^{βz} / (1 + e^{βz}) where βz <= threshold, else 1 (at βz = threshold
+    the left side, s(threshold), as torch)."""
+    bz = np.multiply(z, beta)
+    d = sigmoid(bz, out=out)
+    np.copyto(d, 1.0, where=bz > threshold)
+    d *= dL_da
+    return d
+
+
+def hardtanh(z, min_val=-1.0, max_val=1.0, out=None):
+    """a = min_val if z < min_val, max_val if z > max_val, else z."""
+    return np.clip(z, min_val, max_val, out=out)
+
+
+def hardtanh_backward(z, dL_da, min_val=-1.0, max_val=1.0, out=None):
+    """hardtanh'(z) = 1 if min_val < z < max_val else 0 (0 at both kinks, as torch)."""
+    inside = (z > min_val) & (z < max_val)
+    d = np.multiply(dL_da, inside, out=out)
+    return d
+
+
+def hardsigmoid(z, out=None):
+    """a = 0 if z <= -3, 1 if z >= 3, else z / 6 + 1/2."""
+    a = np.divide(z, 6.0, out=_float_like(z) if out is None else out)
+    a += 0.5
+    return np.clip(a, 0.0, 1.0, out=a)
+
+
+def hardsigmoid_backward(z, dL_da, out=None):
+    """hardsigmoid'(z) = 1/6 if -3 < z < 3 else 0 (0 at both kinks, as torch). torch multiplies by
+    the float32 nearest 1/6 (0.1666666716...) in every dtype; so does this, to agree in float64."""
+    inside = (z > -3.0) & (z < 3.0)
+    d = np.multiply(dL_da, inside, out=out)
+    d *= _TORCH_ONE_SIXTH
+    return d
+
+
+_TORCH_ONE_SIXTH = float(np.float32(1.0) / np.float32(6.0))
+
+
+def hardswish(z, out=None):
+    """a = 0 if z <= -3, z if z >= 3, else z (z + 3) / 6."""
+    a = np.add(z, 3.0, out=_float_like(z) if out is None else out)
+    np.clip(a, 0.0, 6.0, out=a)                            # relu6(z + 3)
+    a *= z
+    a /= 6.0
+    return a
+
+
+def hardswish_backward(z, dL_da, out=None):
+    """hardswish'(z) = 0 if z <= -3, z / 3 + 1/2 if -3 < z < 3, else 1: at both kinks torch takes
+    the outer side (0 at z = -3, 1 at z = 3)."""
+    d = np.divide(z, 3.0, out=out if out is not None else _float_like(np.asarray(dL_da)))
+    d += 0.5
+    np.copyto(d, 0.0, where=z <= -3.0)
+    np.copyto(d, 1.0, where=z >= 3.0)
+    d *= dL_da
+    return d
+
+
+def log_softmax(z, dim=1, out=None, sums=None):
+    """a_i = z_i - log sum_j e^{z_j} along ``dim`` (computed as z_i - m - log sum_j e^{z_j - m},
+    m the max). (``sums``: an array of z's shape with ``dim`` reduced to 1, to reuse.)"""
+    m = np.max(z, axis=dim, keepdims=True, out=sums)
+    a = np.subtract(z, m, out=_float_like(z) if out is None else out)     # z - m
+    lse = np.log(np.sum(np.exp(a), axis=dim, keepdims=True))              # log sum_j e^{z_j - m}
+    a -= lse
+    return a
+
+
+def log_softmax_backward(a, dL_da, dim=1, out=None, sums=None):
+    """da_i/dz_j = δ_ij - softmax(z)_j, so dL/dz = dL/da - e^a sum_j dL/da_j (e^a is the softmax)."""
+    sums = np.sum(dL_da, axis=dim, keepdims=True, out=sums)               # sum_j dL/da_j
+    d = np.exp(a, out=out)
+    d *= sums
+    np.subtract(dL_da, d, out=d)
+    return d
+
+
 # ---------------------------------------------------------------- layers
 
 class Identity(Module):
@@ -145,6 +331,7 @@ class Identity(Module):
 
 class Step(Module):
     """a = 1 if z > 0 else 0. Forward only: ``backward`` raises NoGradientError."""
+    kinks = (0.0,)
 
     def forward(self, z):
         return step(z)
@@ -180,6 +367,7 @@ class Tanh(Module):
 
 class ReLU(Module):
     """a = max(0, z);  da/dz = 1 if z > 0 else 0 (0 at the kink, as torch)."""
+    kinks = (0.0,)
 
     def forward(self, z):
         self.z = z
@@ -191,6 +379,7 @@ class ReLU(Module):
 
 class LeakyReLU(Module):
     """a = z if z > 0 else slope * z;  da/dz = 1 if z > 0 else slope."""
+    kinks = (0.0,)
 
     def __init__(self, negative_slope=0.01):
         super().__init__()
@@ -232,6 +421,159 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
+class _Elementwise(Module):
+    """An elementwise activation whose derivative is computed from its input z (kept on ``self``)."""
+
+    def forward(self, z):
+        self.z = z
+        return self.f(z, out=self.buffer("a", z.shape, _floating(z)))
+
+    def backward(self, dL_da):
+        return self.df(self.z, dL_da, out=self.buffer("dL_dz", self.z.shape, _result(self.z, dL_da)))
+
+
+class ELU(_Elementwise):
+    """a = z if z > 0 else alpha (e^z - 1);  da/dz = 1 if z > 0 else alpha e^z (alpha at 0, as torch)."""
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    @property
+    def kinks(self):
+        return () if self.alpha == 1.0 else (0.0,)
+
+    def f(self, z, out=None):
+        return elu(z, self.alpha, out=out)
+
+    def df(self, z, g, out=None):
+        return elu_backward(z, g, self.alpha, out=out)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
+class SELU(_Elementwise):
+    """a = scale · elu(z, alpha) with torch's alpha = 1.67326..., scale = 1.05070...;
+    da/dz = scale if z > 0 else scale · alpha e^z (scale · alpha at 0, as torch)."""
+    kinks = (0.0,)
+
+    def f(self, z, out=None):
+        a = elu(z, SELU_ALPHA, out=out)
+        a *= SELU_SCALE
+        return a
+
+    def df(self, z, g, out=None):
+        d = elu_backward(z, g, SELU_ALPHA, out=out)
+        d *= SELU_SCALE
+        return d
+
+
+class GELU(_Elementwise):
+    """a = z Φ(z);  da/dz = Φ(z) + z φ(z). approximate="tanh": the tanh form (see gelu_backward)."""
+    kinks = ()
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def f(self, z, out=None):
+        return gelu(z, self.approximate, out=out)
+
+    def df(self, z, g, out=None):
+        return gelu_backward(z, g, self.approximate, out=out)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(_Elementwise):
+    """a = z s(z);  da/dz = s(z) (1 + z (1 - s(z)))."""
+    kinks = ()
+    f, df = staticmethod(silu), staticmethod(silu_backward)
+
+
+class Softplus(_Elementwise):
+    """a = (1/β) log(1 + e^{βz}) (z where βz > threshold);  da/dz = s(βz) (1 where βz > threshold)."""
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    @property
+    def kinks(self):
+        return (self.threshold / self.beta,)
+
+    def f(self, z, out=None):
+        return softplus(z, self.beta, self.threshold, out=out)
+
+    def df(self, z, g, out=None):
+        return softplus_backward(z, g, self.beta, self.threshold, out=out)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(_Elementwise):
+    """a = clamp(z, min_val, max_val);  da/dz = 1 if min_val < z < max_val else 0 (0 at the kinks)."""
+
+    def __init__(self, min_val=-1.0, max_val=1.0):
+        super().__init__()
+        if not max_val > min_val:
+            raise ValueError(f"hardtanh needs max_val > min_val, got min_val={min_val}, max_val={max_val}")
+        self.min_val, self.max_val = float(min_val), float(max_val)
+
+    @property
+    def kinks(self):
+        return (self.min_val, self.max_val)
+
+    def f(self, z, out=None):
+        return hardtanh(z, self.min_val, self.max_val, out=out)
+
+    def df(self, z, g, out=None):
+        return hardtanh_backward(z, g, self.min_val, self.max_val, out=out)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+class Hardsigmoid(_Elementwise):
+    """a = clamp(z / 6 + 1/2, 0, 1);  da/dz = 1/6 if -3 < z < 3 else 0 (0 at the kinks)."""
+    kinks = (-3.0, 3.0)
+    f, df = staticmethod(hardsigmoid), staticmethod(hardsigmoid_backward)
+
+
+class Hardswish(_Elementwise):
+    """a = z · clamp(z + 3, 0, 6) / 6;  da/dz = 0 if z <= -3, z/3 + 1/2 if -3 < z < 3, else 1."""
+    kinks = (-3.0, 3.0)
+    f, df = staticmethod(hardswish), staticmethod(hardswish_backward)
+
+
+class LogSoftmax(Module):
+    """a_i = z_i - log sum_j e^{z_j} over the class dimension;  da_i/dz_j = δ_ij - softmax(z)_j."""
+    kinks = ()
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, z):
+        dtype = _floating(z)
+        self.a = log_softmax(z, self.dim, out=self.buffer("a", z.shape, dtype),
+                             sums=self.buffer("sums", _reduced(z.shape, self.dim), dtype))
+        return self.a
+
+    def backward(self, dL_da):
+        dtype = _result(self.a, dL_da)
+        return log_softmax_backward(self.a, dL_da, self.dim, out=self.buffer("dL_dz", self.a.shape, dtype),
+                                    sums=self.buffer("sums", _reduced(self.a.shape, self.dim), dtype))
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
 def _floating(z):
     """z's dtype if it is floating point, else float64 (a result such as tanh(z) must be a float)."""
     return z.dtype if z.dtype.kind == "f" else np.result_type(z, np.float32)
@@ -251,11 +593,19 @@ ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "softmax": Softmax,
+    "elu": ELU,
+    "selu": SELU,
+    "gelu": GELU,
+    "silu": SiLU,
+    "softplus": Softplus,
+    "hardtanh": Hardtanh,
+    "hardsigmoid": Hardsigmoid,
+    "hardswish": Hardswish,
+    "log_softmax": LogSoftmax,
 }
 
 
 def make_activation(name, **kwargs):
-    """Build the activation layer registered under ``name``."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name](**kwargs)
+    """Build the activation layer registered under ``name``: a key, or a key with torch's arguments,
+    "elu:alpha=0.5" (see manual/keys.py)."""
+    return build(ACTIVATIONS, "activation", name, **kwargs)

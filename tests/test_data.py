@@ -308,7 +308,7 @@ def test_regression_targets_pass_through(loss):
     assert got is not y, "a copy, so that training cannot change the data set"
 
 
-@pytest.mark.parametrize("loss", ["bce", "cross_entropy", "hinge"])
+@pytest.mark.parametrize("loss", ["bce", "cross_entropy", "hinge", "nll", "bce_with_logits"])
 def test_regression_targets_rejected_by_classification_losses(loss):
     with pytest.raises(ValueError, match=rf"{loss} is a classification loss but the targets are regression "
                                          rf"values of shape \(2, 1\); use one of: squared_error"):
@@ -319,9 +319,9 @@ def test_encode_errors():
     with pytest.raises(ValueError, match=r"hinge is a binary loss \(targets -1/\+1\) but there are "
                                          r"3 classes; use cross_entropy"):
         encode_targets(MULTI, "hinge", 3)
-    with pytest.raises(ValueError, match=r"unknown loss 'nll'; choose one of: squared_error, "
+    with pytest.raises(ValueError, match=r"unknown loss 'focal'; choose one of: squared_error, "
                                          r"sum_squared_error, mse, bce, cross_entropy, hinge"):
-        encode_targets(BINARY, "nll", 2)
+        encode_targets(BINARY, "focal", 2)
     with pytest.raises(ValueError, match=r"label 2 at row 0 is outside \[0, 2\)"):
         encode_targets(MULTI, "bce", 2)
     with pytest.raises(ValueError, match=r"bce: num_classes is needed to encode class labels"):

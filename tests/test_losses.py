@@ -98,4 +98,4 @@ def test_bad_targets_get_clear_errors(name, input, target, message):
 
 def test_unknown_loss_lists_the_valid_ones():
     with pytest.raises(ValueError, match="choose one of: squared_error, sum_squared_error, mse"):
-        manual.make_loss("l1")
+        manual.make_loss("focal")

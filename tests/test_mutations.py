@@ -259,6 +259,78 @@ MUTATIONS = {
 }
 
 
+# The newer activations and losses: one planted mistake per formula.
+_s = manual.activations.sigmoid
+_Phi = lambda z: 0.5 * (1 + manual.activations._erf(z / np.sqrt(2)).astype(float))   # noqa: E731
+_t = lambda z: np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3))                  # noqa: E731
+
+
+def smoothing_over_k_minus_1(self, input, target):
+    """cross_entropy's targets with ε spread over the K - 1 other classes (and 1 - ε on the true one)."""
+    n, c = input.shape
+    q = np.full((n, c), self.label_smoothing / (c - 1))
+    q[np.arange(n), target] = 1 - self.label_smoothing
+    return q.astype(input.dtype), float(n)
+
+
+def nll_mean_over_n(self, input, target):
+    w = self.weight[target].astype(input.dtype)
+    return w, float(input.shape[0])                # torch divides by the sum of the targets' weights
+
+
+def bce_logits_derivative_without_pos_weight(self, x, y):
+    return _s(x) - y
+
+
+NEW = {
+    "elu' without alpha": Mutation(A.ELU, "df", lambda self, z, g, out=None: g * np.where(z > 0, 1, np.exp(z)),
+                                   "activation_derivative", 1, dict(activation="elu:alpha=0.5"), {}),
+    "selu' without scale": Mutation(A.SELU, "df", lambda self, z, g, out=None:
+                                    g * np.where(z > 0, 1, A.SELU_ALPHA * np.exp(z)),
+                                    "activation_derivative", 1, dict(activation="selu"), {}),
+    "gelu' without the pdf term": Mutation(A.GELU, "df", lambda self, z, g, out=None: g * _Phi(z),
+                                           "activation_derivative", 1, dict(activation="gelu"), {}),
+    "gelu tanh' without the product rule": Mutation(A.GELU, "df", lambda self, z, g, out=None: g * 0.5 * (1 + _t(z)),
+                                                    "activation_derivative", 1,
+                                                    dict(activation="gelu:approximate=tanh"), {}),
+    "silu' = s(z)": Mutation(A.SiLU, "df", staticmethod(lambda z, g, out=None: g * _s(z)), "activation_derivative",
+                             1, dict(activation="silu"), {}),
+    "softplus' threshold ignored": Mutation(A.Softplus, "df", lambda self, z, g, out=None: g * _s(self.beta * z),
+                                            "activation_derivative", 1,
+                                            dict(activation="softplus:threshold=0.5"), {}),
+    "hardtanh' without the clamp": Mutation(A.Hardtanh, "df", lambda self, z, g, out=None: g.copy(),
+                                            "activation_derivative", 1, dict(activation="hardtanh"),
+                                            dict(scale=5.0)),
+    "hardsigmoid' without the clamp": Mutation(A.Hardsigmoid, "df", staticmethod(lambda z, g, out=None: g / 6),
+                                               "activation_derivative", 1, dict(activation="hardsigmoid"),
+                                               dict(scale=5.0)),
+    "hardswish' without the 1/2": Mutation(A.Hardswish, "df", staticmethod(
+        lambda z, g, out=None: g * np.where(z <= -3, 0, np.where(z >= 3, 1, z / 3))), "activation_derivative", 1,
+        dict(activation="hardswish"), dict(scale=5.0)),
+    "log_softmax' without the softmax term": Mutation(A.LogSoftmax, "backward", lambda self, g: g.copy(),
+                                                      "activation_derivative", 3,
+                                                      dict(output_activation="log_softmax", loss="nll"), MULTI),
+    "label smoothing over K-1": Mutation(L.CrossEntropyLoss, "targets", smoothing_over_k_minus_1, "loss", None,
+                                         dict(loss="cross_entropy:label_smoothing=0.2"), MULTI),
+    "nll weighted mean over N": Mutation(L.NLLLoss, "_weights", nll_mean_over_n, "loss", None,
+                                         dict(output_activation="log_softmax", loss="nll:weight=1,2,0.5"), MULTI),
+    "bce_with_logits' without pos_weight": Mutation(L.BCEWithLogitsLoss, "derivative",
+                                                    bce_logits_derivative_without_pos_weight, "loss_derivative", None,
+                                                    dict(loss="bce_with_logits:pos_weight=3"), dict(task="binary")),
+    "l1' without 1/N": Mutation(L.L1Loss, "grad", lambda self, x, y: np.sign(x - y), "loss_derivative", None,
+                                dict(loss="l1"), {}),
+    "smooth_l1' without 1/beta": Mutation(L.SmoothL1Loss, "derivative", lambda self, x, y:
+                                          np.where(np.abs(x - y) < self.beta, x - y, np.sign(x - y)),
+                                          "loss_derivative", None, dict(loss="smooth_l1:beta=0.5"), {}),
+    "huber' without delta": Mutation(L.HuberLoss, "derivative", lambda self, x, y:
+                                     np.where(np.abs(x - y) <= self.delta, x - y, np.sign(x - y)),
+                                     "loss_derivative", None, dict(loss="huber:delta=0.3"), {}),
+}
+for m in NEW.values():
+    m.spec.setdefault("epochs", 1)      # each is caught at the first step: one epoch keeps the suite short
+MUTATIONS.update(NEW)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", list(MUTATIONS))
 def test_planted_mistake_is_named_at_its_node(name, dtype, monkeypatch):
@@ -282,3 +354,10 @@ def test_planted_mistake_is_named_at_its_node(name, dtype, monkeypatch):
 
 def test_there_are_at_least_fifteen_mistakes():
     assert len(MUTATIONS) >= 15
+
+
+def test_every_activation_and_loss_has_a_planted_mistake():
+    planted = {m.target for m in MUTATIONS.values()}
+    missing = [k for k, cls in {**manual.ACTIVATIONS, **manual.LOSSES}.items()
+               if cls not in planted and k not in ("identity", "step")]
+    assert not missing, f"no planted mistake for {missing}"

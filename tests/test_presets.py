@@ -82,6 +82,11 @@ QUOTED = [
     ("optimizers:rmsprop", "final_cost", "0.0294"),
     ("optimizers:adam", "final_cost", "0.0273"),
     ("optimizers:adamw", "final_cost", "0.0274"),
+    ("activations:sigmoid", "final_cost", "0.330"),
+    ("activations:sigmoid", "accuracy", "0.85"),
+    ("activations:tanh", "final_cost", "0.092"),
+    ("activations:relu", "final_cost", "0.066"),
+    ("activations:gelu", "final_cost", "0.196"),
 ]
 
 
@@ -130,6 +135,15 @@ def test_learning_rate_too_large_diverges_where_the_description_says(runs):
     assert {k: v for k, v in small.spec.to_dict().items() if k != "lr"} == \
         {k: v for k, v in large.spec.to_dict().items() if k != "lr"}
     assert large.verdict == "agree (diverged at step 6)", large.verdict
+
+
+def test_activations_differ_in_the_activation_alone_and_sigmoid_trains_slowest(runs):
+    results = {k: runs[f"activations:{k}"][0] for k in ("sigmoid", "tanh", "relu", "gelu")}
+    specs = [{k: v for k, v in r.spec.to_dict().items() if k != "activation"} for r in results.values()]
+    assert all(s == specs[0] for s in specs), "the same network, start, data and optimizer: the activation alone differs"
+    costs = {k: r.final_cost_manual for k, r in results.items()}
+    assert costs["sigmoid"] > max(costs["tanh"], costs["relu"], costs["gelu"]), costs
+    assert all(r.passed and r.verdict == "agree" for r in results.values()), {k: r.verdict for k, r in results.items()}
 
 
 def test_sgd_vs_batch_counts_updates_per_epoch(runs):

@@ -9,24 +9,42 @@ The example budget is fixed and the draws derandomised, so CI runs the same 300 
 float32 experiments every time. A failing example is shrunk by hypothesis and printed as a runnable
 ExperimentSpec with the data set it ran on.
 """
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from backprop_oracle import manual
+from backprop_oracle.compare.data.datasets import DataError
+from backprop_oracle.compare.data.targets import encode_targets
 from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from tests.random_data import random_dataset
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
-# loss -> (tasks it takes, output activations that fit it)
-LOSS_FITS = {
-    "squared_error": (["regression", "binary", "multiclass"], HIDDEN),
-    "sum_squared_error": (["regression", "binary", "multiclass"], HIDDEN),
-    "mse": (["regression", "binary", "multiclass"], HIDDEN),
-    "bce": (["binary", "multiclass"], ["sigmoid", "softmax"]),
-    "cross_entropy": (["binary", "multiclass"], ["identity"]),
-    "hinge": (["binary"], ["identity", "tanh"]),
-}
+def _fits(loss, output):
+    try:
+        ExperimentSpec(hidden_sizes=(2,), output_activation=output, loss=loss).validate()
+        return True
+    except SpecError:
+        return False
+
+
+def _takes(loss, task):
+    labels = np.array([0, 1, 2, 1]) if task == "multiclass" else np.array([0, 1, 0, 1])
+    try:
+        encode_targets(np.ones((4, 2)) if task == "regression" else labels, loss, 3 if task == "multiclass" else 2)
+        return True
+    except DataError:
+        return False
+
+
+# Every registry key is drawn: a new activation or loss is in the draws as soon as it is registered.
+HIDDEN = [k for k in manual.ACTIVATIONS if k != "step"]
+# loss -> (tasks it takes, output activations that fit it), as the spec and the target encoding decide
+LOSS_FITS = {loss: ([t for t in ("regression", "binary", "multiclass") if _takes(loss, t)],
+                    [a for a in HIDDEN if _fits(loss, a)]) for loss in manual.LOSSES}
+
+
 @st.composite
 def sgd_args(draw):
     args = {}
@@ -200,6 +218,15 @@ def test_random_float64_networks_agree(experiment):
 @given(experiments("float32"))
 def test_random_float32_networks_agree(experiment):
     check_agrees(*experiment)
+
+
+def test_the_draws_cover_every_key():
+    # Each activation is drawn for the hidden layers, each loss with the outputs and tasks that fit it.
+    assert set(HIDDEN) == set(manual.ACTIVATIONS) - {"step"}
+    for loss, (tasks, outputs) in LOSS_FITS.items():
+        assert tasks and outputs, f"{loss}: no task ({tasks}) or output activation ({outputs}) fits it"
+    assert LOSS_FITS["nll"][1] == ["log_softmax"] and LOSS_FITS["bce_with_logits"][1] == ["identity"]
+    assert LOSS_FITS["huber"][0] == ["regression", "binary", "multiclass"] and LOSS_FITS["hinge"][0] == ["binary"]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

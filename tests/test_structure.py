@@ -81,11 +81,12 @@ ROOMS = {
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive"},
     "checkpoints": {"errors", "files", "data", "experiments", "flat", "lockstep"},
     "trace": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
+    "keys": {"tables"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive"},
     "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "check"},
     "spread": {"errors", "files", "train", "dashboards"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "train", "check",
-            "dashboards", "updates", "layouts", "bench", "checkpoints", "trace",
+            "dashboards", "updates", "layouts", "bench", "checkpoints", "trace", "keys",
             "interactive", "spread"},
 }
 PUBLIC_FACE = {"__init__.py"}

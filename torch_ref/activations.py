@@ -2,6 +2,9 @@
 import torch
 from torch import nn
 from torch.nn import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
+from torch.nn import ELU, SELU, GELU, SiLU, Softplus, Hardtanh, Hardsigmoid, Hardswish
+
+from backprop_oracle.torch_ref.keys import build
 
 
 class _StepFunction(torch.autograd.Function):
@@ -31,6 +34,13 @@ class Softmax(nn.Softmax):
         super().__init__(dim=dim)
 
 
+class LogSoftmax(nn.LogSoftmax):
+    """a = log_softmax(z) over the class dimension (dim=1 by default, as the manual side)."""
+
+    def __init__(self, dim=1):
+        super().__init__(dim=dim)
+
+
 ACTIVATIONS = {
     "identity": Identity,
     "step": Step,
@@ -39,11 +49,19 @@ ACTIVATIONS = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "softmax": Softmax,
+    "elu": ELU,
+    "selu": SELU,
+    "gelu": GELU,
+    "silu": SiLU,
+    "softplus": Softplus,
+    "hardtanh": Hardtanh,
+    "hardsigmoid": Hardsigmoid,
+    "hardswish": Hardswish,
+    "log_softmax": LogSoftmax,
 }
 
 
 def make_activation(name, **kwargs):
-    """Build the activation module registered under ``name``."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name](**kwargs)
+    """Build the activation module registered under ``name``: a key, or a key with torch's arguments,
+    "elu:alpha=0.5" (see torch_ref/keys.py)."""
+    return build(ACTIVATIONS, "activation", name, **kwargs)

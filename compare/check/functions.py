@@ -106,6 +106,26 @@ def numerical_check(name, yours, num, precision):
     return TensorCheck(compare_arrays(name, mine, num.grad, t), skipped_near_kink=skipped), mine, num.grad, note
 
 
+def registered_activation(key):
+    """(f, torch_f) of an activation named by its registry key ("gelu", "elu:alpha=0.5"): the manual
+    side's forward and torch's module, each made fresh for every call."""
+    from backprop_oracle import manual, torch_ref
+    try:
+        manual.make_activation(key)
+    except ValueError as e:
+        raise CheckError(f"check_function({key!r}, ...): {e}") from None
+
+    def f(z):
+        return manual.make_activation(key).forward(z)
+
+    def torch_f(z):
+        return torch_ref.make_activation(key)(z)
+    f.__name__ = torch_f.__name__ = key.partition(":")[0]
+    f.__qualname__ = f"manual {key}"
+    torch_f.__qualname__ = f"torch_ref.make_activation({key!r})"
+    return f, torch_f
+
+
 @runs_single_threaded
 def check_function(f, grad, torch_f=None, *, shapes=None, inputs=None, trials=3, seed=0,
                    sampler=None, dtype="float64", tolerance=None, name=None):
@@ -119,8 +139,20 @@ def check_function(f, grad, torch_f=None, *, shapes=None, inputs=None, trials=3,
     checked once. sampler(rng, shape) -> array draws the inputs (default N(0, 1)); a trial whose
     input sat near a kink is drawn again. dtype "float32" checks float32 values with float32's
     tolerance (and warns). Returns a CheckResult; its ``report()`` says where and how it differs.
+
+    ``f`` may be an activation's registry key instead, ``check_function("gelu", my_grad)``: your
+    grad(z, dL_da) -> dL/dz is checked against torch's module of that key (``torch_f`` is then
+    taken from the key, the shapes default to (8, 5): 8 examples, 5 units).
     """
     start = time.perf_counter()
+    if isinstance(f, str):
+        if torch_f is not None:
+            raise CheckError(f"check_function({f!r}, grad): the key names torch's function already; "
+                             "give no torch_f")
+        name = name or f"{f}'"
+        f, torch_f = registered_activation(f)
+        if shapes is None and inputs is None:
+            shapes = (8, 5)
     labels = {"f": describe(f), "grad": describe(grad),
               "torch": "" if torch_f is None else f"the torch expression {describe(torch_f)}"}
     if (shapes is None) == (inputs is None):

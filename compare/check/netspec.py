@@ -37,8 +37,9 @@ class NetworkSpec:
                              f"got {list(self.sizes)}")
         ExperimentSpec(hidden_sizes=tuple(int(s) for s in self.sizes[1:-1]), activation=self.activation,
                        output_activation=self.output_activation, loss=self.loss).validate()
-        if self.loss == "cross_entropy" and self.sizes[-1] < 2:
-            raise CheckError("cross_entropy needs one output (logit) per class, at least 2")
+        loss = self.loss.partition(":")[0]
+        if loss in ("cross_entropy", "nll") and self.sizes[-1] < 2:
+            raise CheckError(f"{loss} needs one output per class, at least 2")
         return self
 
     @property

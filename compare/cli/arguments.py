@@ -54,6 +54,46 @@ def listed(kind, choices=None):
     return parse
 
 
+def registry_key(choices, what="key"):
+    """An argument type for one registry key, with torch's arguments if any: "relu", "elu:alpha=0.5",
+    "softplus:beta=2,threshold=10" (see manual/keys.py). ``choices``: the registry, listed when the
+    name is not in it."""
+    def parse(text):
+        from backprop_oracle.manual import split_key
+        text = text.strip()
+        try:
+            name, _ = split_key(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if name not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(choices)}; "
+                                             f"torch's arguments after a colon: elu:alpha=0.5)")
+        return text
+    parse.__name__ = what
+    return parse
+
+
+def listed_keys(choices, what="key"):
+    """A comma list of registry keys (a sweep when it has more than one): "relu,elu:alpha=0.5" ->
+    ["relu", "elu:alpha=0.5"]. A key's own commas are kept: a piece that is not a registry name,
+    after a key with a colon, continues it ("softplus:beta=2,threshold=10", "nll:weight=1,2,3")."""
+    one = registry_key(choices, what)
+
+    def parse(text):
+        values = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                raise argparse.ArgumentTypeError(f"an empty value in {text!r}; separate values by single commas")
+            if values and ":" in values[-1] and ":" not in part and part not in choices:
+                values[-1] += "," + part         # an argument (threshold=10) or a list's next number
+            else:
+                values.append(part)
+        return [one(v) for v in values]
+    parse.__name__ = what
+    return parse
+
+
 def layer_sizes(text):
     """Hidden layer sizes: "32,32" -> (32, 32); "none" (or "") -> () , a single layer."""
     if text.strip().lower() in ("none", ""):

@@ -43,9 +43,14 @@ TARGET_ENCODERS = {
     "bce": _zero_one,
     "cross_entropy": _indices,
     "hinge": _plus_minus_one,
+    "bce_with_logits": _zero_one,
+    "l1": _zero_one,
+    "smooth_l1": _zero_one,
+    "huber": _zero_one,
+    "nll": _indices,
 }
 LOSS_NAMES = tuple(TARGET_ENCODERS)
-REGRESSION_LOSSES = ("squared_error", "sum_squared_error", "mse")
+REGRESSION_LOSSES = ("squared_error", "sum_squared_error", "mse", "l1", "smooth_l1", "huber")
 _FLOAT_DTYPES = {"float64": np.float64, "float32": np.float32}
 
 
@@ -56,6 +61,7 @@ def encode_targets(labels, loss, num_classes, dtype="float64"):
     (N, C) one-hot otherwise. hinge: (N, 1) of -1/+1, two classes only. Regression targets
     (N, K) floats pass through (as ``dtype``) for the squared losses only.
     """
+    loss = loss.partition(":")[0]         # "cross_entropy:label_smoothing=0.1": its arguments change no target
     if loss not in TARGET_ENCODERS:
         raise DataError(f"unknown loss {loss!r}; choose one of: {', '.join(LOSS_NAMES)}")
     dtype = _FLOAT_DTYPES.get(dtype, dtype)

@@ -158,6 +158,12 @@ OPTIMIZER_RUNS = {
 }
 
 
+# The activation alone changes: a 2-16-16-1 network on the moons, one start, plain mini-batch SGD.
+ACTIVATION_MOONS = ExperimentSpec(dataset="moons", dataset_args={"noise": 0.15}, hidden_sizes=(16, 16),
+                                  activation="relu", output_activation="sigmoid", loss="bce", optimizer="sgd",
+                                  lr=0.5, batch_size=32, epochs=20, init="xavier_uniform", seed=0)
+
+
 PRESETS = {p.name: p for p in [
     Preset(
         "or-gate",
@@ -284,6 +290,18 @@ PRESETS = {p.name: p for p in [
         OPTIMIZER_RUNS,
         {k: Expectation("final_cost", "<=", 0.035) for k in OPTIMIZER_RUNS},
         fixed=("optimizer",),
+    ),
+    Preset(
+        "activations",
+        "The activation function (the concept overview: step, sigmoid, ReLU, ... bring the non-linearity): the "
+        "same 2-16-16-1 network on the moons from the same start, plain mini-batch SGD, lr 0.5, 20 epochs, "
+        "with sigmoid, tanh, ReLU and GELU hidden layers. Sigmoid's slope is at most 1/4, so its gradient "
+        "shrinks through two layers and it has barely left its plateau (final cost 0.330, validation 0.85); "
+        "tanh reaches 0.092, ReLU 0.066, GELU 0.196. Their cost curves are side by side in pictures/runs.",
+        {act: replace(ACTIVATION_MOONS, activation=act) for act in ("sigmoid", "tanh", "relu", "gelu")},
+        {"sigmoid": Expectation("final_cost", ">=", 0.3), "tanh": Expectation("final_cost", "<=", 0.1),
+         "relu": Expectation("final_cost", "<=", 0.08), "gelu": Expectation("final_cost", "<=", 0.25)},
+        fixed=("activation",),
     ),
 ]}
 

@@ -9,7 +9,7 @@ import numpy as np
 from backprop_oracle import manual
 from backprop_oracle.compare.data.datasets import load_dataset
 from backprop_oracle.compare.data.targets import accuracy, encode_targets
-from backprop_oracle.compare.experiments.spec import SpecError
+from backprop_oracle.compare.experiments.spec import SpecError, key_name
 
 
 @dataclass
@@ -44,9 +44,18 @@ def prepare(spec, dataset=None):
     if spec.batch_size is not None and spec.batch_size > n:
         raise SpecError(f"batch size {spec.batch_size} is larger than the {n} training examples of "
                         f"{spec.dataset}; use at most {n} (or omit it for the full batch)")
-    if spec.output_activation == "softmax" and outputs == 1:
-        raise SpecError(f"softmax over a single output is always 1, so nothing can be learned; with one "
-                        f"output use 'sigmoid'{' (bce takes probabilities)' if spec.loss == 'bce' else ''}")
+    loss = manual.make_loss(spec.loss)
+    for arg, allowed in (("weight", (outputs,)), ("pos_weight", (1, outputs))):
+        value = getattr(loss, arg, None)
+        if value is not None and value.size not in allowed:
+            raise SpecError(f"{spec.loss}: {arg} holds {value.size} number(s) but the network has {outputs} "
+                            f"output(s) ({'one per class' if arg == 'weight' else 'one, or one per output'}); "
+                            f"give {' or '.join(map(str, allowed))}")
+    output = key_name(spec.output_activation)
+    if output in ("softmax", "log_softmax") and outputs == 1:
+        raise SpecError(f"{output} over a single output is always {1 if output == 'softmax' else 0}, so nothing "
+                        f"can be learned; with one output use 'sigmoid'"
+                        f"{' (bce takes probabilities)' if key_name(spec.loss) == 'bce' else ''}")
     return Problem(
         X=ds.X_train.astype(dt), Y=Y, labels=ds.y_train if classification else None,
         X_val=None if ds.X_val is None else ds.X_val.astype(dt), Y_val=encode(ds.y_val),
@@ -73,8 +82,9 @@ def initial_state(spec, sizes, rng):
 
 
 def decision_threshold(loss):
-    """Where a one-column output switches from class 0 to 1: 0 for hinge's scores, 0.5 for probabilities."""
-    return 0.0 if loss == "hinge" else 0.5
+    """Where a one-column output switches from class 0 to 1: 0 for hinge's scores and bce_with_logits'
+    logits, 0.5 for probabilities."""
+    return 0.0 if key_name(loss) in ("hinge", "bce_with_logits") else 0.5
 
 
 def evaluate(side, problem, split, threshold):

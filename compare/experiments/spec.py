@@ -12,7 +12,7 @@ import numpy as np
 
 from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
-from backprop_oracle.manual import make_optimizer, make_scheduler
+from backprop_oracle.manual import make_activation, make_loss, make_optimizer, make_scheduler, split_key
 
 MAX_EPOCHS = 10**9          # more could not finish; and the step counters are exact in float64
 MAX_SEED = 2**32 - 1        # numpy's and scikit-learn's seeds are 32-bit
@@ -78,6 +78,49 @@ def schedule_arguments(spec, n_examples=None):
     return args
 
 
+def key_name(key):
+    """The registry name of a key with arguments: "elu:alpha=0.5" -> "elu" (an unknown or malformed
+    key is returned whole, for the validation to name)."""
+    try:
+        return split_key(key)[0]
+    except ValueError:
+        return key
+
+
+# Output activations whose values a loss cannot use, and why (the loss's input is the last layer's output).
+NONNEGATIVE_OUTPUTS = ("sigmoid", "softmax", "relu", "softplus", "hardsigmoid")
+
+
+def _check_output_fits_loss(loss, output):
+    """Refuse a last layer the loss cannot take, with the fix."""
+    if loss in ("cross_entropy", "bce_with_logits") and output != "identity":
+        inside = "softmax" if loss == "cross_entropy" else "sigmoid"
+        what = "it would be applied twice" if output == inside else "the network's output would not be logits"
+        raise SpecError(f"{loss} applies {inside} to logits itself; with output activation {output!r} {what}. Use "
+                        "output activation 'identity'")
+    if loss == "nll" and output != "log_softmax":
+        raise SpecError(f"nll takes log-probabilities; output activation {output!r} does not give them. Use "
+                        "output activation 'log_softmax' (or cross_entropy on logits)")
+    if loss == "bce" and output not in ("sigmoid", "softmax"):
+        raise SpecError("bce takes probabilities: use output activation 'sigmoid' (or bce_with_logits on logits)")
+    if loss == "hinge" and output in NONNEGATIVE_OUTPUTS + ("log_softmax",):
+        sign = "above" if output == "log_softmax" else "below"
+        raise SpecError(f"hinge takes scores of either sign (labels are -1 and +1); {output!r} never goes {sign} 0, "
+                        "so every example of one class stays misclassified. Use output activation 'identity'")
+
+
+def _check_keys(spec):
+    """Each activation and loss key, with its arguments, built on the manual side (which checks them
+    as torch does), so that a bad argument is named before anything runs."""
+    for key, build, what in ((spec.activation, make_activation, "activation"),
+                             (spec.output_activation, make_activation, "output activation"),
+                             (spec.loss, make_loss, "loss")):
+        try:
+            build(key)
+        except (ValueError, TypeError) as e:
+            raise SpecError(f"{what} {key!r}: {e}") from None
+
+
 def _check_arguments(spec):
     """The optimizer's, schedule's and initialiser's arguments, tried on the manual side's own classes
     (which check them as torch does), so that a bad one is named before anything runs."""
@@ -118,9 +161,9 @@ class ExperimentSpec:
     dataset: str = "or"                    # a compare.data.datasets key
     dataset_args: dict = field(default_factory=dict)   # e.g. {"noise": 0.1}
     hidden_sizes: tuple = ()               # () is a single layer: inputs -> outputs
-    activation: str = "sigmoid"            # hidden layers
+    activation: str = "sigmoid"            # hidden layers; a key with torch's arguments: "elu:alpha=0.5"
     output_activation: str = "sigmoid"
-    loss: str = "squared_error"
+    loss: str = "squared_error"            # or "cross_entropy:label_smoothing=0.1,weight=1,2,3"
     optimizer: str = "sgd"
     lr: float = 1.0
     optimizer_args: dict = field(default_factory=dict)  # torch's names: momentum, weight_decay, betas, ...
@@ -138,16 +181,22 @@ class ExperimentSpec:
 
     def validate(self):
         """Raise SpecError naming the first field that makes no sense, and the fix."""
-        for value, registry, what in ((self.activation, ACTIVATIONS, "activation"),
-                                      (self.output_activation, ACTIVATIONS, "output activation"),
-                                      (self.loss, LOSSES, "loss"),
+        for key in (self.activation, self.output_activation, self.loss):
+            if not isinstance(key, str):
+                raise SpecError(f"activations and losses are named by a registry key such as 'relu' or "
+                                f"'elu:alpha=0.5', got {key!r}")
+        activation, output, loss = (key_name(k) for k in (self.activation, self.output_activation, self.loss))
+        for value, registry, what in ((activation, ACTIVATIONS, "activation"),
+                                      (output, ACTIVATIONS, "output activation"),
+                                      (loss, LOSSES, "loss"),
                                       (self.optimizer, OPTIMIZERS, "optimizer"),
                                       (self.schedule, SCHEDULERS, "schedule"),
                                       (self.init, INITIALISERS, "initialiser"),
                                       (self.dtype, DTYPES, "dtype")):
             if value not in registry:
                 raise SpecError(f"unknown {what} {value!r}; choose one of: {', '.join(registry)}")
-        if self.output_activation == "step" or (self.hidden_sizes and self.activation == "step"):
+        _check_keys(self)
+        if output == "step" or (self.hidden_sizes and activation == "step"):
             raise SpecError("the step activation has no useful derivative, so it cannot be trained by "
                             "backpropagation; use 'sigmoid' (a smooth step) to train")
         if not (_is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
@@ -164,16 +213,7 @@ class ExperimentSpec:
         if not (self.device in ("cpu", "cuda", "auto") or
                 (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise SpecError(f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or auto")
-        if self.loss == "cross_entropy" and self.output_activation != "identity":
-            raise SpecError(f"cross_entropy applies softmax to logits itself; with output activation "
-                            f"{self.output_activation!r} it would be applied twice. Use output "
-                            "activation 'identity'")
-        if self.loss == "bce" and self.output_activation not in ("sigmoid", "softmax"):
-            raise SpecError("bce takes probabilities: use output activation 'sigmoid'")
-        if self.loss == "hinge" and self.output_activation in ("sigmoid", "softmax", "relu"):
-            raise SpecError(f"hinge takes scores of either sign (labels are -1 and +1); {self.output_activation!r} "
-                            "never goes below 0, so every example of class -1 stays misclassified. Use output "
-                            "activation 'identity'")
+        _check_output_fits_loss(loss, output)
         _check_arguments(self)
         return self
 

@@ -224,16 +224,17 @@ def check_data(X, Y, spec):
             row = int(np.argwhere(~np.isfinite(a))[0][0])
             raise CheckError(f"data: {name} holds NaN or infinity (row {row}); clean the data first")
     outputs = spec.sizes[-1]
-    if spec.loss == "cross_entropy":
+    loss = spec.loss.partition(":")[0]          # "cross_entropy:label_smoothing=0.1" takes the same targets
+    if loss in ("cross_entropy", "nll"):
         if Y.ndim == 1:
             if not np.issubdtype(Y.dtype, np.integer) or Y.min() < 0 or Y.max() >= outputs:
-                raise CheckError(f"data: cross_entropy takes class indices 0..{outputs - 1} for {outputs} outputs; "
+                raise CheckError(f"data: {loss} takes class indices 0..{outputs - 1} for {outputs} outputs; "
                                  f"Y holds {Y.min()}..{Y.max()}")
             return
     if Y.ndim != 2 or Y.shape[1] != outputs:
         raise CheckError(f"data: Y has shape {Y.shape}; the network's {outputs} output(s) need (N, {outputs})"
-                         + (" or class indices (N,)" if spec.loss == "cross_entropy" else ""))
-    if spec.loss == "bce" and ((Y < 0) | (Y > 1)).any():
+                         + (" or class indices (N,)" if loss in ("cross_entropy", "nll") else ""))
+    if loss == "bce" and ((Y < 0) | (Y > 1)).any():
         raise CheckError(f"data: bce takes targets in [0, 1]; Y holds {Y.min()}..{Y.max()}")
-    if spec.loss == "hinge" and not ((Y == 1) | (Y == -1)).all():
+    if loss == "hinge" and not ((Y == 1) | (Y == -1)).all():
         raise CheckError("data: hinge takes labels -1 and +1; use encode_targets(labels, 'hinge', 2)")

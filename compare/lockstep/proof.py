@@ -111,6 +111,7 @@ SAVED_OUTPUT_BACKWARD = {
     "sigmoid": torch.ops.aten.sigmoid_backward,                   # dL/da · a (1 - a)
     "tanh": torch.ops.aten.tanh_backward,                         # dL/da · (1 - a²)
     "softmax": lambda g, a: torch.ops.aten._softmax_backward_data(g, a, 1, a.dtype),   # a (g - Σ g a)
+    "log_softmax": lambda g, a: torch.ops.aten._log_softmax_backward_data(g, a, 1, a.dtype),  # g - e^a Σ g
 }
 
 

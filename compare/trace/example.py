@@ -26,6 +26,15 @@ ACTIVATION_FORMULAS = {
     "relu": ("max(0, z)", "1 if z > 0 else 0"),
     "leaky_relu": ("z if z > 0 else 0.01 z", "1 if z > 0 else 0.01"),
     "softmax": ("e^z / Σ e^z", "a_i (δ_ij − a_j), a Jacobian"),
+    "elu": ("z if z > 0 else α (e^z − 1)", "1 if z > 0 else α e^z"),
+    "selu": ("λ (z if z > 0 else α (e^z − 1)), λ = 1.0507, α = 1.6733", "λ if z > 0 else λ α e^z"),
+    "gelu": ("z Φ(z)", "Φ(z) + z φ(z)"),
+    "silu": ("z σ(z)", "σ(z) (1 + z (1 − σ(z)))"),
+    "softplus": ("(1/β) log(1 + e^(βz)), z where βz > threshold", "σ(βz), 1 where βz > threshold"),
+    "hardtanh": ("clamp(z, min_val, max_val)", "1 if min_val < z < max_val else 0"),
+    "hardsigmoid": ("clamp(z/6 + ½, 0, 1)", "1/6 if −3 < z < 3 else 0"),
+    "hardswish": ("z clamp(z + 3, 0, 6) / 6", "0 if z ≤ −3, z/3 + ½ if −3 < z < 3, else 1"),
+    "log_softmax": ("z − log Σ e^z", "δ_ij − softmax(z)_j, a Jacobian"),
 }
 
 # loss key -> (L for one example, ∂L/∂ŷ); K outputs. The keys of manual/losses.py.
@@ -36,7 +45,19 @@ LOSS_FORMULAS = {
     "bce": ("−(1/K) Σ [y log ŷ + (1 − y) log(1 − ŷ)]", "(ŷ − y) / (ŷ (1 − ŷ)) / K"),
     "cross_entropy": ("−log softmax(ŷ)_y", "softmax(ŷ) − onehot(y)"),
     "hinge": ("(1/K) Σ max(0, 1 − y ŷ)", "−y / K where 1 − y ŷ > 0"),
+    "bce_with_logits": ("−(1/K) Σ [p_w y log σ(ŷ) + (1 − y) log(1 − σ(ŷ))]", "((1 + (p_w − 1) y) σ(ŷ) − p_w y) / K"),
+    "l1": ("(1/K) Σ |ŷ − y|", "sign(ŷ − y) / K"),
+    "smooth_l1": ("(1/K) Σ (½ d²/β if |d| < β else |d| − ½β), d = ŷ − y", "(d/β if |d| < β else sign d) / K"),
+    "huber": ("(1/K) Σ (½ d² if |d| ≤ δ else δ (|d| − ½δ)), d = ŷ − y", "(d if |d| ≤ δ else δ sign d) / K"),
+    "nll": ("−ŷ_y (ŷ: log-probabilities)", "−onehot(y)"),
 }
+
+
+def _loss_formula(loss, part):
+    """The loss's formula (part 0) or derivative (part 1), with the key's arguments after it."""
+    name, _, args = loss.partition(":")
+    text = LOSS_FORMULAS.get(name, (name, "the loss derivative"))[part]
+    return f"{text} [{args}]" if args else text
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -147,7 +168,7 @@ def _forward_nodes(trace, tm, tt):
         else:
             formula = f"{kind}({z}) = {_symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], z, a)}"
         _add(trace, "forward", z if kind == "linear" else a, formula, tm.outputs[i], tt.outputs[i])
-    _add(trace, "forward", "L", f"{LOSS_FORMULAS.get(spec.loss, (spec.loss, ''))[0]}, y = {_fmt(trace.y)}",
+    _add(trace, "forward", "L", f"{_loss_formula(spec.loss, 0)}, y = {_fmt(trace.y)}",
          tm.cost, tt.cost)
 
 
@@ -155,7 +176,7 @@ def _local_derivatives(run, i, z_manual, z_torch):
     """∂a/∂z of activation module i, element by element, on both sides (None for a Jacobian)."""
     import torch
     act_m, act_t = run.manual.model[i], run.torch.model[i]
-    if type(act_m).__name__ in ("Softmax", "Step"):
+    if type(act_m).__name__ in ("Softmax", "LogSoftmax", "Step"):
         return None, None
     act_m.forward(z_manual)                       # recompute its cache for this z
     d_manual = act_m.backward(np.ones_like(z_manual))
@@ -172,7 +193,7 @@ def _backward_nodes(trace, tm, tt, run):
         l, kind = layers[i], kinds[i]
         z, a, W, b = sym[l]
         if kind != "linear":
-            formula = (LOSS_FORMULAS.get(loss, ("", "the loss derivative"))[1] if i == len(kinds) - 1
+            formula = (_loss_formula(loss, 1) if i == len(kinds) - 1
                        else f"∂L/∂{sym[l + 1][0]} {sym[l + 1][2]}")
             _add(trace, "backward", f"∂L/∂{a}", formula, tm.output_grads[i], tt.output_grads[i])
             d_m, d_t = _local_derivatives(run, i, tm.outputs[i - 1], tt.outputs[i - 1])

@@ -50,7 +50,7 @@ def _output_step(spec):
     """What dL/dz of the output layer depends on, in words: the loss derivative, and the output
     activation's derivative unless the loss takes the output as it is (logits, scores)."""
     if spec.output_activation == "identity":
-        if spec.loss == "cross_entropy":
+        if spec.loss.partition(":")[0] == "cross_entropy":
             return ("the loss derivative with respect to the logits: cross_entropy includes the softmax, so "
                     "dL/dz = (softmax(z) - y) / N; applying softmax's Jacobian to it again, or using "
                     "dL/dp = -y / (p N), is the usual slip")

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from backprop_oracle.compare.cli.arguments import json_path, positive_int
+from backprop_oracle.compare.cli.arguments import json_path, positive_int, registry_key
 from backprop_oracle.compare.cli.commands import update_check
 from backprop_oracle.compare.cli.commands.user_file import import_user_file
 from backprop_oracle.compare.errors import UsageError
@@ -55,9 +55,14 @@ def add_arguments(parser):
                              "object: a model with params and loss(X, y), a net with weights, biases, backprop(x, y)")
     net = parser.add_argument_group("the network (flags, --spec FILE.json, or --preset NAME)")
     net.add_argument("--sizes", help="layer sizes, inputs first: e.g. 2,3,1")
-    net.add_argument("--activation", choices=list(ACTIVATIONS), help="hidden layers (default sigmoid)")
-    net.add_argument("--output-activation", choices=list(ACTIVATIONS), help="output layer (default identity)")
-    net.add_argument("--loss", choices=list(LOSSES), help="the cost (default squared_error)")
+    net.add_argument("--activation", type=registry_key(ACTIVATIONS, "activation"),
+                     help=f"hidden layers (default sigmoid): {', '.join(ACTIVATIONS)}; torch's arguments after a "
+                          "colon, elu:alpha=0.5")
+    net.add_argument("--output-activation", type=registry_key(ACTIVATIONS, "activation"),
+                     help="output layer (default identity)")
+    net.add_argument("--loss", type=registry_key(LOSSES, "loss"),
+                     help=f"the cost (default squared_error): {', '.join(LOSSES)}; with arguments, "
+                          "cross_entropy:label_smoothing=0.1")
     net.add_argument("--spec", metavar="FILE.json",
                      help=f"a JSON object with the keys {', '.join(SPEC_KEYS)} (sizes required)")
     net.add_argument("--preset", help="take the architecture and the training data from a preset")
@@ -90,6 +95,15 @@ def load_function(target):
     return fn
 
 
+def _key_in(value, registry):
+    """A registry key, with torch's arguments if any ("elu:alpha=0.5"), whose name is in ``registry``."""
+    from backprop_oracle.manual import split_key
+    try:
+        return isinstance(value, str) and split_key(value)[0] in registry
+    except ValueError:
+        return False
+
+
 def _check_value(source, key, value):
     """A --spec value of the right kind, or a UsageError naming the key and what it takes."""
     def positive(v):
@@ -97,9 +111,10 @@ def _check_value(source, key, value):
     rules = {
         "sizes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(positive(x) for x in v),
                   "a list of at least two positive integers, inputs first, e.g. [2, 3, 1]"),
-        "activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
-        "output_activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
-        "loss": (lambda v: v in LOSSES, f"one of {', '.join(LOSSES)}"),
+        "activation": (lambda v: _key_in(v, ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)} (elu:alpha=0.5 with "
+                                                             "torch's arguments)"),
+        "output_activation": (lambda v: _key_in(v, ACTIVATIONS), f"one of {', '.join(ACTIVATIONS)}"),
+        "loss": (lambda v: _key_in(v, LOSSES), f"one of {', '.join(LOSSES)}"),
         "batch": (positive, "a positive integer"),
         "trials": (positive, "a positive integer"),
         "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 2**32 - 1,

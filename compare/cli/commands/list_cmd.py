@@ -1,16 +1,23 @@
-"""backprop-oracle list: the presets and what each demonstrates."""
+"""backprop-oracle list: the presets and what each demonstrates; ``--keys``: every registry key
+(activations, losses, optimizers, schedules, initialisers) with its torch name."""
 import textwrap
 
 from backprop_oracle.compare.experiments.presets import CUSTOM, PRESETS, SOURCES
 
-HELP = "list the presets"
+HELP = "list the presets (--keys: every activation, loss, optimizer, schedule and initialiser)"
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--keys", action="store_true",
+                        help="list every registry key (activations, losses, optimizers, schedules, initialisers) "
+                             "with the torch name it stands for and its arguments")
 
 
 def main(args):
+    if getattr(args, "keys", False):
+        from backprop_oracle.compare.keys.listing import keys_table
+        print(keys_table(), end="")
+        return 0
     for preset in PRESETS.values():
         goals = ", ".join(f"{(preset.name + ':' + k) if k else preset.name}: {v}" for k, v in preset.expect.items())
         print(preset.name)

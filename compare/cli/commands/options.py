@@ -8,8 +8,8 @@ two layers of 32), so their alternatives are separated by spaces: ``--hidden 4 1
 """
 import argparse
 
-from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, listed, number,
-                                                   pair, positive_float, positive_int)
+from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, listed, listed_keys,
+                                                   number, pair, positive_float, positive_int)
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
 
 # option destination -> the change's name (compare.experiments.overrides); the others are the same.
@@ -35,13 +35,18 @@ def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, d
                            "(default: print it), and run nothing")
     what.add_argument("--dataset", type=listed(str), help="the data set (without a preset: an experiment of "
                                                           "your own on it)")
-    net = parser.add_argument_group("the network (comma lists sweep: --activation relu,tanh)")
+    net = parser.add_argument_group("the network (comma lists sweep: --activation relu,tanh; torch's arguments "
+                                    "after a colon: --activation elu:alpha=0.5, --loss "
+                                    "cross_entropy:label_smoothing=0.1,weight=1,2,3)")
     net.add_argument("--hidden", nargs="+", type=layer_sizes, metavar="SIZES",
                      help="hidden layer sizes, e.g. 32,32 (two layers) or none; several, separated by spaces, "
                           "sweep: --hidden 4 16 64")
-    net.add_argument("--activation", type=listed(str, ACTIVATIONS), help=f"hidden layers: {', '.join(ACTIVATIONS)}")
-    net.add_argument("--output-activation", type=listed(str, ACTIVATIONS), help="the last layer's activation")
-    net.add_argument("--loss", type=listed(str, LOSSES), help=", ".join(LOSSES))
+    net.add_argument("--activation", type=listed_keys(ACTIVATIONS, "activation"),
+                     help=f"hidden layers: {', '.join(ACTIVATIONS)}")
+    net.add_argument("--output-activation", type=listed_keys(ACTIVATIONS, "activation"),
+                     help="the last layer's activation")
+    net.add_argument("--loss", type=listed_keys(LOSSES, "loss"),
+                     help=f"{', '.join(LOSSES)} (backprop-oracle list --keys: each with torch's name)")
     net.add_argument("--init", type=listed(str, INITIALISERS),
                      help=f"weight initialiser ({', '.join(INITIALISERS)}); replaces a preset's given weights")
     net.add_argument("--init-args", nargs="+", type=keywords, metavar="KEY=VALUE,...",
