@@ -8,6 +8,7 @@ from backprop_oracle.manual.module import Module, Parameter
 from backprop_oracle.manual.linear import Linear
 from backprop_oracle.manual.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from backprop_oracle.manual.dropout import Dropout, DropoutMasks
+from backprop_oracle.manual.flatten import Flatten
 from backprop_oracle.manual.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                 Softmax, NoGradientError, make_activation)
 from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
@@ -23,7 +24,7 @@ from backprop_oracle.manual.train import fit
 from backprop_oracle.manual.dtypes import DTYPES, as_dtype
 
 __all__ = [
-    "Module", "Parameter", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "DropoutMasks",
+    "Module", "Parameter", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "DropoutMasks", "Flatten",
     "ACTIVATIONS", "Identity", "Step", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
     "NoGradientError", "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",

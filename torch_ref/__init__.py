@@ -9,6 +9,7 @@ from backprop_oracle.torch_ref.device import resolve_device
 from backprop_oracle.torch_ref.linear import Linear
 from backprop_oracle.torch_ref.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from backprop_oracle.torch_ref.dropout import Dropout
+from backprop_oracle.torch_ref.flatten import Flatten
 from backprop_oracle.torch_ref.activations import (ACTIVATIONS, Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU,
                                    Softmax, make_activation)
 from backprop_oracle.torch_ref.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
@@ -23,7 +24,7 @@ from backprop_oracle.torch_ref.grad import value_and_grad, forward_with_intermed
 from backprop_oracle.torch_ref.train import fit
 
 __all__ = [
-    "DTYPES", "as_dtype", "resolve_device", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout",
+    "DTYPES", "as_dtype", "resolve_device", "Linear", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Dropout", "Flatten",
     "ACTIVATIONS", "Identity", "Step", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax",
     "make_activation",
     "LOSSES", "SquaredError", "SumSquaredError", "MSELoss", "BCELoss", "CrossEntropyLoss",

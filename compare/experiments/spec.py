@@ -1,6 +1,7 @@
 """The experiment spec: everything that decides a comparison run, in one frozen dataclass.
 
-The input and output sizes come from the data set; ``hidden_sizes`` are the layers in between.
+The input and output sizes come from the data set; ``hidden_sizes`` are the layers in between, or
+``layers`` writes the whole network out, any sequence of layer kinds (compare.experiments.layers).
 Every name is a registry key shared by manual/ and torch_ref/.
 """
 import inspect
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from backprop_oracle.compare.errors import SpecError
+from backprop_oracle.compare.experiments.layers import as_layers, final_activation, parse_layers
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
 from backprop_oracle.manual import make_optimizer, make_scheduler
 
@@ -113,11 +115,28 @@ def _check_arguments(spec):
                         f"{type(spec.initial_params).__name__}")
 
 
+# With a layers list the output activation is its last layer's.
+_LAST = " (with layers: end the list with it, or with the last linear layer for identity)"
+
+
+def _check_layers(spec):
+    """A layers list: every layer parses (kind and arguments), and hidden_sizes is not given too.
+    Its shapes are checked with the data (compare.experiments.layers.resolve, from prepare)."""
+    if not isinstance(spec.layers, tuple) or not spec.layers:
+        raise SpecError(f"layers must be a list of layer texts such as ['linear(16)', 'relu'], got {spec.layers!r}")
+    if spec.hidden_sizes:
+        raise SpecError(f"layers writes the whole network; hidden_sizes {spec.hidden_sizes!r} is its short form for "
+                        "a dense one: give one of them")
+    parse_layers(spec.layers)
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     dataset: str = "or"                    # a compare.data.datasets key
     dataset_args: dict = field(default_factory=dict)   # e.g. {"noise": 0.1}
     hidden_sizes: tuple = ()               # () is a single layer: inputs -> outputs
+    layers: tuple = ()                     # the whole network instead: ("flatten", "linear(10)", ...); see layers.py
+    input_shape: tuple = ()                # one example's shape, e.g. (1, 8, 8); (): the data's rows as they are
     activation: str = "sigmoid"            # hidden layers
     output_activation: str = "sigmoid"
     loss: str = "squared_error"
@@ -136,6 +155,18 @@ class ExperimentSpec:
     dtype: str = "float64"                 # the oracle's precision; "float32" available
     device: str = "cpu"                    # torch side: "cpu", "cuda", "auto"
 
+    def __post_init__(self):
+        # a layers list may be written as one string, "linear(16) relu linear(1)"
+        if isinstance(self.layers, (str, list)):
+            object.__setattr__(self, "layers", as_layers(self.layers))
+        if isinstance(self.input_shape, list):
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
+
+    @property
+    def final_activation(self):
+        """The activation the network's output comes out of (with ``layers``: the list's last one)."""
+        return final_activation(self.layers) if self.layers else self.output_activation
+
     def validate(self):
         """Raise SpecError naming the first field that makes no sense, and the fix."""
         for value, registry, what in ((self.activation, ACTIVATIONS, "activation"),
@@ -147,7 +178,10 @@ class ExperimentSpec:
                                       (self.dtype, DTYPES, "dtype")):
             if value not in registry:
                 raise SpecError(f"unknown {what} {value!r}; choose one of: {', '.join(registry)}")
-        if self.output_activation == "step" or (self.hidden_sizes and self.activation == "step"):
+        if self.layers:
+            _check_layers(self)
+        if (self.final_activation == "step" or (self.hidden_sizes and self.activation == "step")
+                or "step" in self.layers):
             raise SpecError("the step activation has no useful derivative, so it cannot be trained by "
                             "backpropagation; use 'sigmoid' (a smooth step) to train")
         if not (_is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
@@ -161,19 +195,22 @@ class ExperimentSpec:
             raise SpecError(f"seed must be an integer from 0 to {MAX_SEED} (2^32 - 1), got {self.seed!r}")
         if any(not _is_int(h) or h < 1 for h in self.hidden_sizes):
             raise SpecError(f"hidden sizes must be positive integers, got {self.hidden_sizes!r}")
+        if not isinstance(self.input_shape, tuple) or any(not _is_int(s) or s < 1 for s in self.input_shape):
+            raise SpecError(f"input_shape must be positive integers such as (1, 8, 8), got {self.input_shape!r}")
         if not (self.device in ("cpu", "cuda", "auto") or
                 (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise SpecError(f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or auto")
-        if self.loss == "cross_entropy" and self.output_activation != "identity":
+        out = self.final_activation
+        if self.loss == "cross_entropy" and out != "identity":
             raise SpecError(f"cross_entropy applies softmax to logits itself; with output activation "
-                            f"{self.output_activation!r} it would be applied twice. Use output "
-                            "activation 'identity'")
-        if self.loss == "bce" and self.output_activation not in ("sigmoid", "softmax"):
-            raise SpecError("bce takes probabilities: use output activation 'sigmoid'")
-        if self.loss == "hinge" and self.output_activation in ("sigmoid", "softmax", "relu"):
-            raise SpecError(f"hinge takes scores of either sign (labels are -1 and +1); {self.output_activation!r} "
+                            f"{out!r} it would be applied twice. Use output "
+                            f"activation 'identity'{_LAST if self.layers else ''}")
+        if self.loss == "bce" and out not in ("sigmoid", "softmax"):
+            raise SpecError(f"bce takes probabilities: use output activation 'sigmoid'{_LAST if self.layers else ''}")
+        if self.loss == "hinge" and out in ("sigmoid", "softmax", "relu"):
+            raise SpecError(f"hinge takes scores of either sign (labels are -1 and +1); {out!r} "
                             "never goes below 0, so every example of class -1 stays misclassified. Use output "
-                            "activation 'identity'")
+                            f"activation 'identity'{_LAST if self.layers else ''}")
         _check_arguments(self)
         return self
 

@@ -1,0 +1,4 @@
+"""Flatten: torch.nn.Flatten itself, (N, C, H, W) -> (N, C·H·W)."""
+from torch.nn import Flatten
+
+__all__ = ["Flatten"]
