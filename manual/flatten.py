@@ -14,8 +14,13 @@ class Flatten(Module):
 
     def forward(self, x):
         self.input_shape = x.shape                    # backward puts dL/dy back in it
-        start = self.start_dim % x.ndim
-        end = self.end_dim % x.ndim
+        for dim in (self.start_dim, self.end_dim):
+            if not -x.ndim <= dim < x.ndim:
+                raise IndexError(f"Dimension out of range (expected to be in range of [{-x.ndim}, {x.ndim - 1}], "
+                                 f"but got {dim})")
+        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
+        if start > end:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
         return x.reshape(x.shape[:start] + (-1,) + x.shape[end + 1:])
 
     def backward(self, dL_dy):

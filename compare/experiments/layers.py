@@ -33,6 +33,7 @@ with the shape it got, before a step is taken.
 """
 import ast
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -180,8 +181,15 @@ def final_activation(texts):
     return last.kind if last.role == "activation" else "identity"
 
 
+def arguments(kind):
+    """The arguments a layer kind takes, as written: "out_features, bias=True"."""
+    params = list(inspect.signature(LAYERS[kind].manual).parameters.values())[1:]      # after the shape
+    return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                     for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
 def _shape(shape):
-    return "(N, " + ", ".join(map(str, shape)) + ")"
+    return "(N" + "".join(f", {s}" for s in shape) + ")"
 
 
 @dataclass(frozen=True)
@@ -236,7 +244,10 @@ def resolve(texts, input_shape, outputs):
             module = LAYERS[layer.kind].manual(shape, *layer.args, dtype=np.float64, **dict(layer.kwargs))
         except LayerShapeError as e:
             raise SpecError(f"{where}, but {e}") from None
-        except (TypeError, ValueError) as e:
+        except TypeError:
+            raise SpecError(f"layers: layer {position} {layer.text!r}: {layer.kind} takes "
+                            f"{layer.kind}({arguments(layer.kind)})") from None
+        except ValueError as e:
             raise SpecError(f"{where}: {e}") from None
         try:
             with np.errstate(all="ignore"):

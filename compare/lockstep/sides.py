@@ -50,12 +50,12 @@ def named_buffers(model):
 
 
 def evaluating(model):
-    """Put a model in eval mode (running statistics used, no dropout) where it has one; returns a
-    function that puts it back in training mode."""
-    if not hasattr(model, "eval"):
-        return lambda: None
-    model.eval()
-    return model.train
+    """Put a manual model and each of its modules that has ``eval`` in eval mode (running statistics
+    used, no dropout); returns a function that puts them back in training mode."""
+    parts = [m for m in (model, *model) if hasattr(m, "eval")]
+    for m in parts:
+        m.eval()
+    return lambda: [m.train() for m in parts]
 
 
 def to_numpy(t):
@@ -198,8 +198,13 @@ class TorchSide:
         network = network_of(spec, sizes)
         self.model = network.torch(torch_ref, spec.dtype, self.device)
         # torch.tensor copies: the two sides must never share memory, or they would agree falsely.
-        self.model.load_state_dict({k: torch.tensor(v, dtype=self.dtype, device=self.device)
-                                    for k, v in state.items()})
+        # The parameters only: buffers (running statistics) start as the modules make them.
+        missing, unexpected = self.model.load_state_dict(
+            {k: torch.tensor(v, dtype=self.dtype, device=self.device) for k, v in state.items()}, strict=False)
+        params = {n for n, _ in self.model.named_parameters()}
+        if unexpected or set(missing) & params:
+            raise KeyError(f"state does not match the model: missing {sorted(set(missing) & params)}, "
+                           f"unexpected {sorted(unexpected)}")
         self.loss = torch_ref.make_loss(spec.loss)
         self.optimizer = torch_ref.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
                                                   **spec.optimizer_args)

@@ -193,6 +193,8 @@ def _backward_nodes(trace, tm, tt, run):
             formula = f"∂L/∂{outs[i + 1]} · ∂{outs[i + 1]}/∂{out}"
         else:
             formula = f"∂L/∂{outs[i + 1]} back through {kinds[i + 1]}"
+        if tm.output_grads[i] is None or tt.output_grads[i] is None:
+            continue        # before the first parameter nothing needs a gradient: torch computes none
         _add(trace, "backward", f"∂L/∂{out}", formula, tm.output_grads[i], tt.output_grads[i])
         if roles[i] == "activation":
             z_m, z_t = (x, x) if i == 0 else (tm.outputs[i - 1], tt.outputs[i - 1])
