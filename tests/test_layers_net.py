@@ -99,8 +99,8 @@ def _numbers(result):
 
 def test_a_dense_net_as_a_layers_list_gives_the_same_numbers_as_hidden(capsys, tmp_path):
     spec = PRESETS["digits"].runs[""]
-    layered = with_changes(spec, layers=DENSE_DIGITS, epochs=3)
-    short = with_changes(spec, epochs=3)
+    layered = with_changes(spec, layers=DENSE_DIGITS, epochs=1)
+    short = with_changes(spec, epochs=1)
     assert layered.hidden_sizes == () and short.hidden_sizes == (16, 16)
     a, b = run_lockstep(short, progress=False), run_lockstep(layered, progress=False)
     assert a.passed and b.passed
@@ -109,7 +109,7 @@ def test_a_dense_net_as_a_layers_list_gives_the_same_numbers_as_hidden(capsys, t
     tables, reports = [], []
     for i, network in enumerate((["--hidden", "16,16"], ["--layers", DENSE_DIGITS])):
         path = tmp_path / f"{i}.json"
-        code, out, err = cli(capsys, "digits", *network, "--epochs", "2", "--no-tensorboard", "--quiet",
+        code, out, err = cli(capsys, "digits", *network, "--epochs", "1", "--no-tensorboard", "--quiet",
                              "--json", str(path))
         assert code == 0, err
         tables.append(out)
@@ -259,3 +259,13 @@ def test_a_wrong_running_statistics_rule_is_a_mismatch_of_its_own_node(monkeypat
     assert (m.stage, m.node, m.node_module) == ("buffers", "running_stats", 2), m.describe()
     assert m.diff.name == "2.running_mean"
     assert m.proof.wrong and "the running statistics' update" in m.describe()
+
+
+def test_trace_of_an_experiment_file_at_the_command_line(capsys, tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text(dump_config(Preset("net", "", {"img": IMAGE_NET}, {})))
+    assert main(["trace", "--config", str(path), "img", "--example", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("net:img, example 3:") and "h₀       flatten of x" in out and "every node agrees" in out
+    assert main(["trace", "--config", str(path), "other"]) == 2
+    assert "has no run 'other'; its runs: 'img'" in capsys.readouterr().err
