@@ -269,3 +269,18 @@ def test_trace_of_an_experiment_file_at_the_command_line(capsys, tmp_path):
     assert out.startswith("net:img, example 3:") and "h₀       flatten of x" in out and "every node agrees" in out
     assert main(["trace", "--config", str(path), "other"]) == 2
     assert "has no run 'other'; its runs: 'img'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("start,end", [(1, -1), (2, 3), (0, 1), (-2, -1)])
+def test_flatten_forward_and_backward_match_torch_autograd(start, end):
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 5))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.Flatten(start, end)(xt)
+    layer = manual.Flatten(start, end)
+    y = layer.forward(x)
+    assert y.shape == tuple(yt.shape) and np.array_equal(y, yt.detach().numpy()), "forward"
+    yt.backward(torch.tensor(g.reshape(yt.shape)))
+    assert np.array_equal(layer.backward(g.reshape(y.shape)), xt.grad.numpy()), "dL/dx"
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        manual.Flatten(4).forward(x)
