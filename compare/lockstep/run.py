@@ -110,6 +110,9 @@ class LockstepRun:
             side.load(self.problem)
         if self.manual.layout != self.torch.layout:
             raise ValueError(f"the two models' parameters differ: {self.manual.layout} vs {self.torch.layout}")
+        if self.manual.buffer_names != self.torch.buffer_names:
+            raise ValueError(f"the two models' running statistics differ: {self.manual.buffer_names} vs "
+                             f"{self.torch.buffer_names}")
         # where each parameter starts in the flat vectors that are compared at every step
         self.offsets = layout_offsets(self.manual.layout)
         self.threshold = decision_threshold(spec.loss)
@@ -191,7 +194,7 @@ class LockstepRun:
                                     t.sync_from(m)
                                     mismatch = None
                             if mismatch is None and stats is not None:
-                                mismatch = self._buffers_mismatch(stats, idx)
+                                mismatch = self._buffers_mismatch(stats, unflatten(before, m.layout), idx)
                                 if mismatch is not None and mismatch.stage in RESYNCED:
                                     resyncs.append(replace(mismatch, step=step, epoch=epoch))
                                     t.load_buffers(m.buffers())
@@ -255,10 +258,11 @@ class LockstepRun:
         return [name for name, cost, grads in (("manual", cost_m, grads_m), ("torch", cost_t, grads_t))
                 if exploded(cost, first_cost) or not (checked or np.isfinite(grads).all())]
 
-    def _buffers_mismatch(self, before, idx):
+    def _buffers_mismatch(self, before, params, idx):
         """After a step whose gradients and parameters agreed, the running statistics (modules with
-        ``named_buffers``): the first that differs is proven at its module (compare.lockstep.proof);
-        rounding there is resynced like any other, a wrong rule is a DIFFER of its own node."""
+        ``named_buffers``; ``before`` the step, with the ``params`` its forward used): the first that
+        differs is proven at its module (compare.lockstep.proof); rounding there is resynced like any
+        other, a wrong rule is a DIFFER of its own node."""
         m, t = self.manual, self.torch
         bm, bt = m.buffers(), t.buffers()
         for name in m.buffer_names:
@@ -267,7 +271,7 @@ class LockstepRun:
                 continue
             j = int(name.split(".", 1)[0])
             x = m.data["train"][0][idx] if j == 0 else m.model.outputs[j - 1]
-            proof = prove_buffers(d, bm[name], m, t, j, x, m.params(), before, self.tolerance, self.spec.dtype)
+            proof = prove_buffers(d, bm[name], m, t, j, x, params, before, self.tolerance, self.spec.dtype)
             if not proof.wrong:
                 return Mismatch("amplified", d, None, j, f"{proof.describe()}; the torch side took the manual side's "
                                 "running statistics and the run went on", node="running_stats", node_module=j,
