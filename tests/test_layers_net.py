@@ -11,7 +11,7 @@ from backprop_oracle import manual
 from backprop_oracle.compare.cli import main
 from backprop_oracle.compare.errors import SpecError
 from backprop_oracle.compare.experiments.config import dump_config, parse_config
-from backprop_oracle.compare.experiments.layers import LAYERS, LayerKind, dense_layers, parse_layer, split_layers
+from backprop_oracle.compare.network.layers import LAYERS, LayerKind, dense_layers, parse_layer, split_layers
 from backprop_oracle.compare.experiments.overrides import with_changes
 from backprop_oracle.compare.experiments.presets import PRESETS, Preset
 from backprop_oracle.compare.experiments.setup import prepare

@@ -67,9 +67,9 @@ def layer_sizes(text):
 
 def layers_list(text):
     """A network written out: "flatten linear(16) relu linear(10)" -> ("flatten", "linear(16)", ...),
-    each layer checked for its kind and arguments (compare.experiments.layers)."""
+    each layer checked for its kind and arguments (compare.network.layers)."""
     from backprop_oracle.compare.errors import SpecError
-    from backprop_oracle.compare.experiments.layers import parse_layers, split_layers
+    from backprop_oracle.compare.network.layers import parse_layers, split_layers
     texts = tuple(split_layers(text))
     if not texts:
         raise argparse.ArgumentTypeError("expected layers such as \"flatten linear(16) relu linear(10)\", got none")

@@ -3,11 +3,8 @@ optimizer, schedule, initialisation, dtype, device) and validates it; the preset
 texts' experiments written as specs.
 
 Imports compare.errors, compare.data and manual (the valid names, the network's layout and its
-initial weights); never torch (a layer kind's torch builder is handed torch_ref by the side that
-builds it).
+initial weights) and compare.network (a layers list's kinds and shapes); never torch.
 
-    layers     LAYERS (a layer kind: how each side builds it), parse_layers, resolve: a layers list's
-               shapes checked by one example through it; network_of(spec, sizes)
     spec       ExperimentSpec, SpecError
     presets    PRESETS, get_preset(name), select_presets(names), on_mnist(preset, dir)
     overrides  with_changes(spec, lr=5, momentum=0.9, hidden_sizes=(32, 32)): the command line's changes

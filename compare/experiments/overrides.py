@@ -20,7 +20,7 @@ dropped. The result is validated (``ExperimentSpec.validate``).
 from dataclasses import fields, replace
 
 from backprop_oracle.compare.errors import SpecError
-from backprop_oracle.compare.experiments.layers import as_layers
+from backprop_oracle.compare.network.layers import as_layers
 from backprop_oracle.compare.experiments.spec import ExperimentSpec, arguments_of, optimizer_arguments
 from backprop_oracle.manual import INITIALISERS, OPTIMIZERS, SCHEDULERS
 

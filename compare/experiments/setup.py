@@ -9,7 +9,7 @@ import numpy as np
 from backprop_oracle import manual
 from backprop_oracle.compare.data.datasets import load_dataset
 from backprop_oracle.compare.data.targets import accuracy, encode_targets
-from backprop_oracle.compare.experiments.layers import network_of
+from backprop_oracle.compare.network.layers import network_of
 from backprop_oracle.compare.experiments.spec import SpecError
 
 
@@ -24,7 +24,7 @@ class Problem:
     labels_val: np.ndarray | None
     task: str
     sizes: tuple            # (inputs, hidden..., outputs); of a layers list: inputs, its linear layers', outputs
-    network: object = None  # the checked layers (compare.experiments.layers.Network)
+    network: object = None  # the checked layers (compare.network.layers.Network)
 
 
 def prepare(spec, dataset=None):

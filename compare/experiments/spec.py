@@ -1,7 +1,7 @@
 """The experiment spec: everything that decides a comparison run, in one frozen dataclass.
 
 The input and output sizes come from the data set; ``hidden_sizes`` are the layers in between, or
-``layers`` writes the whole network out, any sequence of layer kinds (compare.experiments.layers).
+``layers`` writes the whole network out, any sequence of layer kinds (compare.network.layers).
 Every name is a registry key shared by manual/ and torch_ref/.
 """
 import inspect
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from backprop_oracle.compare.errors import SpecError
-from backprop_oracle.compare.experiments.layers import as_layers, final_activation, parse_layers
+from backprop_oracle.compare.network.layers import as_layers, final_activation, parse_layers
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
 from backprop_oracle.manual import make_optimizer, make_scheduler
 
@@ -121,7 +121,7 @@ _LAST = " (with layers: end the list with it, or with the last linear layer for 
 
 def _check_layers(spec):
     """A layers list: every layer parses (kind and arguments), and hidden_sizes is not given too.
-    Its shapes are checked with the data (compare.experiments.layers.resolve, from prepare)."""
+    Its shapes are checked with the data (compare.network.layers.resolve, from prepare)."""
     if not isinstance(spec.layers, tuple) or not spec.layers:
         raise SpecError(f"layers must be a list of layer texts such as ['linear(16)', 'relu'], got {spec.layers!r}")
     if spec.hidden_sizes:

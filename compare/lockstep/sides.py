@@ -16,7 +16,7 @@ import torch
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
 from backprop_oracle.compare.experiments.spec import schedule_arguments
-from backprop_oracle.compare.experiments.layers import network_of
+from backprop_oracle.compare.network.layers import evaluating, named_buffers, network_of
 from backprop_oracle.compare.flat import bind_flat, keep_bound, layout_offsets, unflatten  # noqa: F401
 from backprop_oracle.compare.verdict.localise import Trace
 
@@ -34,28 +34,6 @@ def module_kinds(model):
             kind = _MANUAL_KINDS.get(type(m)) or _TORCH_KINDS.get(type(m))
             kinds.append(kind if kind is not None else type(m).__name__)
     return kinds
-
-
-def named_buffers(model):
-    """{"i.name": array} of every module's buffers (running statistics), where modules have
-    ``named_buffers``: torch's always do, manual ones that keep statistics do. Integer buffers
-    (torch's num_batches_tracked) are counts, not statistics, and are left out."""
-    out = {}
-    for i, m in enumerate(model):
-        for name, b in (m.named_buffers() if hasattr(m, "named_buffers") else ()):
-            if b is not None and (b.dtype.is_floating_point if isinstance(b, torch.Tensor)
-                                  else np.issubdtype(np.asarray(b).dtype, np.floating)):
-                out[f"{i}.{name}"] = b
-    return out
-
-
-def evaluating(model):
-    """Put a manual model and each of its modules that has ``eval`` in eval mode (running statistics
-    used, no dropout); returns a function that puts them back in training mode."""
-    parts = [m for m in (model, *model) if hasattr(m, "eval")]
-    for m in parts:
-        m.eval()
-    return lambda: [m.train() for m in parts]
 
 
 def to_numpy(t):

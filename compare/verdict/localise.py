@@ -10,7 +10,7 @@ Layers are numbered from 1 as in the teaching texts: layer l is z_l = a_{l-1} W_
 with a_0 = x. In a Sequential from ``mlp`` layer l is modules 2l-2 (Linear) and 2l-1 (activation).
 
 Any other Sequential is walked the same way, module by module: each module has a ``role``
-(compare.experiments.layers): "linear" and "layer" (a convolution) start a new layer, "activation"
+(compare.network.layers): "linear" and "layer" (a convolution) start a new layer, "activation"
 and "inner" (pooling, flatten, normalisation, dropout) belong to the layer they follow. A module's
 output is z (linear), a (activation) or y (the others); its parameter gradients are named by
 torch's names ("3.weight"), and the node blamed for a tensor is that module's forward, its

@@ -10,7 +10,7 @@ import argparse
 
 from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, layers_list, listed,
                                                    number, pair, positive_float, positive_int, shape)
-from backprop_oracle.compare.experiments.layers import LAYERS
+from backprop_oracle.compare.network.layers import LAYERS
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
 
 # option destination -> the change's name (compare.experiments.overrides); the others are the same.

@@ -271,3 +271,28 @@ def network_of(spec, sizes):
     outputs = sizes[-1]
     texts = spec.layers or dense_layers(spec.hidden_sizes, spec.activation, spec.output_activation, outputs)
     return resolve(tuple(texts), tuple(spec.input_shape) or (sizes[0],), outputs)
+
+
+# ---- a built network's running statistics and modes, on either side (duck-typed: no torch here) ----
+
+def named_buffers(model):
+    """{"i.name": array} of every module's buffers (running statistics), where modules have
+    ``named_buffers``: torch's always do, manual ones that keep statistics do. Integer buffers
+    (torch's num_batches_tracked) are counts, not statistics, and are left out."""
+    out = {}
+    for i, m in enumerate(model):
+        for name, b in (m.named_buffers() if hasattr(m, "named_buffers") else ()):
+            dt = getattr(b, "dtype", None)
+            if dt is not None and (dt.is_floating_point if hasattr(dt, "is_floating_point")      # a torch tensor's
+                                   else np.issubdtype(dt, np.floating)):
+                out[f"{i}.{name}"] = b
+    return out
+
+
+def evaluating(model):
+    """Put a manual model and each of its modules that has ``eval`` in eval mode (running statistics
+    used, no dropout); returns a function that puts them back in training mode."""
+    parts = [m for m in (model, *model) if hasattr(m, "eval")]
+    for m in parts:
+        m.eval()
+    return lambda: [m.train() for m in parts]
