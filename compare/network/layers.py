@@ -233,7 +233,7 @@ class Network:
 @functools.lru_cache(maxsize=256)
 def resolve(texts, input_shape, outputs):
     """The Network of the layer texts for examples of ``input_shape`` and ``outputs`` outputs: each
-    layer is built for the shape flowing in and one example of zeros is run through it. A layer
+    layer is built for the shape flowing in and a batch of two examples of zeros is run through it. A layer
     that cannot take its input, or an output that is not (N, outputs), is a SpecError that names
     the layer by its position and text and says what it got."""
     layers, shapes, shape = parse_layers(texts), [], tuple(input_shape)
@@ -251,7 +251,7 @@ def resolve(texts, input_shape, outputs):
             raise SpecError(f"{where}: {e}") from None
         try:
             with np.errstate(all="ignore"):
-                out = module.forward(np.zeros((1,) + shape))
+                out = module.forward(np.zeros((2,) + shape))     # two: a batch norm refuses one in training
         except Exception as e:        # any layer's own complaint, named with the layer
             raise SpecError(f"{where}, which it cannot take ({type(e).__name__}: {e}); it takes "
                             f"{LAYERS[layer.kind].takes}") from None
