@@ -16,6 +16,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     data             data sets, IDX files, target encodings
     verdict          tolerances, element-by-element diffs, localising the first wrong node
     flat             a side's parameters and gradients as views of one buffer, compared in one piece
+    network          a network as a layers list: the layer kinds, the syntax, the shapes checked
     experiments      ExperimentSpec and the presets
     layouts          the user's layout (examples in columns, W (in, out), lists) and networks as objects
     lockstep         both sides run step by step and compared, differences proven; results, reports

@@ -30,11 +30,24 @@ def check_spec(checkpoint, spec):
                               f"ask for more in all (--epochs {checkpoint.progress.epoch + 1} or more)")
 
 
+def _check_layout(run, checkpoint):
+    """A layers list's parameters in the checkpoint have the shapes this data gives them."""
+    side = getattr(run, "manual", None) or run.torch
+    saved = checkpoint.manual["params"] if checkpoint.manual is not None else checkpoint.torch["model"]
+    for name, shape in side.layout:
+        got = tuple(saved[name].shape) if name in saved else None
+        if got != tuple(shape):
+            raise CheckpointError(f"{checkpoint.path} holds {name} of shape {got} but this data gives it "
+                                  f"{tuple(shape)}; resume on the data it was saved from")
+
+
 def restore(run, checkpoint):
     """Set up ``run`` (a LockstepRun or TorchRun, its sides built) to continue from ``checkpoint``: each
     side's state, the batch order's Generator, the step; returns the Progress its loop starts from."""
     check_spec(checkpoint, run.spec)
-    if tuple(checkpoint.sizes) != tuple(run.problem.sizes):
+    if run.spec.layers:
+        _check_layout(run, checkpoint)
+    elif tuple(checkpoint.sizes) != tuple(run.problem.sizes):
         raise CheckpointError(f"{checkpoint.path} holds a {'-'.join(map(str, checkpoint.sizes))} network but this "
                               f"data gives {'-'.join(map(str, run.problem.sizes))}; resume on the data it was "
                               "saved from")

@@ -105,6 +105,30 @@ def layer_sizes(text):
             from None
 
 
+def layers_list(text):
+    """A network written out: "flatten linear(16) relu linear(10)" -> ("flatten", "linear(16)", ...),
+    each layer checked for its kind and arguments (compare.network.layers)."""
+    from backprop_oracle.compare.errors import SpecError
+    from backprop_oracle.compare.network.layers import parse_layers, split_layers
+    texts = tuple(split_layers(text))
+    if not texts:
+        raise argparse.ArgumentTypeError("expected layers such as \"flatten linear(16) relu linear(10)\", got none")
+    try:
+        parse_layers(texts)
+    except SpecError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("layers: ")) from None
+    return texts
+
+
+def shape(text):
+    """One example's shape: "1,8,8" -> (1, 8, 8)."""
+    try:
+        return tuple(positive_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a shape such as 1,8,8 (channels, height, width), got {text!r}") \
+            from None
+
+
 def pair(text):
     """Two numbers: "0.9,0.999" -> (0.9, 0.999) (Adam's betas)."""
     parts = text.split(",")

@@ -12,15 +12,20 @@ import numpy as np
 import torch
 
 from backprop_oracle.compare.dashboards import plots
-from backprop_oracle.compare.lockstep.sides import to_numpy
+from backprop_oracle.compare.lockstep.sides import evaluating, to_numpy  # noqa: F401 (evaluating: network's)
 
 
 def side_outputs(side, X):
-    """(N, K) float64 outputs of a side's model on X (N, features), without touching its gradients."""
-    if hasattr(side, "tensor"):   # the torch side keeps its arrays on a device
-        with torch.no_grad():
-            return to_numpy(side.model(side.tensor(X)))
-    return np.asarray(side.model.forward(X), dtype=np.float64)
+    """(N, K) float64 outputs of a side's model on X (N, features), without touching its gradients,
+    in eval mode (running statistics used and left as they are)."""
+    back_to_training = evaluating(side.model)
+    try:
+        if hasattr(side, "tensor"):   # the torch side keeps its arrays on a device
+            with torch.no_grad():
+                return to_numpy(side.model(side.tensor(X)))
+        return np.asarray(side.model.forward(X), dtype=np.float64)
+    finally:
+        back_to_training()
 
 
 def once_or_per_side(predictions, tag, filename, render):
@@ -49,10 +54,10 @@ class RunPictures:
         self.total, self.steps_per_epoch = total, steps_per_epoch
         self.threshold = run.threshold
         self.boundary = self.fit_xs = None
-        if p.X.shape[1] == 2 and p.labels is not None:
+        if p.X.ndim == 2 and p.X.shape[1] == 2 and p.labels is not None:
             num_classes = int(max(p.labels.max() + 1, 2))
             self.boundary = plots.BoundaryFigure(p.X, p.labels, num_classes, sides=tuple(sides))
-        elif p.X.shape[1] == 1 and p.task == "regression" and p.Y.shape[1] == 1:
+        elif p.X.ndim == 2 and p.X.shape[1] == 1 and p.task == "regression" and p.Y.shape[1] == 1:
             self.fit_xs = np.linspace(p.X.min(), p.X.max(), 200)
 
     def _when(self, step):
@@ -85,13 +90,13 @@ class RunPictures:
                                 {s: getattr(result, f"epoch_cost_{s}") for s in self.sides},
                                 self.steps_per_epoch, f"{self.name} — cost")
         out = [("pictures/cost", "cost.png", png)]
-        if p.X.shape[1] in plots.IMAGE_SIDES and p.labels is not None:
+        if int(np.prod(p.X.shape[1:])) in plots.IMAGE_SIDES and p.labels is not None:      # (N, 64) or (N, 1, 8, 8)
             X, labels, split = (p.X, p.labels, "train") if p.X_val is None else (p.X_val, p.labels_val, "validation")
             num_classes = int(max(labels.max(), p.labels.max()) + 1)
             predicted = {s: plots.predicted_classes(side_outputs(side, X), self.threshold)
                          for s, side in self.sides.items()}
             def samples(s, label):
-                return plots.digit_samples(X, labels, predicted[s],
+                return plots.digit_samples(X.reshape(len(X), -1), labels, predicted[s],
                                            f"{self.name} — predicted by {label}, {split} set\n"
                                            "green: right; red: wrong, with the true class in brackets")
 

@@ -3,7 +3,7 @@ optimizer, schedule, initialisation, dtype, device) and validates it; the preset
 texts' experiments written as specs.
 
 Imports compare.errors, compare.data and manual (the valid names, the network's layout and its
-initial weights); never torch.
+initial weights) and compare.network (a layers list's kinds and shapes); never torch.
 
     spec       ExperimentSpec, SpecError
     presets    PRESETS, get_preset(name), select_presets(names), on_mnist(preset, dir)

@@ -9,7 +9,7 @@ command line's changes) as one, so that a file starts from a preset and is edite
     [[run]]
     label = "single-unit"
     dataset = "xor"
-    hidden_sizes = []
+    hidden_sizes = []                 # or the whole network: layers = ["flatten", "linear(16)", "relu", "linear(1)"]
     lr = 0.3
     optimizer_args = { momentum = 0.6 }
     batch_size = "full"               # or a number; TOML has no None
@@ -37,6 +37,7 @@ _TYPES = {"dataset": str, "activation": str, "output_activation": str, "loss": s
           "schedule": str, "init": str, "dtype": str, "device": str, "lr": (int, float), "epochs": int,
           "seed": int, "shuffle": bool, "dataset_args": dict, "optimizer_args": dict, "schedule_args": dict,
           "init_args": dict, "initial_params": dict, "hidden_sizes": list, "batch_size": (int, str),
+          "layers": list, "input_shape": list,
           "label": str, "goal": str}
 _WORDS = {int: "an integer", (int, float): "a number", bool: "true or false", dict: "a table",
           list: "a list", (int, str): 'a number or "full"'}
@@ -45,7 +46,8 @@ _MESSAGE_FIELDS = [("unknown activation", "activation"), ("unknown output activa
                    ("unknown loss", "loss"), ("unknown optimizer", "optimizer"), ("unknown schedule", "schedule"),
                    ("unknown initialiser", "init"), ("unknown dtype", "dtype"), ("the step activation", "activation"),
                    ("learning rate", "lr"), ("epochs", "epochs"), ("batch size", "batch_size"), ("seed", "seed"),
-                   ("hidden sizes", "hidden_sizes"), ("unknown device", "device"), ("cross_entropy", "loss"),
+                   ("hidden sizes", "hidden_sizes"), ("layers", "layers"), ("input_shape", "input_shape"),
+                   ("unknown device", "device"), ("cross_entropy", "loss"),
                    ("bce", "loss"), ("hinge", "loss"), ("optimizer_args", "optimizer_args"),
                    ("schedule_args", "schedule_args"), ("init_args", "init_args"),
                    ("initial_params", "initial_params")]
@@ -223,9 +225,10 @@ def dump_config(preset, command=None):
         if label in preset.expect:
             out.append(f"goal = {_value(str(preset.expect[label]))}")
         for key, value in spec.to_dict().items():
-            if key == "initial_params" and value is None:
+            if (key == "initial_params" and value is None) or (key in ("layers", "input_shape") and not value):
                 continue
             if key == "batch_size" and value is None:
                 value = "full"
-            out.append(f"{key} = {_value(value)}")
+            unused = spec.layers and key in ("activation", "output_activation")
+            out.append(f"{key} = {_value(value)}" + ("   # not used: each layer names its own" if unused else ""))
     return "\n".join(out) + "\n"

@@ -20,6 +20,7 @@ dropped. The result is validated (``ExperimentSpec.validate``).
 from dataclasses import fields, replace
 
 from backprop_oracle.compare.errors import SpecError
+from backprop_oracle.compare.network.layers import as_layers
 from backprop_oracle.compare.experiments.spec import ExperimentSpec, arguments_of, optimizer_arguments
 from backprop_oracle.manual import INITIALISERS, OPTIMIZERS, SCHEDULERS
 
@@ -101,6 +102,27 @@ def _takes(kind, name, key, takes, fix):
                         f"{', '.join(takes) or 'no arguments'}{fix}")
 
 
+def _network_changes(spec, new, changes, notes):
+    """A layers list replaces the hidden sizes (and the reverse): each is the whole network. With a
+    layers list each layer names its own activation, so --activation and --output-activation
+    would say nothing: refused, never dropped."""
+    if "layers" in new:
+        new["layers"] = as_layers(new["layers"])
+        if "hidden_sizes" in changes and new["layers"]:
+            raise SpecError("--layers writes the whole network; --hidden is its short form for a dense one: "
+                            "give one of them")
+        if spec.hidden_sizes and new["layers"]:
+            notes.append(f"--layers replaces the hidden layers {'x'.join(map(str, spec.hidden_sizes))}")
+            new["hidden_sizes"] = ()
+    elif "hidden_sizes" in new and spec.layers:
+        notes.append("--hidden replaces the layers list")
+        new["layers"] = ()
+    given = [k for k in ("activation", "output_activation") if k in changes]
+    if given and new.get("layers", spec.layers):
+        raise SpecError(f"{flag(given[0])}: with --layers each layer names its own activation "
+                        "(\"linear(16) tanh linear(1) sigmoid\"): write it in the list")
+
+
 def with_changes(spec, notes=None, **changes):
     """``spec`` with ``changes`` (flat names, None values ignored) applied, validated. ``notes``, a
     list, receives one sentence for each thing of the old spec that was dropped (see above).
@@ -115,6 +137,7 @@ def with_changes(spec, notes=None, **changes):
         new["batch_size"] = None
     if "hidden_sizes" in new:
         new["hidden_sizes"] = tuple(new["hidden_sizes"])
+    _network_changes(spec, new, changes, notes)
 
     optimizer = new.get("optimizer", spec.optimizer)
     opt_args = dict(new.pop("optimizer_args", spec.optimizer_args))
@@ -167,7 +190,8 @@ def with_changes(spec, notes=None, **changes):
         if dropped:
             notes.append(f"{init} takes no {', '.join(dropped)}; dropped from the preset's init arguments")
         new["init_args"] = {k: v for k, v in spec.init_args.items() if k in takes}
-    reshaped = [k for k in ("dataset", "hidden_sizes", "init") if k in new and new[k] != getattr(spec, k)]
+    reshaped = [k for k in ("dataset", "hidden_sizes", "layers", "input_shape", "init")
+                if k in new and new[k] != getattr(spec, k)]
     if spec.initial_params is not None and reshaped and "initial_params" not in new:
         notes.append(f"{flag(reshaped[0])} makes a new network: the preset's given initial weights are dropped, "
                      f"drawn by {new.get('init', spec.init)} instead")

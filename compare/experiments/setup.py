@@ -9,6 +9,7 @@ import numpy as np
 from backprop_oracle import manual
 from backprop_oracle.compare.data.datasets import load_dataset
 from backprop_oracle.compare.data.targets import accuracy, encode_targets
+from backprop_oracle.compare.network.layers import network_of
 from backprop_oracle.compare.experiments.spec import SpecError, key_name
 
 
@@ -22,7 +23,8 @@ class Problem:
     Y_val: np.ndarray | None
     labels_val: np.ndarray | None
     task: str
-    sizes: tuple
+    sizes: tuple            # (inputs, hidden..., outputs); of a layers list: inputs, its linear layers', outputs
+    network: object = None  # the checked layers (compare.network.layers.Network)
 
 
 def prepare(spec, dataset=None):
@@ -41,6 +43,9 @@ def prepare(spec, dataset=None):
     outputs = ds.num_classes if Y.ndim == 1 else Y.shape[1]
     sizes = (ds.X_train.shape[1], *spec.hidden_sizes, outputs)
     n = ds.X_train.shape[0]
+    shape = _example_shape(spec, ds)
+    network = network_of(spec, sizes)            # every layer's shape checked: SpecError names the one that does not fit
+    sizes = network.sizes
     if spec.batch_size is not None and spec.batch_size > n:
         raise SpecError(f"batch size {spec.batch_size} is larger than the {n} training examples of "
                         f"{spec.dataset}; use at most {n} (or omit it for the full batch)")
@@ -51,22 +56,31 @@ def prepare(spec, dataset=None):
             raise SpecError(f"{spec.loss}: {arg} holds {value.size} number(s) but the network has {outputs} "
                             f"output(s) ({'one per class' if arg == 'weight' else 'one, or one per output'}); "
                             f"give {' or '.join(map(str, allowed))}")
-    output = key_name(spec.output_activation)
+    output = spec.final_activation           # a registry name: the layers list's last, or output_activation's
     if output in ("softmax", "log_softmax") and outputs == 1:
         raise SpecError(f"{output} over a single output is always {1 if output == 'softmax' else 0}, so nothing "
                         f"can be learned; with one output use 'sigmoid'"
                         f"{' (bce takes probabilities)' if key_name(spec.loss) == 'bce' else ''}")
     return Problem(
-        X=ds.X_train.astype(dt), Y=Y, labels=ds.y_train if classification else None,
-        X_val=None if ds.X_val is None else ds.X_val.astype(dt), Y_val=encode(ds.y_val),
+        X=ds.X_train.astype(dt).reshape((n,) + shape), Y=Y, labels=ds.y_train if classification else None,
+        X_val=None if ds.X_val is None else ds.X_val.astype(dt).reshape((-1,) + shape), Y_val=encode(ds.y_val),
         labels_val=ds.y_val if classification and ds.y_val is not None else None,
-        task=ds.task, sizes=sizes)
+        task=ds.task, sizes=sizes, network=network)
+
+
+def _example_shape(spec, ds):
+    """The shape of one example: ``spec.input_shape`` (its rows reshaped to it), else a row's."""
+    features = ds.X_train.shape[1]
+    if spec.input_shape and int(np.prod(spec.input_shape)) != features:
+        raise SpecError(f"input_shape {list(spec.input_shape)} holds {int(np.prod(spec.input_shape))} numbers but "
+                        f"each example of {spec.dataset} has {features}; give a shape whose product is {features}")
+    return tuple(spec.input_shape) or (features,)
 
 
 def initial_state(spec, sizes, rng):
     """The initial parameters of ``spec``'s network, {name: array}, drawn from ``rng`` (explicit
     values where the spec gives them). Both sides, and a torch-only run, start from these."""
-    template = manual.mlp(sizes, spec.activation, spec.output_activation)
+    template = network_of(spec, sizes).manual()
     for name, value in (spec.initial_params or {}).items():
         try:
             value = np.asarray(value, dtype=np.float64)
@@ -123,5 +137,5 @@ def seed_matters(spec):
     problem = prepare(spec)
     if spec.shuffle and spec.batch_size is not None and spec.batch_size < problem.X.shape[0]:
         return True
-    names = {n for n, _ in manual.mlp(problem.sizes, spec.activation, spec.output_activation).named_parameters()}
+    names = {n for n, _ in problem.network.manual().named_parameters()}
     return not names <= set(spec.initial_params or {})

@@ -1,6 +1,7 @@
 """The experiment spec: everything that decides a comparison run, in one frozen dataclass.
 
-The input and output sizes come from the data set; ``hidden_sizes`` are the layers in between.
+The input and output sizes come from the data set; ``hidden_sizes`` are the layers in between, or
+``layers`` writes the whole network out, any sequence of layer kinds (compare.network.layers).
 Every name is a registry key shared by manual/ and torch_ref/.
 """
 import inspect
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 
 from backprop_oracle.compare.errors import SpecError
+from backprop_oracle.compare.network.layers import as_layers, final_activation, parse_layers
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS, Parameter
 from backprop_oracle.manual import make_activation, make_loss, make_optimizer, make_scheduler, split_key
 
@@ -91,22 +93,28 @@ def key_name(key):
 NONNEGATIVE_OUTPUTS = ("sigmoid", "softmax", "relu", "softplus", "hardsigmoid")
 
 
-def _check_output_fits_loss(loss, output):
-    """Refuse a last layer the loss cannot take, with the fix."""
+def _check_output_fits_loss(loss, output, layers=()):
+    """Refuse a last layer the loss cannot take, with the fix (with a layers list: where it goes)."""
+    last = _LAST if layers else ""
     if loss in ("cross_entropy", "bce_with_logits") and output != "identity":
         inside = "softmax" if loss == "cross_entropy" else "sigmoid"
         what = "it would be applied twice" if output == inside else "the network's output would not be logits"
         raise SpecError(f"{loss} applies {inside} to logits itself; with output activation {output!r} {what}. Use "
-                        "output activation 'identity'")
+                        f"output activation 'identity'{last}")
     if loss == "nll" and output != "log_softmax":
         raise SpecError(f"nll takes log-probabilities; output activation {output!r} does not give them. Use "
-                        "output activation 'log_softmax' (or cross_entropy on logits)")
+                        f"output activation 'log_softmax'{last} (or cross_entropy on logits)")
     if loss == "bce" and output not in ("sigmoid", "softmax"):
-        raise SpecError("bce takes probabilities: use output activation 'sigmoid' (or bce_with_logits on logits)")
+        raise SpecError(f"bce takes probabilities: use output activation 'sigmoid'{last} (or bce_with_logits on "
+                        "logits)")
     if loss == "hinge" and output in NONNEGATIVE_OUTPUTS + ("log_softmax",):
         sign = "above" if output == "log_softmax" else "below"
         raise SpecError(f"hinge takes scores of either sign (labels are -1 and +1); {output!r} never goes {sign} 0, "
-                        "so every example of one class stays misclassified. Use output activation 'identity'")
+                        f"so every example of one class stays misclassified. Use output activation 'identity'{last}")
+
+
+# With a layers list the output activation is its last layer's.
+_LAST = " (with layers: end the list with it, or with the last linear layer for identity)"
 
 
 def _check_keys(spec):
@@ -156,12 +164,25 @@ def _check_arguments(spec):
                         f"{type(spec.initial_params).__name__}")
 
 
+def _check_layers(spec):
+    """A layers list: every layer parses (kind and arguments), and hidden_sizes is not given too.
+    Its shapes are checked with the data (compare.network.layers.resolve, from prepare)."""
+    if not isinstance(spec.layers, tuple) or not spec.layers:
+        raise SpecError(f"layers must be a list of layer texts such as ['linear(16)', 'relu'], got {spec.layers!r}")
+    if spec.hidden_sizes:
+        raise SpecError(f"layers writes the whole network; hidden_sizes {spec.hidden_sizes!r} is its short form for "
+                        "a dense one: give one of them")
+    parse_layers(spec.layers)
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     dataset: str = "or"                    # a compare.data.datasets key
     dataset_args: dict = field(default_factory=dict)   # e.g. {"noise": 0.1}
     hidden_sizes: tuple = ()               # () is a single layer: inputs -> outputs
     activation: str = "sigmoid"            # hidden layers; a key with torch's arguments: "elu:alpha=0.5"
+    layers: tuple = ()                     # the whole network instead: ("flatten", "linear(10)", ...); see layers.py
+    input_shape: tuple = ()                # one example's shape, e.g. (1, 8, 8); (): the data's rows as they are
     output_activation: str = "sigmoid"
     loss: str = "squared_error"            # or "cross_entropy:label_smoothing=0.1,weight=1,2,3"
     optimizer: str = "sgd"
@@ -178,6 +199,19 @@ class ExperimentSpec:
     seed: int = 0                          # one numpy Generator makes weights and batch order
     dtype: str = "float64"                 # the oracle's precision; "float32" available
     device: str = "cpu"                    # torch side: "cpu", "cuda", "auto"
+
+    def __post_init__(self):
+        # a layers list may be written as one string, "linear(16) relu linear(1)"
+        if isinstance(self.layers, (str, list)):
+            object.__setattr__(self, "layers", as_layers(self.layers))
+        if isinstance(self.input_shape, list):
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
+
+    @property
+    def final_activation(self):
+        """The registry name of the activation the network's output comes out of (with ``layers``: the
+        list's last one): "elu" for output_activation "elu:alpha=0.5"."""
+        return final_activation(self.layers) if self.layers else key_name(self.output_activation)
 
     def validate(self):
         """Raise SpecError naming the first field that makes no sense, and the fix."""
@@ -196,7 +230,11 @@ class ExperimentSpec:
             if value not in registry:
                 raise SpecError(f"unknown {what} {value!r}; choose one of: {', '.join(registry)}")
         _check_keys(self)
-        if output == "step" or (self.hidden_sizes and activation == "step"):
+        if self.layers:
+            _check_layers(self)
+            output = self.final_activation
+        if (output == "step" or (self.hidden_sizes and activation == "step")
+                or any(layer.kind == "step" for layer in parse_layers(self.layers))):
             raise SpecError("the step activation has no useful derivative, so it cannot be trained by "
                             "backpropagation; use 'sigmoid' (a smooth step) to train")
         if not (_is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0):
@@ -210,10 +248,12 @@ class ExperimentSpec:
             raise SpecError(f"seed must be an integer from 0 to {MAX_SEED} (2^32 - 1), got {self.seed!r}")
         if any(not _is_int(h) or h < 1 for h in self.hidden_sizes):
             raise SpecError(f"hidden sizes must be positive integers, got {self.hidden_sizes!r}")
+        if not isinstance(self.input_shape, tuple) or any(not _is_int(s) or s < 1 for s in self.input_shape):
+            raise SpecError(f"input_shape must be positive integers such as (1, 8, 8), got {self.input_shape!r}")
         if not (self.device in ("cpu", "cuda", "auto") or
                 (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise SpecError(f"unknown device {self.device!r}; choose cpu, cuda, cuda:N or auto")
-        _check_output_fits_loss(loss, output)
+        _check_output_fits_loss(loss, output, self.layers)
         _check_arguments(self)
         return self
 

@@ -48,7 +48,8 @@ def combinations(changes):
     out = []
     for values in itertools.product(*swept.values()):
         chosen = dict(zip(swept, values))
-        label = ",".join(f"{FLAGS.get(k, k).replace('_', '-')}={_text(v)}" for k, v in chosen.items())
+        label = ",".join(f"{FLAGS.get(k, k).replace('_', '-')}={' '.join(v) if k == 'layers' else _text(v)}"
+                         for k, v in chosen.items())
         out.append((f"[{label}]" if label else "", {**changes, **chosen}))
     return out
 

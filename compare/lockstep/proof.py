@@ -188,9 +188,9 @@ def _widest(diffs):
     return max(diffs, key=lambda d: d.max_abs / d.allowed) if diffs else None
 
 
-def _where(found, kinds):
+def _where(found, trace):
     j = found.node_module
-    return "" if j is None else f"layer {layer_numbers(kinds)[j]} ({kinds[j]}, module {j})"
+    return "" if j is None else f"layer {layer_numbers(trace.kinds, trace.roles)[j]} ({trace.kinds[j]}, module {j})"
 
 
 def prove_node(found, tm, tt, manual_side, torch_side, X, Y, params, tolerance, dtype):
@@ -244,7 +244,7 @@ def prove_node(found, tm, tt, manual_side, torch_side, X, Y, params, tolerance, 
         return compare_arrays(name, a, b, tolerance)
 
     inputs = [between_runs("inputs", input_of(j, tm), input_of(j, tt))] if j not in (None, 0) else []
-    if node in ("linear", "activation"):
+    if node in ("linear", "activation", "forward"):
         manual_value = tm.outputs[j]
         recompute = lambda dt: to_numpy(run_module(j, dt, None)[0])           # noqa: E731
         manual64 = lambda: manual_module(j, None)[0]                          # noqa: E731
@@ -262,12 +262,13 @@ def prove_node(found, tm, tt, manual_side, torch_side, X, Y, params, tolerance, 
         manual_value = tm.cost if node == "loss" else tm.output_grads[-1]
         recompute = loss_at
         manual64 = lambda: manual_loss(node == "loss_derivative")             # noqa: E731
-    elif node == "linear_param_grad":
+    elif node in ("linear_param_grad", "param_grad"):
         inputs.append(between_runs("upstream gradients", tm.output_grads[j], tt.output_grads[j]))
         pname = found.diff.name.split("(")[-1].split(".grad")[0]        # "dL/dW_1 (0.weight.grad)"
+        pname, attr = pname, pname.split(".", 1)[1]
         manual_value = tm.param_grads[pname]
-        recompute = lambda dt: to_numpy(run_module(j, dt, tm.output_grads[j])[2][pname.split(".")[1]].grad)  # noqa: E731
-        manual64 = lambda: manual_module(j, tm.output_grads[j])[2][pname.split(".")[1]]              # noqa: E731
+        recompute = lambda dt: to_numpy(run_module(j, dt, tm.output_grads[j])[2][attr].grad)  # noqa: E731
+        manual64 = lambda: manual_module(j, tm.output_grads[j])[2][attr]                      # noqa: E731
     else:   # the backward of module j: dL/d(input of j) from its input and dL/d(output of j)
         inputs.append(between_runs("upstream gradients", tm.output_grads[j], tt.output_grads[j]))
         manual_value = tm.output_grads[j - 1]
@@ -282,7 +283,39 @@ def prove_node(found, tm, tt, manual_side, torch_side, X, Y, params, tolerance, 
             recompute = lambda dt: to_numpy(run_module(j, dt, tm.output_grads[j])[1].grad)  # noqa: E731
         manual64 = lambda: manual_module(j, tm.output_grads[j])[1]                      # noqa: E731
     wrong, d, d64 = judge(found.diff.name, manual_value, recompute, manual64, tolerance, dtype, jitter)
-    return NodeProof(node, _where(found, tm.kinds), wrong, d, _widest(inputs), found.diff, d64)
+    return NodeProof(node, _where(found, tm), wrong, d, _widest(inputs), found.diff, d64)
+
+
+def prove_buffers(found, manual_value, manual_side, torch_side, j, x, params, before, tolerance, dtype):
+    """Running statistic ``found.name`` ("1.running_var") of module ``j`` differs after a step whose
+    forward and gradients agreed: torch's module j, given the manual side's parameters and statistics
+    ``before`` the step, runs the training forward on the manual side's input ``x`` to it; its
+    statistic after it against the manual side's ``manual_value`` (in float32, both recomputed in
+    float64 as well)."""
+    device, prefix = torch_side.device, f"{j}."
+    name = found.name[len(prefix):]
+
+    def recompute(dt):
+        module = copy.deepcopy(torch_side.model[j]).to(dt).train()
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                p.copy_(torch.tensor(params[prefix + n], dtype=dt, device=device))
+            for n, b in module.named_buffers():
+                if prefix + n in before:
+                    b.copy_(torch.tensor(before[prefix + n], dtype=b.dtype, device=device))
+            module(torch.tensor(np.asarray(x, dtype=np.float64), dtype=dt, device=device))
+        return to_numpy(dict(module.named_buffers())[name])
+
+    def manual64():
+        module = _manual_module_at_float64(manual_side.model[j], params, prefix)
+        for n, b in module.named_buffers():
+            if prefix + n in before:
+                b[...] = before[prefix + n]
+        module.forward(_float64(x))
+        return np.asarray(dict(module.named_buffers())[name], dtype=np.float64)
+
+    wrong, d, d64 = judge(found.name, manual_value, recompute, manual64, tolerance, dtype)
+    return NodeProof("running_stats", f"module {j} ({torch_side.kinds[j]})", wrong, d, None, found, d64)
 
 
 def prove_update(spec, manual_side, torch_side, layout, before, state, grads, after, lr, tolerance, found,

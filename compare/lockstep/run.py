@@ -24,7 +24,7 @@ from backprop_oracle.compare.experiments.setup import (decision_threshold, defau
 from backprop_oracle.compare.experiments.spec import SpecError
 from backprop_oracle.compare.lockstep.divergence import Divergence, advice, exploded
 from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
-from backprop_oracle.compare.lockstep.proof import prove_node, prove_update
+from backprop_oracle.compare.lockstep.proof import prove_buffers, prove_node, prove_update
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import LockstepResult
 from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
@@ -110,6 +110,9 @@ class LockstepRun:
             side.load(self.problem)
         if self.manual.layout != self.torch.layout:
             raise ValueError(f"the two models' parameters differ: {self.manual.layout} vs {self.torch.layout}")
+        if self.manual.buffer_names != self.torch.buffer_names:
+            raise ValueError(f"the two models' running statistics differ: {self.manual.buffer_names} vs "
+                             f"{self.torch.buffer_names}")
         # where each parameter starts in the flat vectors that are compared at every step
         self.offsets = layout_offsets(self.manual.layout)
         self.threshold = decision_threshold(spec.loss)
@@ -152,6 +155,7 @@ class LockstepRun:
                         step += 1
                         lr_m, lr_t = m.lr, t.lr
                         state_m = m.optimizer_state()
+                        stats = m.buffers() if m.buffer_names else None     # running statistics before the step
                         cost_m, cost_t = m.forward_backward(idx), t.forward_backward(idx)
                         grads_m, grads_t = m.flat_grads(), t.flat_grads()
                         first_cost = cost_m if first_cost is None else first_cost
@@ -188,6 +192,12 @@ class LockstepRun:
                                 if mismatch.stage in RESYNCED:
                                     resyncs.append(replace(mismatch, step=step, epoch=epoch))
                                     t.sync_from(m)
+                                    mismatch = None
+                            if mismatch is None and stats is not None:
+                                mismatch = self._buffers_mismatch(stats, unflatten(before, m.layout), idx)
+                                if mismatch is not None and mismatch.stage in RESYNCED:
+                                    resyncs.append(replace(mismatch, step=step, epoch=epoch))
+                                    t.load_buffers(m.buffers())
                                     mismatch = None
                             if mismatch is None and not np.isfinite(params_m).all():
                                 divergence = Divergence(step, epoch, ("manual", "torch"), "parameters after the update",
@@ -248,7 +258,41 @@ class LockstepRun:
         return [name for name, cost, grads in (("manual", cost_m, grads_m), ("torch", cost_t, grads_t))
                 if exploded(cost, first_cost) or not (checked or np.isfinite(grads).all())]
 
+    def _buffers_mismatch(self, before, params, idx):
+        """After a step whose gradients and parameters agreed, the running statistics (modules with
+        ``named_buffers``; ``before`` the step, with the ``params`` its forward used): the first that
+        differs is proven at its module (compare.lockstep.proof); rounding there is resynced like any
+        other, a wrong rule is a DIFFER of its own node."""
+        m, t = self.manual, self.torch
+        bm, bt = m.buffers(), t.buffers()
+        for name in m.buffer_names:
+            d = compare_arrays(name, bm[name], bt[name], self.tolerance)
+            if d.passed:
+                continue
+            j = int(name.split(".", 1)[0])
+            x = m.data["train"][0][idx] if j == 0 else m.model.outputs[j - 1]
+            proof = prove_buffers(d, bm[name], m, t, j, x, params, before, self.tolerance, self.spec.dtype)
+            if not proof.wrong:
+                return Mismatch("amplified", d, None, j, f"{proof.describe()}; the torch side took the manual side's "
+                                "running statistics and the run went on", node="running_stats", node_module=j,
+                                proof=proof)
+            return Mismatch("buffers", d, None, j, f"the forward and the gradients agreed but the running statistic "
+                            f"{name} differs after the step: the running statistics' update of module {j} "
+                            f"({m.kinds[j]})\n  -> {proof.describe()}", node="running_stats", node_module=j,
+                            proof=proof)
+        return None
+
     def _localise(self, idx, step, cost_m):
+        """``_find`` below, with each side's running statistics as they were (recomputing the step
+        runs its forward again, which would update them twice)."""
+        saved = [(side, side.buffers()) for side in self.sides if side.buffer_names]
+        try:
+            return self._find(idx, step, cost_m)
+        finally:
+            for side, values in saved:
+                side.load_buffers(values)
+
+    def _find(self, idx, step, cost_m):
         """Find and prove the first node where the sides differ at this step.
 
         After step 1 torch first takes the manual side's exact parameters and optimizer state: if its

@@ -16,6 +16,7 @@ import torch
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
 from backprop_oracle.compare.experiments.spec import schedule_arguments
+from backprop_oracle.compare.network.layers import evaluating, named_buffers, network_of
 from backprop_oracle.compare.flat import bind_flat, keep_bound, layout_offsets, unflatten  # noqa: F401
 from backprop_oracle.compare.verdict.localise import Trace
 
@@ -60,7 +61,8 @@ class ManualSide:
     name = "manual"
 
     def __init__(self, spec, sizes, state):
-        self.model = manual.mlp(sizes, spec.activation, spec.output_activation, dtype=spec.dtype)
+        network = network_of(spec, sizes)
+        self.model = network.manual(spec.dtype)
         self.model.load_state_dict(state)
         self.loss = manual.make_loss(spec.loss)
         self.optimizer = manual.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
@@ -69,8 +71,9 @@ class ManualSide:
         self.per_step = manual.lr_scheduler.interval(spec.schedule) == "step"
         self.scheduler = manual.make_scheduler(spec.schedule, self.optimizer, **schedule_arguments(spec))
         self.stepped_with = self.hyperparameters()
-        self.kinds = module_kinds(self.model)
+        self.kinds, self.roles = network.kinds, network.roles
         self.layout = [(n, p.shape) for n, p in self.model.named_parameters()]
+        self.buffer_names = sorted(named_buffers(self.model))
         self._params = self.model.parameters()
         self._flat_data, self._data_views = bind_flat(self._params, "data")
         self._flat_grad, self._grad_views = bind_flat(self._params, "grad")
@@ -100,7 +103,7 @@ class ManualSide:
         cost = self.forward_backward(idx)
         return Trace(self.kinds, [np.asarray(o, dtype=np.float64) for o in self.model.outputs],
                      [np.asarray(g, dtype=np.float64) for g in self.model.output_grads],
-                     self.grads(), cost)
+                     self.grads(), cost, self.roles)
 
     def flat_grads(self):
         """Every parameter gradient, in layout order: the flat buffer itself in float64."""
@@ -117,6 +120,14 @@ class ManualSide:
 
     def params(self):
         return {n: p.data.astype(np.float64) for n, p in self.model.named_parameters()}
+
+    def buffers(self):
+        """Copies of every running statistic, float64, by name ("1.running_mean": ...)."""
+        return {n: np.array(b, dtype=np.float64) for n, b in named_buffers(self.model).items()}
+
+    def load_buffers(self, values):
+        for name, b in named_buffers(self.model).items():
+            b[...] = values[name]
 
     def optimizer_state(self):
         """A copy of the optimizer's per-parameter state (momentum buffers, Adam's moments and step);
@@ -147,7 +158,11 @@ class ManualSide:
     def evaluate(self, split):
         """(cost, outputs) of the current parameters on a whole split."""
         X, Y = self.data[split]
-        out = self.model.forward(X)
+        back_to_training = evaluating(self.model)
+        try:
+            out = self.model.forward(X)
+        finally:
+            back_to_training()
         return float(self.loss(out, Y)), np.asarray(out, dtype=np.float64)
 
 
@@ -158,11 +173,16 @@ class TorchSide:
     def __init__(self, spec, sizes, state):
         self.device = torch_ref.resolve_device(spec.device)
         self.dtype = torch_ref.as_dtype(spec.dtype)
-        self.model = torch_ref.mlp(sizes, spec.activation, spec.output_activation, dtype=spec.dtype,
-                                   device=self.device)
+        network = network_of(spec, sizes)
+        self.model = network.torch(torch_ref, spec.dtype, self.device)
         # torch.tensor copies: the two sides must never share memory, or they would agree falsely.
-        self.model.load_state_dict({k: torch.tensor(v, dtype=self.dtype, device=self.device)
-                                    for k, v in state.items()})
+        # The parameters only: buffers (running statistics) start as the modules make them.
+        missing, unexpected = self.model.load_state_dict(
+            {k: torch.tensor(v, dtype=self.dtype, device=self.device) for k, v in state.items()}, strict=False)
+        params = {n for n, _ in self.model.named_parameters()}
+        if unexpected or set(missing) & params:
+            raise KeyError(f"state does not match the model: missing {sorted(set(missing) & params)}, "
+                           f"unexpected {sorted(unexpected)}")
         self.loss = torch_ref.make_loss(spec.loss)
         self.optimizer = torch_ref.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
                                                   **spec.optimizer_args)
@@ -170,8 +190,9 @@ class TorchSide:
         self.per_step = torch_ref.lr_scheduler.interval(spec.schedule) == "step"
         self.scheduler = torch_ref.make_scheduler(spec.schedule, self.optimizer, **schedule_arguments(spec))
         self.stepped_with = self.hyperparameters()
-        self.kinds = module_kinds(self.model)
+        self.kinds, self.roles = network.kinds, network.roles
         self.layout = [(n, tuple(p.shape)) for n, p in self.model.named_parameters()]
+        self.buffer_names = sorted(named_buffers(self.model))
         # Looked up once: Module.parameters() walks the module tree, a cost paid twice every step.
         self._params = list(self.model.parameters())
         self._bind_flat()
@@ -260,13 +281,14 @@ class TorchSide:
         cost = self.loss(out, Y)
         cost.backward()
         return Trace(self.kinds, [to_numpy(o) for o in outputs], [to_numpy(o.grad) for o in outputs],
-                     self.grads(), cost.item())
+                     self.grads(), cost.item(), self.roles)
 
     def gradients_at(self, params, idx):
         """(cost, flat gradients) of the batch ``idx`` at the given parameter values, computed on a
         copy of the model so that this side's own state is untouched."""
         model = copy.deepcopy(self.model)
-        model.load_state_dict({k: torch.tensor(v, dtype=self.dtype, device=self.device) for k, v in params.items()})
+        model.load_state_dict({k: torch.tensor(v, dtype=self.dtype, device=self.device) for k, v in params.items()},
+                              strict=not self.buffer_names)     # the buffers stay the copy's own
         X, Y = self._batch(idx)
         cost = self.loss(model(X), Y)
         cost.backward()
@@ -281,6 +303,8 @@ class TorchSide:
             mine.copy_(torch.tensor(p.data, dtype=self.dtype, device=self.device))
             if grads:
                 mine.grad.copy_(torch.tensor(p.grad, dtype=self.dtype, device=self.device))
+        if self.buffer_names:
+            self.load_buffers(other.buffers())
         self.optimizer.state.clear()
         load_optimizer_state(self.optimizer, self._params, other.optimizer.state, self.dtype, self.device)
         for group in self.optimizer.param_groups:
@@ -307,6 +331,14 @@ class TorchSide:
         group = self.optimizer.param_groups[0]
         return {k: group[k] for k in ("lr", "momentum", "betas") if k in group}
 
+    def buffers(self):
+        return {n: to_numpy(b) for n, b in named_buffers(self.model).items()}
+
+    @torch.no_grad()
+    def load_buffers(self, values):
+        for name, b in named_buffers(self.model).items():
+            b.copy_(torch.tensor(values[name], dtype=b.dtype, device=b.device))
+
     def step(self):
         """The optimizer's step, then a per-step schedule's (``stepped_with``: the values it used)."""
         self.stepped_with = self.hyperparameters()
@@ -324,7 +356,11 @@ class TorchSide:
 
     @torch.no_grad()
     def evaluate(self, split):
-        """(cost, outputs) of the current parameters on a whole split."""
+        """(cost, outputs) of the current parameters on a whole split, in eval mode."""
         X, Y = self.data[split]
-        out = self.model(X)
+        self.model.eval()
+        try:
+            out = self.model(X)
+        finally:
+            self.model.train()
         return float(self.loss(out, Y).item()), to_numpy(out)

@@ -126,7 +126,7 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
     tm, tt = run.manual.trace(idx), run.torch.trace(idx)
     trace = ExampleTrace(run_name, int(example), run.problem.X[example], run.problem.Y[example],
                          spec, run.tolerance)
-    _forward_nodes(trace, tm, tt)
+    _forward_nodes(trace, tm, tt, [layer.text for layer in run.problem.network.layers])
     _backward_nodes(trace, tm, tt, run)
     before_m, before_t = run.manual.params(), run.torch.params()
     run.manual.step()
@@ -135,14 +135,24 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
     return trace
 
 
-def _symbols(kinds):
-    """Per layer l: (z, a, W, b) symbols; one layer is the OR-gate article's z, ŷ, w, b."""
-    L = max(layer_numbers(kinds))
-    out = {}
-    for l in range(1, L + 1):
+def _symbols(kinds, roles=None):
+    """(output symbol of each module, {parameter name: symbol}): per layer l z_l, a_l, W_l, b_l (one
+    layer is the OR-gate article's z, ŷ, w, b); any other module's output is h_i (module i) and
+    its parameters go by torch's names."""
+    roles = roles or ["linear" if k == "linear" else "activation" for k in kinds]
+    layers = layer_numbers(kinds, roles)
+    L = max(l for l, r in zip(layers, roles) if r == "linear") if "linear" in roles else 0
+    outs, params = [], {}
+    for i, (l, role) in enumerate(zip(layers, roles)):
         s = "" if L == 1 else str(l).translate(_SUB)
-        out[l] = (f"z{s}", "ŷ" if l == L else f"a{s}", "w" if L == 1 else f"W{s}", f"b{s}")
-    return out
+        if role == "linear":
+            outs.append(f"z{s}")
+            params[f"{i}.weight"], params[f"{i}.bias"] = ("w" if L == 1 else f"W{s}"), f"b{s}"
+        elif role == "activation":
+            outs.append("ŷ" if l == L and all(r == "activation" for r in roles[i:]) else f"a{s}")
+        else:
+            outs.append(f"h{str(i).translate(_SUB)}")
+    return outs, params
 
 
 def _symbolic(formula, z, a):
@@ -156,18 +166,22 @@ def _add(trace, stage, symbol, formula, manual, torch):
                                  np.asarray(torch, dtype=np.float64), d))
 
 
-def _forward_nodes(trace, tm, tt):
+def _forward_nodes(trace, tm, tt, texts):
     spec, kinds = trace.spec, tm.kinds
-    layers, sym = layer_numbers(kinds), _symbols(kinds)
-    _add(trace, "forward", "x", "the input", trace.x.reshape(1, -1), trace.x.reshape(1, -1))
+    outs, params = _symbols(kinds, tm.roles)
+    roles = tm.roles or ["linear" if k == "linear" else "activation" for k in kinds]
+    x = trace.x.reshape((1,) + trace.x.shape)
+    _add(trace, "forward", "x", "the input", x, x)
     for i, kind in enumerate(kinds):
-        z, a, W, b = sym[layers[i]]
-        prev = "x" if layers[i] == 1 else sym[layers[i] - 1][1]
-        if kind == "linear":
-            formula = f"{prev} {W}ᵀ + {b}"
+        prev = "x" if i == 0 else outs[i - 1]
+        if roles[i] == "linear":
+            formula = f"{prev} {params[f'{i}.weight']}ᵀ + {params[f'{i}.bias']}" if f"{i}.bias" in tm.param_grads \
+                else f"{prev} {params[f'{i}.weight']}ᵀ"
+        elif roles[i] == "activation":
+            formula = f"{kind}({prev}) = {_symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], prev, outs[i])}"
         else:
-            formula = f"{kind}({z}) = {_symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], z, a)}"
-        _add(trace, "forward", z if kind == "linear" else a, formula, tm.outputs[i], tt.outputs[i])
+            formula = f"{texts[i]} of {prev}"
+        _add(trace, "forward", outs[i], formula, tm.outputs[i], tt.outputs[i])
     _add(trace, "forward", "L", f"{_loss_formula(spec.loss, 0)}, y = {_fmt(trace.y)}",
          tm.cost, tt.cost)
 
@@ -186,38 +200,44 @@ def _local_derivatives(run, i, z_manual, z_torch):
 
 
 def _backward_nodes(trace, tm, tt, run):
-    kinds = tm.kinds
-    layers, sym = layer_numbers(kinds), _symbols(kinds)
-    loss = trace.spec.loss
+    kinds, loss = tm.kinds, trace.spec.loss
+    outs, params = _symbols(kinds, tm.roles)
+    roles = tm.roles or ["linear" if k == "linear" else "activation" for k in kinds]
+    x = trace.x.reshape((1,) + trace.x.shape)
     for i in reversed(range(len(kinds))):
-        l, kind = layers[i], kinds[i]
-        z, a, W, b = sym[l]
-        if kind != "linear":
-            formula = (_loss_formula(loss, 1) if i == len(kinds) - 1
-                       else f"∂L/∂{sym[l + 1][0]} {sym[l + 1][2]}")
-            _add(trace, "backward", f"∂L/∂{a}", formula, tm.output_grads[i], tt.output_grads[i])
-            d_m, d_t = _local_derivatives(run, i, tm.outputs[i - 1], tt.outputs[i - 1])
-            if d_m is not None:
-                _add(trace, "backward", f"∂{a}/∂{z}", _symbolic(ACTIVATION_FORMULAS.get(kind, ("", kind))[1], z, a),
-                     d_m, d_t)
+        kind, out, prev = kinds[i], outs[i], ("x" if i == 0 else outs[i - 1])
+        if i == len(kinds) - 1:
+            formula = _loss_formula(loss, 1)
+        elif roles[i + 1] == "linear":
+            formula = f"∂L/∂{outs[i + 1]} {params[f'{i + 1}.weight']}"
+        elif roles[i + 1] == "activation" and roles[i] != "activation":
+            formula = f"∂L/∂{outs[i + 1]} · ∂{outs[i + 1]}/∂{out}"
         else:
-            _add(trace, "backward", f"∂L/∂{z}", f"∂L/∂{a} · ∂{a}/∂{z}", tm.output_grads[i], tt.output_grads[i])
-            prev = "x" if l == 1 else sym[l - 1][1]
-            _add(trace, "backward", f"∂L/∂{W}", f"∂L/∂{z}ᵀ {prev}", tm.param_grads[f"{i}.weight"],
-                 tt.param_grads[f"{i}.weight"])
-            _add(trace, "backward", f"∂L/∂{b}", f"Σ ∂L/∂{z} over the batch", tm.param_grads[f"{i}.bias"],
-                 tt.param_grads[f"{i}.bias"])
+            formula = f"∂L/∂{outs[i + 1]} back through {kinds[i + 1]}"
+        if tm.output_grads[i] is None or tt.output_grads[i] is None:
+            continue        # before the first parameter nothing needs a gradient: torch computes none
+        _add(trace, "backward", f"∂L/∂{out}", formula, tm.output_grads[i], tt.output_grads[i])
+        if roles[i] == "activation":
+            z_m, z_t = (x, x) if i == 0 else (tm.outputs[i - 1], tt.outputs[i - 1])
+            d_m, d_t = _local_derivatives(run, i, z_m, z_t)
+            if d_m is not None:
+                _add(trace, "backward", f"∂{out}/∂{prev}",
+                     _symbolic(ACTIVATION_FORMULAS.get(kind, ("", kind))[1], prev, out), d_m, d_t)
+        for name in [n for n in tm.param_grads if n.split(".", 1)[0] == str(i)]:
+            symbol = params.get(name, f"({name})")
+            formula = (f"∂L/∂{out}ᵀ {prev}" if name.endswith("weight") and roles[i] == "linear"
+                       else f"Σ ∂L/∂{out} over the batch" if roles[i] == "linear"
+                       else f"{kind}'s parameter gradient from ∂L/∂{out}")
+            _add(trace, "backward", f"∂L/∂{symbol}", formula, tm.param_grads[name], tt.param_grads[name])
 
 
 def _update_nodes(trace, run, before_m, before_t):
-    spec, kinds = trace.spec, run.manual.kinds
-    sym = _symbols(kinds)
+    spec = trace.spec
+    _, params = _symbols(run.manual.kinds, run.manual.roles)
     after_m, after_t = run.manual.params(), run.torch.params()
     plain_sgd = spec.optimizer == "sgd" and not any(spec.optimizer_args.values())
     for name in after_m:
-        i, attr = name.split(".")
-        _, _, W, b = sym[layer_numbers(kinds)[int(i)]]
-        p = W if attr == "weight" else b
+        p = params.get(name, name)
         formula = (f"{p} − α ∂L/∂{p}, α = {spec.lr:g}" if plain_sgd
                    else f"{spec.optimizer} step, lr {spec.lr:g} {spec.optimizer_args or ''}".rstrip())
         _add(trace, "update", f"{p} →", f"{formula} (was {_fmt(before_m[name])})", after_m[name], after_t[name])

@@ -8,6 +8,13 @@ mistake; the one before it agreed, which says which derivative is wrong.
 
 Layers are numbered from 1 as in the teaching texts: layer l is z_l = a_{l-1} W_l^T + b_l, a_l = f_l(z_l),
 with a_0 = x. In a Sequential from ``mlp`` layer l is modules 2l-2 (Linear) and 2l-1 (activation).
+
+Any other Sequential is walked the same way, module by module: each module has a ``role``
+(compare.network.layers): "linear" and "layer" (a convolution) start a new layer, "activation"
+and "inner" (pooling, flatten, normalisation, dropout) belong to the layer they follow. A module's
+output is z (linear), a (activation) or y (the others); its parameter gradients are named by
+torch's names ("3.weight"), and the node blamed for a tensor is that module's forward, its
+parameter gradient, or the backward of the module after it.
 """
 from dataclasses import dataclass, field
 
@@ -22,12 +29,18 @@ class Trace:
     output_grads: list      # per module: dL/d(its output); None where not computed
     param_grads: dict       # "0.weight" -> dL/dW_1, ...
     cost: float
+    roles: list | None = None   # per module: "linear", "activation", "layer" or "inner"; None: a dense network
+
+
+def roles_of(trace):
+    """Each module's role; a trace without roles is a dense network's (linear or activation)."""
+    return trace.roles or ["linear" if k == "linear" else "activation" for k in trace.kinds]
 
 
 @dataclass(frozen=True)
 class Mismatch:
     """The first place the two sides disagree, and what that means."""
-    stage: str              # "forward", "cost", "backward" or "update"
+    stage: str              # "forward", "cost", "backward", "update" or "buffers" (running statistics)
     diff: object            # the TensorDiff of the first disagreeing tensor
     layer: int | None
     module: int | None
@@ -64,46 +77,55 @@ NODES = {
     "activation_derivative": "the activation derivative",
     "linear_input_grad": "the linear layer's input gradient dL/da = dL/dz W",
     "linear_param_grad": "the linear layer's parameter gradient (dL/dW = dL/dz^T a, dL/db = sum of dL/dz)",
+    "forward": "the layer's forward pass",
+    "param_grad": "the layer's parameter gradient",
     "backward": "the backward",
+    "running_stats": "the running statistics' update in the training forward pass",
     "optimizer": "the optimizer's update rule",
     "schedule": "the learning-rate schedule",
 }
 
 
-def layer_numbers(kinds):
-    """Layer number of each module: Linear modules start a new layer; activations belong to it."""
+def layer_numbers(kinds, roles=None):
+    """Layer number of each module: Linear modules (and, with ``roles``, every "layer") start a new
+    layer; activations and the "inner" modules belong to it (modules before the first: layer 1)."""
+    roles = roles or ["linear" if k == "linear" else "activation" for k in kinds]
     numbers, layer = [], 0
-    for kind in kinds:
-        if kind == "linear":
+    for role in roles:
+        if role in ("linear", "layer"):
             layer += 1
-        numbers.append(layer)
+        numbers.append(max(layer, 1))
     return numbers
 
 
-def _output_symbol(kind):
-    return "z" if kind == "linear" else "a"
+_SYMBOLS = {"linear": "z", "activation": "a"}
+
+
+def _output_symbol(role):
+    return _SYMBOLS.get(role, "y")
 
 
 def localise(manual, torch, tolerance, loss_name="the loss"):
     """Return the first ``Mismatch`` between two Traces, or None when every tensor agrees."""
-    kinds = manual.kinds
+    kinds, roles = manual.kinds, roles_of(manual)
     if kinds != torch.kinds:
         raise ValueError(f"the two models differ in structure: manual {kinds}, torch {torch.kinds}")
-    layers = layer_numbers(kinds)
+    layers = layer_numbers(kinds, roles)
     agreed = []
     last_layer = layers[-1] if layers else 0
 
     # 1. forward, from the input
     for i, kind in enumerate(kinds):
-        sym, l = _output_symbol(kind), layers[i]
+        sym, l = _output_symbol(roles[i]), layers[i]
         d = compare_arrays(f"{sym}_{l} (output of module {i}, {kind})", manual.outputs[i],
                            torch.outputs[i], tolerance)
         if not d.passed:
-            what = ("the linear map z = a W^T + b" if kind == "linear"
-                    else f"the activation function {kind}")
+            node = {"linear": "linear", "activation": "activation"}.get(roles[i], "forward")
+            what = {"linear": "the linear map z = a W^T + b", "activation": f"the activation function {kind}"}.get(
+                roles[i], f"the {kind} layer's forward pass")
             return Mismatch("forward", d, l, i, f"the forward pass differs first at layer {l}: {what} "
                             f"(module {i}); everything before it agreed", agreed=agreed,
-                            node="linear" if kind == "linear" else "activation", node_module=i)
+                            node=node, node_module=i)
         agreed.append(d.name)
 
     # 2. the cost
@@ -118,16 +140,26 @@ def localise(manual, torch, tolerance, loss_name="the loss"):
     # 3. backward, from the output layer: per layer dL/da, dL/dz, dL/dW, dL/db
     for i in reversed(range(len(kinds))):
         kind, l = kinds[i], layers[i]
-        sym = _output_symbol(kind)
+        sym = _output_symbol(roles[i])
         if manual.output_grads[i] is not None and torch.output_grads[i] is not None:
             d = compare_arrays(f"dL/d{sym}_{l} (gradient at module {i}'s output, {kind})",
                                manual.output_grads[i], torch.output_grads[i], tolerance)
             if not d.passed:
-                node, node_module = backward_node(kinds, i)
-                return Mismatch("backward", d, l, i, _backward_reason(kinds, layers, i, loss_name),
+                node, node_module = backward_node(kinds, i, roles)
+                return Mismatch("backward", d, l, i, _backward_reason(kinds, layers, i, loss_name, roles),
                                 agreed=agreed, node=node, node_module=node_module)
             agreed.append(d.name)
-        if kind == "linear":
+        if kind != "linear":
+            for pname in [n for n in manual.param_grads if n.split(".", 1)[0] == str(i)]:
+                d = compare_arrays(f"dL/d({pname}) ({pname}.grad)", manual.param_grads[pname],
+                                   torch.param_grads[pname], tolerance)
+                if not d.passed:
+                    return Mismatch("backward", d, l, i,
+                                    f"dL/d({pname}) is wrong while the gradient at module {i}'s output is right: "
+                                    f"the {kind} layer's parameter gradient (module {i})",
+                                    agreed=agreed, node="param_grad", node_module=i)
+                agreed.append(d.name)
+        else:
             for pname, symbol in ((f"{i}.weight", "W"), (f"{i}.bias", "b")):
                 if pname not in manual.param_grads:
                     continue
@@ -144,28 +176,30 @@ def localise(manual, torch, tolerance, loss_name="the loss"):
     return None
 
 
-def backward_node(kinds, i):
+def backward_node(kinds, i, roles=None):
     """(node, module) that computes dL/d(output of module i): the loss derivative for the last
     module, else the backward of module i + 1."""
+    roles = roles or ["linear" if k == "linear" else "activation" for k in kinds]
     if i == len(kinds) - 1:
         return "loss_derivative", None
-    nxt = kinds[i + 1]
-    if nxt == "linear":
+    if roles[i + 1] == "linear":
         return "linear_input_grad", i + 1
-    return ("activation_derivative" if kinds[i] == "linear" else "backward"), i + 1
+    if roles[i + 1] == "activation" and roles[i] != "activation":
+        return "activation_derivative", i + 1
+    return "backward", i + 1
 
 
-def _backward_reason(kinds, layers, i, loss_name):
-    kind, l = kinds[i], layers[i]
+def _backward_reason(kinds, layers, i, loss_name, roles):
+    kind, l, sym = kinds[i], layers[i], _output_symbol(roles[i])
     if i == len(kinds) - 1:
         return (f"the gradient of the cost with respect to the network's output is wrong: the loss "
                 f"derivative of {loss_name} (check its sign and its reduction: 1/N, 1/(N K), the 1/2)")
     nxt, nl = kinds[i + 1], layers[i + 1]
-    if nxt == "linear":
-        return (f"dL/da of layer {l} is wrong while dL/dz of layer {nl} is right: the linear layer's "
-                f"input gradient in layer {nl} (dL/da_{l} = dL/dz_{nl} W_{nl}, no transpose)")
-    if kind == "linear":
-        return (f"dL/dz of layer {l} is wrong while dL/da of layer {l} is right: the activation "
+    if roles[i + 1] == "linear":
+        return (f"dL/d{sym} of layer {l} is wrong while dL/dz of layer {nl} is right: the linear layer's "
+                f"input gradient in layer {nl} (dL/d{sym}_{l} = dL/dz_{nl} W_{nl}, no transpose)")
+    if roles[i + 1] == "activation" and roles[i] != "activation":
+        return (f"dL/d{sym} of layer {l} is wrong while dL/da of layer {l} is right: the activation "
                 f"derivative of layer {l} ({nxt}, module {i + 1})")
     return (f"the gradient at module {i}'s output is wrong while the one after it is right: "
             f"the backward of module {i + 1} ({nxt})")

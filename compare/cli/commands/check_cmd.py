@@ -142,6 +142,9 @@ def resolve_options(args):
         from backprop_oracle.compare.experiments.setup import prepare
         from backprop_oracle.compare.trace.example import resolve_run
         _, spec = resolve_run(args.preset)
+        if spec.layers:
+            raise UsageError(f"--preset {args.preset}: check takes a dense network (inputs, hidden..., outputs); "
+                             f"this one is a layers list ({' '.join(spec.layers)}): give --sizes for a dense one")
         problem = prepare(spec)
         options.update(sizes=list(problem.sizes), activation=spec.activation,
                        output_activation=spec.output_activation, loss=spec.loss, dtype=spec.dtype)

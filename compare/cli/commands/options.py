@@ -8,13 +8,14 @@ two layers of 32), so their alternatives are separated by spaces: ``--hidden 4 1
 """
 import argparse
 
-from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, listed, listed_keys,
-                                                   number, pair, positive_float, positive_int)
+from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, layers_list, listed,
+                                                   listed_keys, number, pair, positive_float, positive_int, shape)
+from backprop_oracle.compare.network.layers import LAYERS
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
 
 # option destination -> the change's name (compare.experiments.overrides); the others are the same.
 _RENAMED = {"hidden": "hidden_sizes", "t_max": "T_max"}
-CHANGE_OPTIONS = ("dataset", "hidden", "activation", "output_activation", "loss", "init", "init_args", "optimizer",
+CHANGE_OPTIONS = ("dataset", "hidden", "layers", "input_shape", "activation", "output_activation", "loss", "init", "init_args", "optimizer",
                   "lr", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "amsgrad", "alpha",
                   "centered", "lr_decay", "initial_accumulator_value", "schedule", "step_size", "gamma",
                   "milestones", "t_max", "eta_min", "start_factor", "end_factor", "total_iters", "max_lr",
@@ -41,6 +42,14 @@ def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, d
     net.add_argument("--hidden", nargs="+", type=layer_sizes, metavar="SIZES",
                      help="hidden layer sizes, e.g. 32,32 (two layers) or none; several, separated by spaces, "
                           "sweep: --hidden 4 16 64")
+    net.add_argument("--layers", nargs="+", type=layers_list, metavar="LAYERS",
+                     help="the whole network written out instead of --hidden, each layer kind or kind(arguments) "
+                          "in torch's order and names, the input size never written (it is the shape flowing in): "
+                          f"\"flatten linear(16) relu linear(10)\"; kinds: {', '.join(LAYERS)}. The last layer "
+                          "gives the outputs and, where it is an activation, is the output activation; several "
+                          "networks, each quoted, sweep")
+    net.add_argument("--input-shape", type=shape, metavar="C,H,W",
+                     help="the shape of one example, e.g. 1,8,8: each row of the data reshaped to it (for --layers)")
     net.add_argument("--activation", type=listed_keys(ACTIVATIONS, "activation"),
                      help=f"hidden layers: {', '.join(ACTIVATIONS)}")
     net.add_argument("--output-activation", type=listed_keys(ACTIVATIONS, "activation"),
