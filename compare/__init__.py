@@ -28,6 +28,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     dashboards       TensorBoard logs, pictures, progress bars
     bench            the timings of backprop-oracle bench
     spread           run's lockstep runs spread over torchrun's processes, reported once by rank 0
+    arguments        the command line's argument types: each option's text to its value, or refused
     cli              the command line
 """
 _LAZY = {

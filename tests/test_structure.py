@@ -72,6 +72,7 @@ ROOMS = {
     "verdict": {"errors"},
     "flat": set(),
     "network": {"errors"},
+    "arguments": {"errors", "network"},
     "experiments": {"errors", "data", "network"},
     "interactive": set(),
     "layouts": {"errors"},
@@ -88,7 +89,7 @@ ROOMS = {
     "spread": {"errors", "files", "train", "dashboards"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "network", "flat", "lockstep", "train",
             "check", "dashboards", "updates", "layouts", "bench", "checkpoints", "trace", "keys",
-            "interactive", "spread"},
+            "arguments", "interactive", "spread"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use
