@@ -284,3 +284,48 @@ def test_flatten_forward_and_backward_match_torch_autograd(start, end):
     assert np.array_equal(layer.backward(g.reshape(y.shape)), xt.grad.numpy()), "dL/dx"
     with pytest.raises(ValueError, match=r"cannot flatten an input of shape \(2, 3, 4, 5\) \(dimensions 4\.\.-1 of 4\)"):
         manual.Flatten(4).forward(x)
+
+
+# ---- layers lists beside registry keys with arguments ("elu:alpha=0.5") ----
+
+def test_an_activation_key_with_arguments_is_a_layer_with_those_arguments():
+    layer = parse_layer("softplus:beta=2,threshold=10", 3)
+    assert (layer.kind, layer.args, layer.kwargs) == ("softplus", (), (("beta", 2), ("threshold", 10)))
+    assert split_layers("linear(8) softplus:beta=2,threshold=10 linear(1)") == \
+        ["linear(8)", "softplus:beta=2,threshold=10", "linear(1)"]
+    with pytest.raises(SpecError, match=r"layer 2 'linear:out_features=3': only an activation is written "
+                                        r"name:arguments"):
+        ExperimentSpec(layers="relu linear:out_features=3").validate()
+    # a bad argument is named with its layer before anything runs, as torch would refuse it
+    with pytest.raises(SpecError, match=r"layers: layer 2 'elu:beta=1' gets \(N, 8\): the activation elu takes no "
+                                        r"beta; it takes alpha"):
+        prepare(ExperimentSpec(dataset="moons", layers="linear(8) elu:beta=1 linear(1) sigmoid", loss="bce"))
+
+
+def test_a_key_with_arguments_gives_the_same_network_as_a_layer_with_arguments():
+    # hidden_sizes with activation "elu:alpha=0.5" is written out as the same layers list
+    short = ExperimentSpec(dataset="moons", hidden_sizes=(8,), activation="elu:alpha=0.5", loss="bce",
+                           epochs=2, batch_size=50)
+    keyed = with_changes(short, layers="linear(8) elu:alpha=0.5 linear(1) sigmoid")
+    called = with_changes(short, layers="linear(8) elu(alpha=0.5) linear(1) sigmoid")
+    assert prepare(short).network.manual()[1].alpha == 0.5
+    results = [run_lockstep(s, progress=False) for s in (short, keyed, called)]
+    assert all(r.passed for r in results)
+    assert _numbers(results[0]) == _numbers(results[1]) == _numbers(results[2])
+
+
+def test_the_loss_checks_read_the_key_name_and_the_list_s_last_activation():
+    base = dict(dataset="digits", input_shape=(1, 8, 8))
+    ExperimentSpec(layers="flatten linear(10)", loss="cross_entropy:label_smoothing=0.1", **base).validate()
+    ExperimentSpec(layers="flatten linear(10) log_softmax", loss="nll", **base).validate()
+    with pytest.raises(SpecError, match=r"cross_entropy applies softmax to logits itself; with output activation "
+                                        r"'softmax' it would be applied twice. Use output activation 'identity' "
+                                        r"\(with layers: end the list with it"):
+        ExperimentSpec(layers="flatten linear(10) softmax", loss="cross_entropy:label_smoothing=0.1", **base).validate()
+    with pytest.raises(SpecError, match=r"nll takes log-probabilities; output activation 'identity'"):
+        ExperimentSpec(layers="flatten linear(10)", loss="nll", **base).validate()
+    with pytest.raises(SpecError, match=r"hinge .* 'softplus' never goes below 0"):
+        ExperimentSpec(dataset="moons", layers="linear(4) softplus:beta=2", loss="hinge").validate()
+    # and the weight of a loss key is checked against the list's outputs
+    with pytest.raises(SpecError, match=r"weight holds 3 number\(s\) but the network has 10 output\(s\)"):
+        prepare(ExperimentSpec(layers="flatten linear(10)", loss="cross_entropy:weight=1,2,3", **base))

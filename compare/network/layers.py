@@ -73,8 +73,10 @@ class LayerKind:
 
 
 def _activation(key):
-    return LayerKind(lambda shape, *, dtype, **kw: manual.make_activation(key, **kw),
-                     lambda ref, shape, *, dtype, device, **kw: ref.make_activation(key, **kw),
+    # built from the key with its arguments ("elu:alpha=0.5"), so that a wrong argument is refused in
+    # the words --activation uses
+    return LayerKind(lambda shape, *, dtype, **kw: manual.make_activation(manual.join_key(key, kw)),
+                     lambda ref, shape, *, dtype, device, **kw: ref.make_activation(manual.join_key(key, kw)),
                      "activation", "any shape")
 
 
