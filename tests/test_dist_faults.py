@@ -149,8 +149,6 @@ def test_launch_options_are_checked(capsys):
         assert message in err and err.count("\n") == 1, err
 
 
-@pytest.mark.xfail(strict=False, reason="open: on a loaded machine the restarted group's rank 1 sometimes finds "
-                   "rank 0's gloo address refused (connectFullMesh, Connection refused) and the restart fails")
 def test_elastic_restart_resumes_to_the_parameters_of_a_straight_run(tmp_path):
     args = ["-m", "backprop_oracle", "train", "or-gate", "--epochs", "1500", "--device", "cpu", "--dtype", "float64",
             "--quiet", "--no-tensorboard", "--save", "run.pt", "--save-every", "100", "--dist-timeout", "20"]
