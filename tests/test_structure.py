@@ -71,6 +71,7 @@ ROOMS = {
     "data": {"errors", "files"},
     "verdict": {"errors"},
     "flat": set(),
+    "arguments": {"errors"},
     "experiments": {"errors", "data"},
     "interactive": set(),
     "layouts": {"errors"},
@@ -87,7 +88,7 @@ ROOMS = {
     "spread": {"errors", "files", "train", "dashboards"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "train", "check",
             "dashboards", "updates", "layouts", "bench", "checkpoints", "trace", "keys",
-            "interactive", "spread"},
+            "interactive", "spread", "arguments"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from backprop_oracle.compare.cli.arguments import positive_int
+from backprop_oracle.compare.arguments.types import positive_int
 from backprop_oracle.compare.errors import UsageError
 
 HELP = "convert a checkpoint between the manual side's .npz and the torch side's .pt"

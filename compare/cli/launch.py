@@ -5,7 +5,7 @@ ignored and the worker trains (compare.train.launch.wants_launch).
 """
 import argparse
 
-from backprop_oracle.compare.cli.arguments import positive_float, positive_int
+from backprop_oracle.compare.arguments.types import positive_float, positive_int
 from backprop_oracle.compare.train.distributed import DEFAULT_TIMEOUT
 
 

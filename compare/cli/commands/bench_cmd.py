@@ -3,7 +3,7 @@ loop against the vectorized gradient and the gradient check against gradcheck; e
 one run, with interleaved repeats and their spread, each beside its goal (see compare/bench/)."""
 import sys
 
-from backprop_oracle.compare.cli.arguments import json_path
+from backprop_oracle.compare.arguments.types import json_path
 from backprop_oracle.compare.errors import UsageError
 
 HELP = "time both sides and the lockstep, and print every ratio beside its goal"

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from backprop_oracle.compare.cli.arguments import json_path, positive_int, registry_key
+from backprop_oracle.compare.arguments.types import json_path, positive_int, registry_key
 from backprop_oracle.compare.cli.commands import update_check
 from backprop_oracle.compare.cli.commands.user_file import import_user_file
 from backprop_oracle.compare.errors import UsageError

@@ -8,7 +8,7 @@ two layers of 32), so their alternatives are separated by spaces: ``--hidden 4 1
 """
 import argparse
 
-from backprop_oracle.compare.cli.arguments import (batch_size, int_list, keywords, layer_sizes, listed, listed_keys,
+from backprop_oracle.compare.arguments.types import (batch_size, int_list, keywords, layer_sizes, listed, listed_keys,
                                                    number, pair, positive_float, positive_int)
 from backprop_oracle.manual import ACTIVATIONS, DTYPES, INITIALISERS, LOSSES, OPTIMIZERS, SCHEDULERS
 

@@ -3,7 +3,7 @@ import contextlib
 import os
 import sys
 
-from backprop_oracle.compare.cli.arguments import json_path
+from backprop_oracle.compare.arguments.types import json_path
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)
 from backprop_oracle.compare.cli.own_data import add_data_arguments, check_data_arguments

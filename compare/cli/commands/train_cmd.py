@@ -13,7 +13,7 @@ import math
 import os
 import sys
 
-from backprop_oracle.compare.cli.arguments import json_path
+from backprop_oracle.compare.arguments.types import json_path
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.cli.commands.options import (add_preset_arguments, dump_config_of, overrides_from,
                                                            say_dropped, what_to_run)

@@ -5,7 +5,7 @@ Exit 0 when they agree, 1 on a mismatch, 2 on a usage error."""
 import os
 import sys
 
-from backprop_oracle.compare.cli.arguments import json_path, positive_int
+from backprop_oracle.compare.arguments.types import json_path, positive_int
 from backprop_oracle.compare.cli.commands.user_file import import_user_file
 from backprop_oracle.compare.errors import CheckError, UsageError
 
