@@ -27,8 +27,9 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     check            the public gradient checks and the pytest plugin
     dashboards       TensorBoard logs, pictures, progress bars
     bench            the timings of backprop-oracle bench
+    keys             every registry key with its torch name and arguments (list --keys)
+    arguments        the command line's value types, each refusing a bad value by name
     spread           run's lockstep runs spread over torchrun's processes, reported once by rank 0
-    arguments        the command line's argument types: each option's text to its value, or refused
     cli              the command line
 """
 _LAZY = {

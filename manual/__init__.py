@@ -18,7 +18,7 @@ from backprop_oracle.manual.activations import (ELU, SELU, GELU, SiLU, Softplus,
 from backprop_oracle.manual.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
                            CrossEntropyLoss, HingeLoss, make_loss)
 from backprop_oracle.manual.losses import BCEWithLogitsLoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss
-from backprop_oracle.manual.keys import split_key, join_key
+from backprop_oracle.keys import split_key, join_key
 from backprop_oracle.manual.sequential import Sequential, mlp
 from backprop_oracle.manual.init import INITIALISERS, init_parameters
 from backprop_oracle.manual.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, Adagrad, make_optimizer

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from backprop_oracle.manual.keys import build
+from backprop_oracle.keys import build
 from backprop_oracle.manual.module import Module
 
 
@@ -607,5 +607,5 @@ ACTIVATIONS = {
 
 def make_activation(name, **kwargs):
     """Build the activation layer registered under ``name``: a key, or a key with torch's arguments,
-    "elu:alpha=0.5" (see manual/keys.py)."""
+    "elu:alpha=0.5" (see backprop_oracle/keys.py)."""
     return build(ACTIVATIONS, "activation", name, **kwargs)

@@ -8,7 +8,7 @@ Registry keys are shared with torch_ref/losses.py.
 import numpy as np
 
 from backprop_oracle.manual.activations import sigmoid, softmax
-from backprop_oracle.manual.keys import build
+from backprop_oracle.keys import build
 from backprop_oracle.manual.module import Workspace
 
 
@@ -465,7 +465,7 @@ LOSSES = {
 
 def make_loss(name):
     """Build the loss registered under ``name``, a key or a key with torch's arguments
-    ("cross_entropy:label_smoothing=0.1", see manual/keys.py); a Loss instance passes through."""
+    ("cross_entropy:label_smoothing=0.1", see backprop_oracle/keys.py); a Loss instance passes through."""
     if isinstance(name, Loss):
         return name
     return build(LOSSES, "loss", name)

@@ -89,7 +89,7 @@ ROOMS = {
     "spread": {"errors", "files", "train", "dashboards"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "network", "flat", "lockstep", "train",
             "check", "dashboards", "updates", "layouts", "bench", "checkpoints", "trace", "keys",
-            "arguments", "interactive", "spread"},
+            "interactive", "spread", "arguments"},
 }
 PUBLIC_FACE = {"__init__.py"}
 SHARED = {"errors", "tables", "files"}      # modules at compare/'s top that every room may use

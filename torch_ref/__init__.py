@@ -19,7 +19,7 @@ from backprop_oracle.torch_ref.activations import (ELU, SELU, GELU, SiLU, Softpl
 from backprop_oracle.torch_ref.losses import (LOSSES, SquaredError, SumSquaredError, MSELoss, BCELoss,
                               CrossEntropyLoss, HingeLoss, make_loss)
 from backprop_oracle.torch_ref.losses import BCEWithLogitsLoss, L1Loss, SmoothL1Loss, HuberLoss, NLLLoss
-from backprop_oracle.torch_ref.keys import split_key, join_key
+from backprop_oracle.keys import split_key, join_key
 from backprop_oracle.torch_ref.sequential import Sequential, mlp
 from backprop_oracle.torch_ref.init import INITIALISERS, init_parameters
 from backprop_oracle.torch_ref.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, Adagrad, make_optimizer

@@ -4,7 +4,7 @@ from torch import nn
 from torch.nn import Identity, Sigmoid, Tanh, ReLU, LeakyReLU
 from torch.nn import ELU, SELU, GELU, SiLU, Softplus, Hardtanh, Hardsigmoid, Hardswish
 
-from backprop_oracle.torch_ref.keys import build
+from backprop_oracle.keys import build
 
 
 class _StepFunction(torch.autograd.Function):
@@ -63,5 +63,5 @@ ACTIVATIONS = {
 
 def make_activation(name, **kwargs):
     """Build the activation module registered under ``name``: a key, or a key with torch's arguments,
-    "elu:alpha=0.5" (see torch_ref/keys.py)."""
+    "elu:alpha=0.5" (see backprop_oracle/keys.py)."""
     return build(ACTIVATIONS, "activation", name, **kwargs)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import MSELoss, L1Loss, SmoothL1Loss, HuberLoss
 
-from backprop_oracle.torch_ref.keys import build
+from backprop_oracle.keys import build
 
 
 class SquaredError(nn.Module):
@@ -114,7 +114,7 @@ LOSSES = {
 
 def make_loss(name):
     """Build the loss registered under ``name``, a key or a key with torch's arguments
-    ("cross_entropy:label_smoothing=0.1", see torch_ref/keys.py); an nn.Module passes through."""
+    ("cross_entropy:label_smoothing=0.1", see backprop_oracle/keys.py); an nn.Module passes through."""
     if isinstance(name, nn.Module):
         return name
     return build(LOSSES, "loss", name)

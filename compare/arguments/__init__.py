@@ -1,9 +1,9 @@
-"""The command line's argument types: each turns one option's text into its value, or refuses it
-with a one-line message that names the value and what it should be (argparse.ArgumentTypeError,
-UsageError), so that every command parses the same way.
+"""The command line's value types: positive numbers, lists, sizes, keys, each refusing a bad value
+with a message that names it (argparse then exits 2 with that message).
 
-Imports compare.errors and compare.network (a layers list is checked as it is parsed); the command
-line imports it, nothing else does.
+    types    positive_int, positive_float, number, lists of them, layer sizes, layers lists, shapes,
+             pairs, keywords
 
-    types      positive_int, number, listed, listed_keys, layer_sizes, layers_list, shape, keywords, ...
+Shared by the commands (compare.cli) and the option groups they add; imports compare.errors, and
+compare.network (a layers list is checked as it is parsed).
 """

@@ -56,7 +56,7 @@ def listed(kind, choices=None):
 
 def registry_key(choices, what="key"):
     """An argument type for one registry key, with torch's arguments if any: "relu", "elu:alpha=0.5",
-    "softplus:beta=2,threshold=10" (see manual/keys.py). ``choices``: the registry, listed when the
+    "softplus:beta=2,threshold=10" (see backprop_oracle/keys.py). ``choices``: the registry, listed when the
     name is not in it."""
     def parse(text):
         from backprop_oracle.manual import split_key

@@ -244,6 +244,26 @@ class Distributed:
         return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
 
 
+def _attempt_store(world, rank, timeout):
+    """init_process_group's store where torch's elastic agent holds the job's store: its keys under
+    this attempt's name; {} (env:// rendezvous, rank 0 holds the store) elsewhere.
+
+    The agent keeps one TCPStore for the whole job, restarts included, and init_process_group names
+    its keys the same in every attempt (gloo's addresses under "default_pg/0/..."): a restarted rank
+    could read the killed attempt's address of a peer before the peer has written its new one, and
+    fail with "connectFullMesh ... Connection refused". Under "<job>/<attempt>/" each attempt reads
+    only its own keys (new_group's keys too: they are the default group's store's, prefixed)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    import torch.distributed as dist
+    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    client = dist.TCPStore(host, port, world_size=world, is_master=False,
+                           timeout=datetime.timedelta(seconds=timeout))
+    job = f"{PREFIX}/{os.environ.get('TORCHELASTIC_RUN_ID', 'env')}"
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return {"store": dist.PrefixStore(f"{job}/{attempt}/pg", client), "rank": rank, "world_size": world}
+
+
 @contextmanager
 def process_group(device="cpu", timeout=None):
     """torch.distributed's process group when started by torchrun (WORLD_SIZE > 1), yielding a
@@ -269,7 +289,7 @@ def process_group(device="cpu", timeout=None):
     rank = int(os.environ.get("RANK", "0"))
     start = max(timeout, START_TIMEOUT)
     try:
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=start))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=start), **_attempt_store(world, rank, start))
     except RuntimeError as e:
         if not peer_failure(e):
             raise

@@ -5,7 +5,8 @@ A key is a registry name, then optionally ``:`` and torch's keyword arguments se
 A piece without ``=`` continues the list of the argument before it (``weight=1,2,3`` is a list of
 three numbers). Values are numbers, ``true``/``false`` or words (``tanh``, ``sum``). The same text
 works in Python (``mlp(sizes, "elu:alpha=0.5")``), in experiment files and on the command line.
-manual/keys.py is the same file (torch_ref imports nothing of manual).
+Both sides read keys through this one module (it imports nothing, so manual/ stays NumPy-only and
+torch_ref/ imports nothing of manual/).
 """
 
 
