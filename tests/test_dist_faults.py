@@ -201,7 +201,7 @@ with process_group("cpu", timeout=20) as d:
         time.sleep(HARD)
     total = torch.tensor([float(rank + 1)], dtype=torch.float64)
     dist.all_reduce(total, group=d.group)
-    sys.stdout.write(f"attempt {attempt} rank {rank}: sum {total.item()!r}\n")   # one write: two ranks share the pipe
+    sys.stdout.write(f"attempt {attempt} rank {rank}: sum {total.item()!r}\\n")   # one write: two ranks share the pipe
     sys.stdout.flush()
 """.replace("HARD", str(HARD))
 
