@@ -9,6 +9,13 @@ import numpy as np
 from backprop_oracle.manual.module import FlatParameters, Workspace
 
 
+def _refuse_negative(**values):
+    """torch.optim's constructor checks: each named value must be 0 or more ("Invalid epsilon value: -1")."""
+    for name, value in values.items():
+        if value < 0.0:
+            raise ValueError(f"Invalid {name} value: {value}")
+
+
 class Optimizer(Workspace):
     """Holds parameters (objects with ``.data`` and ``.grad``), the learning rate and per-parameter state.
 
@@ -116,10 +123,7 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        _refuse_negative(momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         self.momentum, self.dampening = float(momentum), float(dampening)
@@ -229,14 +233,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
         super().__init__(params, lr)
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if alpha < 0.0:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        _refuse_negative(epsilon=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
         self.momentum, self.centered = float(momentum), bool(centered)
 
@@ -285,14 +282,8 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
         super().__init__(params, lr)
-        if lr_decay < 0.0:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if initial_accumulator_value < 0.0:
-            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+        _refuse_negative(lr_decay=lr_decay, weight_decay=weight_decay,
+                         initial_accumulator_value=initial_accumulator_value, epsilon=eps)
         self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
         self.initial_accumulator_value, self.eps = float(initial_accumulator_value), float(eps)
 

@@ -5,18 +5,8 @@ ignored and the worker trains (compare.train.launch.wants_launch).
 """
 import argparse
 
-from backprop_oracle.compare.arguments.types import positive_float, positive_int
+from backprop_oracle.compare.arguments.types import non_negative_int, positive_float, positive_int
 from backprop_oracle.compare.train.distributed import DEFAULT_TIMEOUT
-
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number 0 or more, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number 0 or more, got {text!r}")
-    return value
 
 
 def host_port(text):
