@@ -105,6 +105,15 @@ class Optimizer(Workspace):
             for s, mine, v in zip(self.state, expected, values):
                 s[key] = mine[key] = v
 
+    def decayed(self, w, grad, scratch):
+        """g = ∇ + weight_decay · w (L2 weight decay added to the gradient; the gradient itself when
+        weight_decay is 0), written into the "g" scratch array."""
+        if self.weight_decay == 0:
+            return grad
+        g = np.multiply(w, self.weight_decay, out=scratch("g"))
+        g += grad
+        return g
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent, exactly torch.optim.SGD:
@@ -130,10 +139,7 @@ class SGD(Optimizer):
         self.weight_decay, self.nesterov = float(weight_decay), bool(nesterov)
 
     def update(self, w, grad, state, scratch):
-        g = grad
-        if self.weight_decay != 0:
-            g = np.multiply(w, self.weight_decay, out=scratch("g"))
-            g += grad                                             # g = ∇ + weight_decay · w
+        g = self.decayed(w, grad, scratch)                        # g = ∇ + weight_decay · w
         if self.momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -175,12 +181,12 @@ class Adam(Optimizer):
 
     def update(self, w, grad, state, scratch):
         beta1, beta2 = self.betas
-        g = grad
-        if self.weight_decay != 0 and self.decoupled:
-            w *= 1 - self.lr * self.weight_decay                  # w = w · (1 - lr · weight_decay)
-        elif self.weight_decay != 0:
-            g = np.multiply(w, self.weight_decay, out=scratch("g"))
-            g += grad                                             # g = ∇ + weight_decay · w
+        if self.decoupled:
+            g = grad
+            if self.weight_decay != 0:
+                w *= 1 - self.lr * self.weight_decay              # w = w · (1 - lr · weight_decay)
+        else:
+            g = self.decayed(w, grad, scratch)                    # g = ∇ + weight_decay · w
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(w)
@@ -239,10 +245,7 @@ class RMSprop(Optimizer):
 
     def update(self, w, grad, state, scratch):
         alpha = self.alpha
-        g = grad
-        if self.weight_decay != 0:
-            g = np.multiply(w, self.weight_decay, out=scratch("g"))
-            g += grad                                             # g = ∇ + weight_decay · w
+        g = self.decayed(w, grad, scratch)                        # g = ∇ + weight_decay · w
         if not state:
             state["step"] = 0
             state["square_avg"] = np.zeros_like(w)
@@ -288,10 +291,7 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value, self.eps = float(initial_accumulator_value), float(eps)
 
     def update(self, w, grad, state, scratch):
-        g = grad
-        if self.weight_decay != 0:
-            g = np.multiply(w, self.weight_decay, out=scratch("g"))
-            g += grad                                             # g = ∇ + weight_decay · w
+        g = self.decayed(w, grad, scratch)                        # g = ∇ + weight_decay · w
         if not state:
             state["step"] = 0
             state["sum"] = np.full_like(w, self.initial_accumulator_value)

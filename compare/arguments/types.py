@@ -5,24 +5,22 @@ import os
 from backprop_oracle.compare.errors import UsageError
 
 
-def positive_int(text):
+def _whole_number(text, least, words):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}")
     return value
+
+
+def positive_int(text):
+    return _whole_number(text, 1, "a positive integer")
 
 
 def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number 0 or more, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number 0 or more, got {text!r}")
-    return value
+    return _whole_number(text, 0, "a whole number 0 or more")
 
 
 def positive_float(text):
@@ -180,10 +178,11 @@ def batch_size(text):
     return positive_int(text)
 
 
-def json_path(path, option="--json"):
-    """Check an output path before any work is done, so a long run never ends in a write error."""
+def json_path(path, option="--json", example=None):
+    """Check an output path before any work is done, so a long run never ends in a write error.
+    ``example``: the file name the message suggests when ``path`` is a folder."""
     directory = os.path.dirname(os.path.abspath(path))
-    example = "report.json" if option == "--json" else "experiment.toml"
+    example = example or ("report.json" if option == "--json" else "experiment.toml")
     if not os.path.isdir(directory):
         raise UsageError(f"{option}: the folder {directory} does not exist; create it or choose another path")
     if os.path.isdir(path):

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from backprop_oracle.compare.arguments.types import positive_int
+from backprop_oracle.compare.arguments.types import json_path, positive_int
 from backprop_oracle.compare.errors import UsageError
 
 HELP = "convert a checkpoint between the manual side's .npz and the torch side's .pt"
@@ -28,13 +28,7 @@ def _check_save_path(path, both_sides):
     if ext not in (".npz", ".pt"):
         raise UsageError(f"--save: {path} must end in .pt (the torch side's state_dict) or .npz (as the manual "
                          f"side's arrays)")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError(f"--save: the folder {directory} does not exist; create it or choose another path")
-    if os.path.isdir(path):
-        raise UsageError(f"--save: {path} is a folder; give a file name such as run.npz")
-    if not os.access(directory, os.W_OK):
-        raise UsageError(f"--save: cannot write in {directory}")
+    json_path(path, "--save", example="run.npz")
 
 
 def checkpoint_options(args, runs, both_sides):
