@@ -19,6 +19,7 @@ The rooms, from the bottom of the arrows up (each subpackage's docstring says wh
     network          a network as a layers list: the layer kinds, the syntax, the shapes checked
     experiments      ExperimentSpec and the presets
     layouts          the user's layout (examples in columns, W (in, out), lists) and networks as objects
+    sides            the NumPy and the torch network of one spec behind one interface
     lockstep         both sides run step by step and compared, differences proven; results, reports
     train            the torch side trained alone (GPU, DDP)
     updates          hand-written optimizer steps and learning-rate schedules against torch.optim

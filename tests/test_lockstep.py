@@ -6,7 +6,7 @@ import pytest
 
 from backprop_oracle import manual
 from backprop_oracle.compare.lockstep.run import LockstepRun
-from backprop_oracle.compare.lockstep.sides import ManualSide
+from backprop_oracle.compare.sides.sides import ManualSide
 from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
 
 SPEC = ExperimentSpec(dataset="xor", hidden_sizes=(3,), activation="sigmoid", output_activation="sigmoid",

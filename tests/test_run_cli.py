@@ -17,7 +17,7 @@ from backprop_oracle.compare.data.idx import MNIST_FILES, write_idx
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from backprop_oracle.compare.experiments.presets import PRESETS
 from backprop_oracle.compare.dashboards.progress import ProgressBar, progress_wanted, total_steps
-from backprop_oracle.compare.lockstep.sides import ManualSide
+from backprop_oracle.compare.sides.sides import ManualSide
 
 ALL_RUNS = [name for p in PRESETS.values() for name in p.run_names()]
 

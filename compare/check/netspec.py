@@ -102,7 +102,7 @@ class TorchNetwork:
     def __init__(self, spec):
         import torch
         from backprop_oracle import torch_ref
-        from backprop_oracle.compare.lockstep.sides import module_kinds
+        from backprop_oracle.compare.sides.sides import module_kinds
         self.torch, self.torch_ref = torch, torch_ref
         self.model = torch_ref.mlp(spec.sizes, spec.activation, spec.output_activation, dtype="float64")
         self.loss = torch_ref.make_loss(spec.loss)
@@ -115,7 +115,7 @@ class TorchNetwork:
         ``l2``: the cost gets l2·Σ_l ΣW_l² (weights only); ``input_grad``: dCost/dX is kept in
         ``self.input_grad``."""
         torch = self.torch
-        from backprop_oracle.compare.lockstep.sides import to_numpy
+        from backprop_oracle.compare.sides.sides import to_numpy
         # torch.tensor copies: the two sides never share memory, so they cannot agree falsely.
         with torch.no_grad():
             for n, p in self.model.named_parameters():

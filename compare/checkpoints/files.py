@@ -36,7 +36,7 @@ from backprop_oracle.compare.checkpoints.state import (Checkpoint, CheckpointErr
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
 from backprop_oracle.compare.files import write_atomic
 from backprop_oracle.compare.lockstep.progress import CURVES, Progress
-from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide
+from backprop_oracle.compare.sides.sides import ManualSide, TorchSide
 
 FORMAT = "backprop-oracle checkpoint 1"
 EXTENSIONS = (".npz", ".pt")

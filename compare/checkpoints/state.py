@@ -9,7 +9,7 @@ import torch
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
 from backprop_oracle.compare.lockstep.progress import Progress
-from backprop_oracle.compare.lockstep.sides import load_optimizer_state
+from backprop_oracle.compare.sides.sides import load_optimizer_state
 
 
 class CheckpointError(UsageError):

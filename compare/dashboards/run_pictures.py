@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from backprop_oracle.compare.dashboards import plots
-from backprop_oracle.compare.lockstep.sides import evaluating, to_numpy  # noqa: F401 (evaluating: network's)
+from backprop_oracle.compare.sides.sides import evaluating, to_numpy  # noqa: F401 (evaluating: network's)
 
 
 def side_outputs(side, X):

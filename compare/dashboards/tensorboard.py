@@ -39,7 +39,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from backprop_oracle.compare.dashboards.event_file import EventFile
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.files import write_atomic
-from backprop_oracle.compare.lockstep.sides import layout_offsets
+from backprop_oracle.compare.sides.sides import layout_offsets
 
 SIDES = ("manual", "torch")
 # HParams metric -> the result field it comes from (with "_manual" or "_torch" appended).

@@ -4,7 +4,7 @@ concatenating copies at every step. Each side has buffers of its own: the two si
 memory. Code that rebinds a parameter's array (``p.grad = ...``) is caught by ``keep_bound``: the
 buffer takes the new values and the parameter the view again, before anything is compared.
 
-Imports NumPy only, nothing of compare (the torch side's buffers are torch's, in compare.lockstep.sides).
+Imports NumPy only, nothing of compare (the torch side's buffers are torch's, in compare.sides.sides).
 
     layout_offsets, unflatten, split   where each tensor sits in a flat vector; its pieces
     consecutive, bind_flat, keep_bound a side's parameters as views of one buffer

@@ -6,11 +6,10 @@ result and its report.
              -> proof (the node alone, on identical inputs) -> result (LockstepResult) -> report
 
 Imports manual, torch_ref, compare.data, compare.experiments, compare.verdict, compare.flat, compare.errors,
-compare.tables and compare.interactive (progress, thread counts, HTML, the cost figure); never the
+compare.tables, compare.sides (the two networks it drives) and compare.interactive (progress, thread counts, HTML, the cost figure); never the
 checks, the dashboards or the command line (they observe a run through
 its observer calls, see run.LockstepRun).
 
-    sides        ManualSide / TorchSide behind one interface
     run          LockstepRun, run_lockstep
     result       LockstepResult (report(), plot(), its HTML in a notebook)
     proof        a difference's node recomputed alone on identical inputs: wrong, or amplified rounding

@@ -64,7 +64,7 @@ class Divergence:
 
 def advice(run, step):
     """A learning rate that does not diverge, found by trying (see the module docstring), as a sentence."""
-    from backprop_oracle.compare.lockstep.sides import ManualSide
+    from backprop_oracle.compare.sides.sides import ManualSide
     spec, problem = run.spec, run.problem
     steps = min(500, max(20, 2 * step))
     with np.errstate(all="ignore"):

@@ -32,7 +32,7 @@ import torch
 
 from backprop_oracle import torch_ref
 from backprop_oracle.manual.module import Parameter
-from backprop_oracle.compare.lockstep.sides import load_optimizer_state, to_numpy, unflatten
+from backprop_oracle.compare.sides.sides import load_optimizer_state, to_numpy, unflatten
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import NODES, layer_numbers
 

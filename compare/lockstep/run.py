@@ -9,7 +9,7 @@ Observers (TensorBoard logging, progress bars) get ``on_start(run)``, ``on_step(
 ``on_epoch(run, record)``, ``on_epoch_done(run, progress)`` (once the schedules have stepped: where
 a checkpoint is taken, compare.checkpoints), ``on_end(run, result)`` and, always, even on
 an error or Ctrl-C, ``on_close(run)``. Each method is optional. The flat gradient vectors of a StepRecord are the
-sides' own buffers (compare.lockstep.sides): read them during ``on_step``, copy what you keep.
+sides' own buffers (compare.sides.sides): read them during ``on_step``, copy what you keep.
 Accuracies and validation costs are measured at the end of an epoch only for an observer that
 reads them: one with ``on_epoch`` whose ``logs`` is not False (a progress bar's is False).
 """
@@ -27,7 +27,7 @@ from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, pro
 from backprop_oracle.compare.lockstep.proof import prove_buffers, prove_node, prove_update
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import LockstepResult
-from backprop_oracle.compare.lockstep.sides import ManualSide, TorchSide, layout_offsets, unflatten
+from backprop_oracle.compare.sides.sides import ManualSide, TorchSide, layout_offsets, unflatten
 from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.verdict.diff import compare_arrays, quick_diff
 from backprop_oracle.compare.verdict.localise import Mismatch, localise

@@ -27,7 +27,7 @@ from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.files import json_safe
 from backprop_oracle.compare.train import captured
 from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
-from backprop_oracle.compare.lockstep.sides import TorchSide
+from backprop_oracle.compare.sides.sides import TorchSide
 from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.tables import aligned
 from backprop_oracle.compare.train.distributed import Distributed, PeerLost, process_group  # noqa: F401 (their home)
