@@ -1,4 +1,5 @@
-"""Initialisers. Each draws a weight array of shape (out, in) from a numpy Generator.
+"""Initialisers. Each draws a weight array of shape (out, in), or a convolution's (out, in/groups,
+*kernel), from a numpy Generator; fans are torch's (``fans``).
 
 The comparison makes its initial values here, once, and copies them into both sides.
 Registry keys are shared with torch_ref/init.py. Biases start at zero unless asked otherwise.
@@ -6,6 +7,16 @@ Registry keys are shared with torch_ref/init.py. Biases start at zero unless ask
 import numpy as np
 
 from backprop_oracle.manual.dtypes import as_dtype
+from backprop_oracle.manual.normalization import LayerNorm, _BatchNorm
+
+
+def fans(shape):
+    """(fan_in, fan_out) as torch.nn.init computes them: a weight (out, in, *kernel) has fan_in =
+    in · prod(kernel) and fan_out = out · prod(kernel) (a linear layer's (out, in): in and out)."""
+    if len(shape) < 2:
+        raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+    receptive = int(np.prod(shape[2:]))
+    return shape[1] * receptive, shape[0] * receptive
 
 
 def zeros(rng, shape):
@@ -25,26 +36,26 @@ def uniform(rng, shape, a=-0.05, b=0.05):
 
 def xavier_uniform(rng, shape, gain=1.0):
     """Glorot: W ~ U(-r, r), r = gain sqrt(6 / (fan_in + fan_out)); keeps variance for tanh/sigmoid."""
-    fan_out, fan_in = shape
+    fan_in, fan_out = fans(shape)
     r = gain * np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-r, r, size=shape)
 
 
 def xavier_normal(rng, shape, gain=1.0):
     """Glorot: W ~ N(0, gain^2 2 / (fan_in + fan_out))."""
-    fan_out, fan_in = shape
+    fan_in, fan_out = fans(shape)
     return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
 
 def he_normal(rng, shape):
     """He / Kaiming (fan_in, ReLU): W ~ N(0, 2 / fan_in)."""
-    fan_in = shape[1]
+    fan_in = fans(shape)[0]
     return rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
 
 
 def he_uniform(rng, shape):
     """He / Kaiming (fan_in, ReLU): W ~ U(-r, r), r = sqrt(6 / fan_in)."""
-    fan_in = shape[1]
+    fan_in = fans(shape)[0]
     r = np.sqrt(6.0 / fan_in)
     return rng.uniform(-r, r, size=shape)
 
@@ -73,7 +84,7 @@ def calculate_gain(nonlinearity, param=None):
 def _fan(shape, mode):
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
-    fan_out, fan_in = shape
+    fan_in, fan_out = fans(shape)
     return fan_in if mode == "fan_in" else fan_out
 
 
@@ -92,8 +103,10 @@ def kaiming_normal(rng, shape, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
 
 def orthogonal(rng, shape, gain=1.0):
     """torch.nn.init.orthogonal_: W = gain · Q, Q from the QR decomposition of a N(0, 1) matrix
-    (transposed when it is wide), its columns' signs fixed by diag(R): orthonormal rows or columns."""
-    rows, cols = shape
+    (transposed when it is wide), its columns' signs fixed by diag(R): orthonormal rows or columns.
+    A convolution's weight (out, in, *kernel) is made as the matrix (out, in · prod(kernel))."""
+    rows = shape[0]
+    cols = int(np.prod(shape[1:]))
     flat = rng.normal(0.0, 1.0, size=(rows, cols))
     if rows < cols:
         flat = flat.T
@@ -101,7 +114,7 @@ def orthogonal(rng, shape, gain=1.0):
     q = q * np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    return gain * q
+    return gain * q.reshape(shape)
 
 
 def trunc_normal(rng, shape, mean=0.0, std=1.0, a=-2.0, b=2.0):
@@ -139,7 +152,9 @@ def init_parameters(model, scheme="xavier_uniform", rng=None, *, explicit=None, 
     """Make a state dict for ``model`` (anything with ``named_parameters``): weights drawn by
     ``scheme`` from ``rng`` in a fixed order (module by module), biases zero (or drawn with the
     same scheme if ``zero_bias`` is False, as a (out, 1) column). ``explicit`` maps names to
-    given arrays, which are used as they are (the OR gate's w = [0.1, 0.6], b = 0)."""
+    given arrays, which are used as they are (the OR gate's w = [0.1, 0.6], b = 0). A
+    normalisation layer's scale and shift (BatchNorm's, LayerNorm's weight and bias) start at one
+    and zero, as torch makes them: an initialiser draws the weights of layers that map."""
     if scheme not in INITIALISERS:
         raise ValueError(f"unknown initialiser {scheme!r}; choose one of: {', '.join(INITIALISERS)}")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
@@ -156,9 +171,19 @@ def init_parameters(model, scheme="xavier_uniform", rng=None, *, explicit=None, 
             value = np.asarray(explicit[name], dtype=np.float64)
             if value.shape != p.shape:
                 raise ValueError(f"explicit value for {name!r} has shape {value.shape}, expected {p.shape}")
+        elif _normalises(model, name):
+            value = np.ones(p.shape) if name.endswith("weight") else np.zeros(p.shape)
         elif name.endswith("bias"):
             value = np.zeros(p.shape) if zero_bias else init(rng, (p.shape[0], 1), **kwargs).ravel()
         else:
             value = init(rng, p.shape, **kwargs)
         state[name] = value.astype(dt)
     return state
+
+
+def _normalises(model, name):
+    """Whether parameter ``name`` ("3.weight") belongs to a batch or layer normalisation module."""
+    owner = model
+    for part in name.split(".")[:-1]:
+        owner = owner[int(part)] if part.isdigit() and hasattr(owner, "__getitem__") else getattr(owner, part, None)
+    return isinstance(owner, (_BatchNorm, LayerNorm))

@@ -88,8 +88,13 @@ def init_parameters(model, scheme="xavier_uniform", seed=None, *, zero_bias=True
         raise ValueError(f"unknown initialiser {scheme!r}; choose one of: {', '.join(INITIALISERS)}")
     if seed is not None:
         torch.manual_seed(seed)
+    norms = {f"{n}.{k}" if n else k for n, m in model.named_modules()
+             if isinstance(m, (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm))
+             for k, _ in m.named_parameters(recurse=False)}
     for name, p in model.named_parameters():
-        if name.endswith("bias"):
+        if name in norms:           # a normalisation's scale and shift: ones and zeros, as torch makes them
+            p.fill_(1.0 if name.endswith("weight") else 0.0)
+        elif name.endswith("bias"):
             if zero_bias:
                 p.zero_()
             else:

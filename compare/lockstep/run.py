@@ -27,7 +27,8 @@ from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, pro
 from backprop_oracle.compare.lockstep.proof import prove_buffers, prove_node, prove_update
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import LockstepResult
-from backprop_oracle.compare.sides.sides import ManualSide, TorchSide, layout_offsets, unflatten
+from backprop_oracle.compare.sides.sides import (ManualSide, TorchSide, dropout_masks, layout_offsets, same_masks_again,
+                                                 share_masks, unflatten)
 from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.verdict.diff import compare_arrays, quick_diff
 from backprop_oracle.compare.verdict.localise import Mismatch, localise
@@ -106,6 +107,7 @@ class LockstepRun:
         except ValueError as e:          # e.g. CUDA asked for on a machine without it
             raise SpecError(str(e)) from None
         self.sides = (self.manual, self.torch)
+        share_masks(dropout_masks(spec), *self.sides)     # one mask for both sides' dropout layer, every step
         for side in self.sides:
             side.load(self.problem)
         if self.manual.layout != self.torch.layout:
@@ -271,7 +273,8 @@ class LockstepRun:
                 continue
             j = int(name.split(".", 1)[0])
             x = m.data["train"][0][idx] if j == 0 else m.model.outputs[j - 1]
-            proof = prove_buffers(d, bm[name], m, t, j, x, params, before, self.tolerance, self.spec.dtype)
+            with same_masks_again(m, m, t):
+                proof = prove_buffers(d, bm[name], m, t, j, x, params, before, self.tolerance, self.spec.dtype)
             if not proof.wrong:
                 return Mismatch("amplified", d, None, j, f"{proof.describe()}; the torch side took the manual side's "
                                 "running statistics and the run went on", node="running_stats", node_module=j,
@@ -284,10 +287,12 @@ class LockstepRun:
 
     def _localise(self, idx, step, cost_m):
         """``_find`` below, with each side's running statistics as they were (recomputing the step
-        runs its forward again, which would update them twice)."""
+        runs its forward again, which would update them twice) and every dropout layer reusing the
+        step's mask (the manual side's, the same as torch's)."""
         saved = [(side, side.buffers()) for side in self.sides if side.buffer_names]
         try:
-            return self._find(idx, step, cost_m)
+            with same_masks_again(self.manual, *self.sides):
+                return self._find(idx, step, cost_m)
         finally:
             for side, values in saved:
                 side.load_buffers(values)

@@ -27,6 +27,12 @@ entry for a convolution reads::
                       "layer", "(N, C, H, W)"),
 
 (a pooling, normalisation or dropout entry has the role "inner": it belongs to the layer before it).
+The kinds: linear, conv (Conv2d), conv1d, maxpool, avgpool (MaxPool2d, AvgPool2d), batchnorm
+(BatchNorm1d or 2d, chosen by the shape flowing in), layernorm (over each example's whole shape),
+dropout, flatten and every activation key::
+
+    conv(8, 3, padding=1) relu maxpool(2) conv(16, 3, padding=1) relu maxpool(2) flatten linear(10)
+    linear(32) batchnorm sigmoid dropout(0.2) linear(10)
 The output shape is never written either: ``resolve`` builds each manual module and runs one
 example of zeros through it, so a layer whose input does not fit is named (its position and text)
 with the shape it got, before a step is taken.
@@ -72,6 +78,13 @@ class LayerKind:
     takes: str            # the input it takes, for messages
 
 
+def _batch_norm(side, shape):
+    """BatchNorm1d of ``side`` (manual or torch_ref) for (N, C) and (N, C, L), BatchNorm2d for (N, C, H, W)."""
+    if len(shape) not in (1, 2, 3):
+        raise LayerShapeError("batchnorm takes (N, C), (N, C, L) or (N, C, H, W)")
+    return side.BatchNorm2d if len(shape) == 3 else side.BatchNorm1d
+
+
 def _activation(key):
     # built from the key with its arguments ("elu:alpha=0.5"), so that a wrong argument is refused in
     # the words --activation uses
@@ -90,6 +103,53 @@ LAYERS = {
     "flatten": LayerKind(
         lambda shape, start_dim=1, end_dim=-1, *, dtype: manual.Flatten(start_dim, end_dim),
         lambda ref, shape, start_dim=1, end_dim=-1, *, dtype, device: ref.Flatten(start_dim, end_dim),
+        "inner", "any shape"),
+    "conv": LayerKind(
+        lambda shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *, dtype:
+            manual.Conv2d(_channels(shape, "conv"), out_channels, kernel_size, stride, padding, dilation, groups,
+                          bias, rng=np.random.default_rng(0), dtype=dtype),
+        lambda ref, shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *,
+            dtype, device: ref.Conv2d(_channels(shape, "conv"), out_channels, kernel_size, stride, padding, dilation,
+                                      groups, bias, dtype=dtype, device=device),
+        "layer", "(N, C, H, W)"),
+    "conv1d": LayerKind(
+        lambda shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *, dtype:
+            manual.Conv1d(_channels(shape, "conv1d", 2), out_channels, kernel_size, stride, padding, dilation,
+                          groups, bias, rng=np.random.default_rng(0), dtype=dtype),
+        lambda ref, shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *,
+            dtype, device: ref.Conv1d(_channels(shape, "conv1d", 2), out_channels, kernel_size, stride, padding,
+                                      dilation, groups, bias, dtype=dtype, device=device),
+        "layer", "(N, C, L)"),
+    "maxpool": LayerKind(
+        lambda shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, dtype:
+            manual.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
+        lambda ref, shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, dtype, device:
+            ref.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
+        "inner", "(N, C, H, W)"),
+    "avgpool": LayerKind(
+        lambda shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, dtype:
+            manual.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad),
+        lambda ref, shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, dtype,
+            device: ref.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad),
+        "inner", "(N, C, H, W)"),
+    # batch norm over the channels: BatchNorm1d for (N, C) and (N, C, L), BatchNorm2d for (N, C, H, W)
+    "batchnorm": LayerKind(
+        lambda shape, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *, dtype:
+            _batch_norm(manual, shape)(shape[0], eps, momentum, affine, track_running_stats, dtype=dtype),
+        lambda ref, shape, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *, dtype, device:
+            _batch_norm(ref, shape)(shape[0], eps, momentum, affine, track_running_stats, dtype=dtype, device=device),
+        "inner", "(N, C), (N, C, L) or (N, C, H, W)"),
+    # layer norm over each example's whole shape (torch's normalized_shape = the shape flowing in)
+    "layernorm": LayerKind(
+        lambda shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype:
+            manual.LayerNorm(shape, eps, elementwise_affine, bias, dtype=dtype),
+        lambda ref, shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype, device:
+            ref.LayerNorm(shape, eps, elementwise_affine, bias, dtype=dtype, device=device),
+        "inner", "any shape"),
+    # the mask is given to both sides by the comparison (compare.sides: one DropoutMasks per run)
+    "dropout": LayerKind(
+        lambda shape, p=0.5, *, dtype: manual.Dropout(p, rng=np.random.default_rng(0)),
+        lambda ref, shape, p=0.5, *, dtype, device: ref.Dropout(p),
         "inner", "any shape"),
     **{key: _activation(key) for key in manual.ACTIVATIONS},
 }

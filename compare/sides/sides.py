@@ -4,10 +4,20 @@ Each side holds its own copy of the data, its model, loss, optimizer and schedul
 (``forward_backward``, ``flat_grads``, ``flat_params``) is what runs at every step; ``trace``
 recomputes one step with every intermediate kept, and runs only when the sides disagree.
 
+Dropout: a mask is never drawn inside a side. ``dropout_masks(spec)`` is one
+``manual.DropoutMasks`` drawing from the run's own stream of its seed
+(``SeedSequence(seed, spawn_key=(1,))``, so adding a dropout layer changes neither the initial
+weights nor the batch order); ``share_masks`` gives the k-th mask of dropout layer i to both sides'
+layer i, so a network with dropout is compared element by element like any other. A side built
+alone draws from the same stream (a torch-only run uses the masks a lockstep run would).
+``same_masks_again`` makes every dropout layer reuse its last mask while a step is recomputed
+(the walk, the proof of a node), so the recomputation is the step that was compared.
+
 Each side's parameters and gradients are views of one flat buffer of its own (compare.flat):
 ``flat_grads`` and ``flat_params`` return it (a float64 copy in float32 or on a GPU), so a caller
 that keeps it past the step copies it.
 """
+import contextlib
 import copy
 
 import numpy as np
@@ -34,6 +44,46 @@ def module_kinds(model):
             kind = _MANUAL_KINDS.get(type(m)) or _TORCH_KINDS.get(type(m))
             kinds.append(kind if kind is not None else type(m).__name__)
     return kinds
+
+
+DROPOUT_STREAM = 1          # the spawn key of the seed's stream that dropout masks are drawn from
+
+
+def dropout_masks(spec, sides=("manual", "torch")):
+    """The run's dropout masks: one DropoutMasks for ``sides``, drawing from the seed's dropout stream."""
+    rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(DROPOUT_STREAM,)))
+    return manual.DropoutMasks(rng, sides=sides)
+
+
+def dropouts(model):
+    """[(i, module)] of every dropout layer of a manual or torch Sequential."""
+    return [(i, m) for i, m in enumerate(model) if isinstance(m, (manual.Dropout, torch_ref.Dropout))]
+
+
+def share_masks(masks, *sides):
+    """Dropout layer i of every side draws its masks from ``masks`` under the key i (see DropoutMasks)."""
+    for side in sides:
+        for i, m in dropouts(side.model):
+            m.mask_provider = masks.provider(i, side.name)
+        side.masks = masks
+
+
+@contextlib.contextmanager
+def same_masks_again(source, *sides):
+    """While inside, dropout layer i of each of ``sides`` reuses ``source``'s (a side) last mask of
+    layer i instead of drawing the next: a recomputed step is the step that was compared."""
+    saved = []
+    last = {i: m.last_mask for i, m in dropouts(source.model)}
+    try:
+        for side in sides:
+            for i, m in dropouts(side.model):
+                if last.get(i) is not None:
+                    saved.append((m, m.mask_provider))
+                    m.mask_provider = lambda shape, p, mask=last[i]: mask
+        yield
+    finally:
+        for m, provider in saved:
+            m.mask_provider = provider
 
 
 def to_numpy(t):
@@ -63,7 +113,13 @@ class ManualSide:
     def __init__(self, spec, sizes, state):
         network = network_of(spec, sizes)
         self.model = network.manual(spec.dtype)
-        self.model.load_state_dict(state)
+        # The parameters only, as on the torch side: buffers (running statistics) start as the modules make them.
+        params = {n for n, _ in self.model.named_parameters()}
+        if set(state) != params:
+            raise KeyError(f"state does not match the model: missing {sorted(params - set(state))}, "
+                           f"unexpected {sorted(set(state) - params)}")
+        self.model.load_state_dict(state, strict=False)
+        share_masks(dropout_masks(spec, (self.name,)), self)       # until share_masks gives it the run's
         self.loss = manual.make_loss(spec.loss)
         self.optimizer = manual.make_optimizer(spec.optimizer, self.model.parameters(), lr=spec.lr,
                                                **spec.optimizer_args)
@@ -175,6 +231,7 @@ class TorchSide:
         self.dtype = torch_ref.as_dtype(spec.dtype)
         network = network_of(spec, sizes)
         self.model = network.torch(torch_ref, spec.dtype, self.device)
+        share_masks(dropout_masks(spec, (self.name,)), self)       # until share_masks gives it the run's
         # torch.tensor copies: the two sides must never share memory, or they would agree falsely.
         # The parameters only: buffers (running statistics) start as the modules make them.
         missing, unexpected = self.model.load_state_dict(
