@@ -38,3 +38,24 @@ def test_a_key_registered_on_both_sides_is_listed_by_itself(monkeypatch):
     rows = dict(registry_rows())
     assert ("mish", "torch.nn.Mish", "beta=1.0") in rows["activations"]
     assert ("warm", "torch.optim.lr_scheduler.LinearLR", "warmup=3") in rows["schedules"]
+
+
+def test_the_layer_kinds_are_listed_with_the_torch_class_each_side_builds(capsys):
+    from backprop_oracle.compare.network.layers import LAYERS
+    assert main(["list", "--keys"]) == 0
+    out = capsys.readouterr().out
+    section = out.split("layers (")[1]
+    lines = {line.split()[0]: line for line in section.splitlines() if line.startswith("  ") and line.split()}
+    assert "conv(out_channels, kernel_size, stride=1, padding=0" in lines["conv"] and "(N, C, H, W)" in lines["conv"]
+    assert "torch.nn.Dropout" in lines["dropout"] and "dropout(p=0.5)" in lines["dropout"]
+    # the class written beside each kind is the one its torch builder makes
+    shapes = {"(N, features)": (6,), "(N, C, H, W)": (2, 6, 6), "(N, C, L)": (2, 6), "any shape": (2, 6, 6),
+              "(N, C), (N, C, L) or (N, C, H, W)": (2, 6, 6)}
+    needs = {"linear": (3,), "conv": (3, 3), "conv1d": (3, 3), "maxpool": (2,), "avgpool": (2,)}
+    for kind, entry in LAYERS.items():
+        if entry.role == "activation":
+            continue
+        module = entry.torch(torch_ref, shapes[entry.takes], *needs.get(kind, ()), dtype=torch.float64, device="cpu")
+        name = f"torch.nn.{type(module).__name__}"       # torch_ref.Dropout is torch.nn.Dropout with a mask provider
+        assert isinstance(module, getattr(torch.nn, type(module).__name__)), name
+        assert name in entry.stands_for and kind in lines, (kind, name, entry.stands_for)

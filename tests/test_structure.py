@@ -84,7 +84,7 @@ ROOMS = {
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive", "sides"},
     "checkpoints": {"errors", "files", "data", "experiments", "flat", "lockstep", "sides"},
     "trace": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
-    "keys": {"tables"},
+    "keys": {"tables", "network"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive",
                    "sides"},
     "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "check"},

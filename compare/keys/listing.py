@@ -1,11 +1,13 @@
 """Every registry key of both sides with the torch name it stands for, read from the registries
-themselves (manual's and torch_ref's ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULERS, INITIALISERS), so
-that a key added to a registry is listed without a word here: ``backprop-oracle list --keys``."""
+themselves (manual's and torch_ref's ACTIVATIONS, LOSSES, OPTIMIZERS, SCHEDULERS, INITIALISERS, and
+the layer kinds of a layers list, compare.network's LAYERS), so that a key added to a registry is
+listed without a word here: ``backprop-oracle list --keys``."""
 import importlib
 import inspect
 import re
 
 from backprop_oracle import manual, torch_ref
+from backprop_oracle.compare.network.layers import LAYERS, arguments
 
 # (heading, the registry's name in manual/ and torch_ref/, positional arguments not listed)
 REGISTRIES = (
@@ -76,6 +78,9 @@ def registry_rows():
         mine, theirs = getattr(manual, registry), getattr(torch_ref, registry)
         out.append((heading, [(key, torch_name(theirs[key]) if key in theirs else "(no torch side)",
                                _arguments(mine[key], skip)) for key in mine]))
+    # the layer kinds other than the activations (listed above): their arguments as a layer takes them
+    out.append(("layers", [(kind, entry.stands_for or "?", f"{kind}({arguments(kind)})", entry.takes)
+                           for kind, entry in LAYERS.items() if entry.role != "activation"]))
     return out
 
 
@@ -87,6 +92,8 @@ def keys_table():
         lines.append(f"{heading} ({len(rows)})")
         header = ["key", "torch", "arguments (a key takes them: elu:alpha=0.5)" if heading in ("activations", "losses")
                   else "arguments"]
+        if heading == "layers":
+            header = ["kind", "torch", "written (--layers; every activation key is a layer too)", "takes"]
         lines += aligned([header] + [list(r) for r in rows], rule=True, indent="  ")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -76,6 +76,7 @@ class LayerKind:
     role: str             # how the walk and the trace name it: "linear", "layer" (starts a layer: a
                           # convolution), "activation", or "inner" (pooling, flatten, norm, dropout)
     takes: str            # the input it takes, for messages
+    stands_for: str = ""  # torch's class (list --keys): "torch.nn.Conv2d"
 
 
 def _batch_norm(side, shape):
@@ -99,11 +100,11 @@ LAYERS = {
             _features(shape, "linear"), out_features, bias=bias, rng=np.random.default_rng(0), dtype=dtype),
         lambda ref, shape, out_features, bias=True, *, dtype, device: ref.Linear(
             _features(shape, "linear"), out_features, bias=bias, dtype=dtype, device=device),
-        "linear", "(N, features)"),
+        "linear", "(N, features)", "torch.nn.Linear"),
     "flatten": LayerKind(
         lambda shape, start_dim=1, end_dim=-1, *, dtype: manual.Flatten(start_dim, end_dim),
         lambda ref, shape, start_dim=1, end_dim=-1, *, dtype, device: ref.Flatten(start_dim, end_dim),
-        "inner", "any shape"),
+        "inner", "any shape", "torch.nn.Flatten"),
     "conv": LayerKind(
         lambda shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *, dtype:
             manual.Conv2d(_channels(shape, "conv"), out_channels, kernel_size, stride, padding, dilation, groups,
@@ -111,7 +112,7 @@ LAYERS = {
         lambda ref, shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *,
             dtype, device: ref.Conv2d(_channels(shape, "conv"), out_channels, kernel_size, stride, padding, dilation,
                                       groups, bias, dtype=dtype, device=device),
-        "layer", "(N, C, H, W)"),
+        "layer", "(N, C, H, W)", "torch.nn.Conv2d"),
     "conv1d": LayerKind(
         lambda shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *, dtype:
             manual.Conv1d(_channels(shape, "conv1d", 2), out_channels, kernel_size, stride, padding, dilation,
@@ -119,38 +120,38 @@ LAYERS = {
         lambda ref, shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1, bias=True, *,
             dtype, device: ref.Conv1d(_channels(shape, "conv1d", 2), out_channels, kernel_size, stride, padding,
                                       dilation, groups, bias, dtype=dtype, device=device),
-        "layer", "(N, C, L)"),
+        "layer", "(N, C, L)", "torch.nn.Conv1d"),
     "maxpool": LayerKind(
         lambda shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, dtype:
             manual.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
         lambda ref, shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *, dtype, device:
             ref.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode),
-        "inner", "(N, C, H, W)"),
+        "inner", "(N, C, H, W)", "torch.nn.MaxPool2d"),
     "avgpool": LayerKind(
         lambda shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, dtype:
             manual.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad),
         lambda ref, shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, *, dtype,
             device: ref.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad),
-        "inner", "(N, C, H, W)"),
+        "inner", "(N, C, H, W)", "torch.nn.AvgPool2d"),
     # batch norm over the channels: BatchNorm1d for (N, C) and (N, C, L), BatchNorm2d for (N, C, H, W)
     "batchnorm": LayerKind(
         lambda shape, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *, dtype:
             _batch_norm(manual, shape)(shape[0], eps, momentum, affine, track_running_stats, dtype=dtype),
         lambda ref, shape, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *, dtype, device:
             _batch_norm(ref, shape)(shape[0], eps, momentum, affine, track_running_stats, dtype=dtype, device=device),
-        "inner", "(N, C), (N, C, L) or (N, C, H, W)"),
+        "inner", "(N, C), (N, C, L) or (N, C, H, W)", "torch.nn.BatchNorm1d, torch.nn.BatchNorm2d"),
     # layer norm over each example's whole shape (torch's normalized_shape = the shape flowing in)
     "layernorm": LayerKind(
         lambda shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype:
             manual.LayerNorm(shape, eps, elementwise_affine, bias, dtype=dtype),
         lambda ref, shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype, device:
             ref.LayerNorm(shape, eps, elementwise_affine, bias, dtype=dtype, device=device),
-        "inner", "any shape"),
+        "inner", "any shape", "torch.nn.LayerNorm"),
     # the mask is given to both sides by the comparison (compare.sides: one DropoutMasks per run)
     "dropout": LayerKind(
         lambda shape, p=0.5, *, dtype: manual.Dropout(p, rng=np.random.default_rng(0)),
         lambda ref, shape, p=0.5, *, dtype, device: ref.Dropout(p),
-        "inner", "any shape"),
+        "inner", "any shape", "torch.nn.Dropout"),
     **{key: _activation(key) for key in manual.ACTIVATIONS},
 }
 

@@ -4,12 +4,12 @@ import textwrap
 
 from backprop_oracle.compare.experiments.presets import CUSTOM, PRESETS, SOURCES
 
-HELP = "list the presets (--keys: every activation, loss, optimizer, schedule and initialiser)"
+HELP = "list the presets (--keys: every activation, loss, optimizer, schedule, initialiser and layer kind)"
 
 
 def add_arguments(parser):
     parser.add_argument("--keys", action="store_true",
-                        help="list every registry key (activations, losses, optimizers, schedules, initialisers) "
+                        help="list every registry key (activations, losses, optimizers, schedules, initialisers, layer kinds) "
                              "with the torch name it stands for and its arguments")
 
 
