@@ -120,3 +120,47 @@ def test_two_processes_train_as_one(tmp_path):
         f"step {worst + 1}: two processes {got[worst]!r}, one {want[worst]!r} (rtol 1e-12, atol 1e-15)"
     assert os.listdir(tmp_path / "runs" / "latest" / "or-gate"), "rank 0 logged the run"
     assert len(os.listdir(tmp_path / "runs")) == 2, "one folder for the command (and latest), made by rank 0"
+
+
+def _two_ranks(tmp_path, args):
+    """Run ``backprop-oracle ARGS`` as ranks 0 and 1 of a two-process job; [(returncode, out, err)]."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
+                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        extra = ["--json", str(tmp_path / "ddp.json")] if rank == 0 else []
+        procs.append(subprocess.Popen([sys.executable, "-m", "backprop_oracle", *args, "--no-tensorboard", *extra],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [p.communicate(timeout=180) for p in procs]
+        return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+@pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                    reason="torch.distributed with gloo is not available")
+def test_dropout_on_two_processes_keeps_the_one_process_masks_and_batch_norm_is_said_to_differ(tmp_path):
+    layers = "linear(8) relu dropout(0.3) linear(8) batchnorm relu linear(1) sigmoid"
+    common = ["train", "moons", "--layers", layers, "--epochs", "2", "--dtype", "float64", "--device", "cpu"]
+    (c0, out0, err0), (c1, out1, err1) = _two_ranks(tmp_path, common)
+    assert c0 == 0 and c1 == 0, (err0[-2000:], err1[-2000:])
+    assert "note: batch norm (module 4) normalises each rank's shard" in err0 and "note" not in err1
+    # without the batch norm, two processes are one: the same dropout masks, the same costs
+    layers = "linear(8) relu dropout(0.3) linear(8) relu linear(1) sigmoid"
+    common[3] = layers
+    (c0, _, err0), (c1, _, err1) = _two_ranks(tmp_path, common)
+    assert c0 == 0 and c1 == 0, (err0[-2000:], err1[-2000:])
+    (ddp,) = json.loads((tmp_path / "ddp.json").read_text())["runs"]
+    spec = apply_overrides(get_preset("moons").runs[""], {"epochs": 2, "layers": layers})
+    single = run_lockstep(spec, name="moons").step_cost_torch
+    got, want = np.array(ddp["step_cost"]), np.array(single)
+    worst = int(np.argmax(np.abs(got - want)))
+    assert got.shape == want.shape and np.allclose(got, want, rtol=1e-12, atol=1e-15), \
+        f"worst at step {worst + 1}: two processes {got[worst]!r}, one {want[worst]!r} (rtol 1e-12, atol 1e-15)"

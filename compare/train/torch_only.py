@@ -8,8 +8,14 @@ Several processes (``torchrun --nproc_per_node=2 -m backprop_oracle train PRESET
 shard ``batch[rank::world]`` of every batch and DistributedDataParallel averages the gradients.
 Every loss here is a mean over examples, so rank r scales its shard's cost by
 len(shard_r) * world / len(batch): the average over ranks of the scaled gradients is then the
-gradient of the whole batch's mean cost, as on one process.
+gradient of the whole batch's mean cost, as on one process. A dropout layer draws the mask of the
+whole batch from the run's dropout stream on every rank and each rank keeps its shard's rows, so
+the masks are those of one process too. Batch norm is the exception: each rank normalises its own
+shard (DistributedDataParallel without SyncBatchNorm, which torch runs only on GPUs), so a run
+with batch norm on several processes is not the one-process run; rank 0 says so when it starts,
+and the config records it.
 """
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -27,7 +33,7 @@ from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.files import json_safe
 from backprop_oracle.compare.train import captured
 from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, progress_for
-from backprop_oracle.compare.sides.sides import TorchSide
+from backprop_oracle.compare.sides.sides import TorchSide, dropouts
 from backprop_oracle.compare.interactive.threads import single_threaded
 from backprop_oracle.compare.tables import aligned
 from backprop_oracle.compare.train.distributed import Distributed, PeerLost, process_group  # noqa: F401 (their home)
@@ -97,6 +103,14 @@ class TorchRun:
         self.extra_config = {"device": str(self.torch.device),   # what a TensorBoardLogger's config shows
                              "processes": 1 if distributed is None else distributed.world_size}
         if distributed is not None:
+            self._shard_masks(distributed)
+            norms = [i for i, m in enumerate(self.torch.model) if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            if norms:
+                self.extra_config["batch_norm"] = "each rank's shard"
+                if distributed.rank == 0:
+                    print(f"note: batch norm (module{'s' if len(norms) > 1 else ''} {', '.join(map(str, norms))}) "
+                          f"normalises each rank's shard of a batch on {distributed.world_size} processes, not the "
+                          "whole batch: the run is not the one-process run", file=sys.stderr, flush=True)
             device = self.torch.device
             distributed.together()               # each rank has prepared its data
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -108,6 +122,15 @@ class TorchRun:
         self.start = self.progress = Progress() if resume is None else resume.restore(self)
         # On CUDA the step is replayed from CUDA graphs where it can be (compare.train.captured).
         self.cuda_graph = captured.attach(self, cuda_graph)
+
+    def _shard_masks(self, dist):
+        """Each dropout layer takes the whole batch's mask from the run's stream and keeps this rank's
+        rows (``batch[rank::world]``), as the rank keeps its shard of the batch."""
+        self._batch_rows = 0
+        for _, m in dropouts(self.torch.model):
+            def shard(shape, p, whole=m.mask_provider):
+                return whole((self._batch_rows,) + tuple(shape[1:]), p)[dist.rank::dist.world_size]
+            m.mask_provider = shard
 
     def _notify(self, event, *args):
         notify(self.observers, event, self, *args)
@@ -127,6 +150,7 @@ class TorchRun:
         if self.dist is None:
             return side.forward_backward(idx)
         world = self.dist.world_size
+        self._batch_rows = len(idx)
         shard = idx[self.dist.rank::world]
         X, Y = side.data["train"]
         rows = torch.as_tensor(shard, device=side.device)
