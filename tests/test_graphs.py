@@ -36,6 +36,12 @@ def test_what_never_runs_in_a_graph_is_named():
         assert f"the {loss} loss" in why_eager("cuda", sgd, torch_ref.make_loss(loss))
     assert why_eager("cuda", sgd, sse) == (None if CUDA else "CUDA is not available here")
     assert why_eager("cuda", sgd, torch_ref.make_loss("cross_entropy")) == (None if CUDA else "CUDA is not available here")
+    with_dropout = torch.nn.Sequential(torch.nn.Linear(4, 3), torch_ref.Dropout(0.5, mask=lambda shape, p: None))
+    assert "a dropout layer takes a new mask from the host" in why_eager("cuda", sgd, sse, model=with_dropout)
+    cumulative = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3, momentum=None))
+    assert "momentum=None" in why_eager("cuda", sgd, sse, model=cumulative)
+    plain = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch_ref.Dropout(0.5))
+    assert why_eager("cuda", sgd, sse, model=plain) == (None if CUDA else "CUDA is not available here")
 
 
 def test_the_choice_eager_graph_or_error():

@@ -26,7 +26,8 @@ host while it runs. Hence:
 (DistributedDataParallel's all-reduce), an optimizer other than SGD (Adam's step count lives on
 the host; ``capturable=True`` moves it to the GPU but computes the update with other kernels,
 which need not give the eager numbers bit for bit), and a loss that checks its input on the host
-every step (bce, hinge). A capture that fails all the same leaves the step eager for the rest of
+every step (bce, hinge), a dropout layer whose mask comes from the host (the masks both sides
+share), and a batch norm with ``momentum=None``. A capture that fails all the same leaves the step eager for the rest of
 the run, the error kept in ``fallback``.
 
 The replayed kernels are the eager kernels on the same tensors, so the numbers are meant to be
@@ -40,7 +41,7 @@ from backprop_oracle.torch_ref.losses import BCELoss, HingeLoss
 HOST_CHECKS = {BCELoss: "bce", HingeLoss: "hinge"}
 
 
-def why_eager(device, optimizer, loss, processes=1):
+def why_eager(device, optimizer, loss, processes=1, model=None):
     """Why a step with these parts cannot be a CUDA graph, or None when it can."""
     device = torch.device(device)
     if device.type != "cuda":
@@ -54,6 +55,12 @@ def why_eager(device, optimizer, loss, processes=1):
     for kind, name in HOST_CHECKS.items():
         if isinstance(loss, kind):
             return f"the {name} loss checks its input on the host every step, which a graph cannot hold"
+    for m in (model.modules() if model is not None else ()):
+        if isinstance(m, torch.nn.Dropout) and getattr(m, "mask_provider", None) is not None and m.p > 0:
+            return ("a dropout layer takes a new mask from the host every step (the masks the manual side "
+                    "gets), which a graph would freeze at the first")
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum is None and m.track_running_stats:
+            return "a batch norm with momentum=None divides by its step count on the host every step"
     if not torch.cuda.is_available():
         return "CUDA is not available here"
     return None

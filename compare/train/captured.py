@@ -21,11 +21,11 @@ class CudaGraphChoice:
         return {"used": True, "why_eager": None, **self.graphed.describe()}
 
 
-def decide(device, optimizer, loss, processes, cuda_graph):
+def decide(device, optimizer, loss, processes, cuda_graph, model=None):
     """None where a graph may be used, else why the steps stay eager; raises where one was required."""
     if cuda_graph is False:
         return "not asked for (--no-cuda-graph)"
-    reason = why_eager(device, optimizer, loss, processes)
+    reason = why_eager(device, optimizer, loss, processes, model)
     if reason is not None and cuda_graph is True:
         raise SpecError(f"--cuda-graph cannot be used here: {reason}; leave it out (cuda_graph=None) to train "
                         "eagerly where a graph cannot hold the step")
@@ -39,7 +39,7 @@ def attach(run, cuda_graph=None):
         raise SpecError(f"cuda_graph must be True, False or None (where possible), got {cuda_graph!r}")
     side = run.torch
     processes = 1 if run.dist is None else run.dist.world_size
-    reason = decide(side.device, side.optimizer, side.loss, processes, cuda_graph)
+    reason = decide(side.device, side.optimizer, side.loss, processes, cuda_graph, side.model)
     if reason is not None:
         return CudaGraphChoice(reason=reason)
     X, Y = side.data["train"]
