@@ -234,6 +234,8 @@ API_CASES = [
     (dict(optimizer="adam", optimizer_args={"betas": (0.9, 1.5)}), "Invalid beta parameter at index 1"),
     (dict(schedule="step", schedule_args={"gama": 0.5}), "it takes step_size, gamma"),
     (dict(schedule="step"), "missing 1 required positional argument: 'step_size'"),
+    (dict(schedule="cosine"), "give --t-max (schedule_args T_max)"),
+    (dict(schedule="multistep"), "give --milestones (schedule_args milestones)"),
     (dict(init_args={"std": 1.0}), "init_args for xavier_uniform: unknown std; it takes gain"),
     (dict(optimizer_args=[0.9]), "optimizer_args must be a dict"),
     (dict(initial_params=[1, 2]), "initial_params must be a dict"),

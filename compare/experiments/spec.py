@@ -6,6 +6,7 @@ Every name is a registry key shared by manual/ and torch_ref/.
 """
 import inspect
 import math
+import re
 import numbers
 from dataclasses import dataclass, field, fields, replace
 
@@ -148,6 +149,9 @@ def _check_arguments(spec):
         takes = arguments_of(SCHEDULERS, spec.schedule, ("optimizer",))
         fix = (" (--no-cycle-momentum, cycle_momentum = false, for an optimizer without one)"
                if "cycle_momentum" in str(e) else "")
+        missing = re.findall(r"'(\w+)'", str(e).split("missing", 1)[1]) if "required positional" in str(e) else []
+        if missing:        # the command line's flag is the argument's name: T_max is --t-max
+            fix = "; give " + " and ".join(f"--{m.lower().replace('_', '-')} (schedule_args {m})" for m in missing)
         raise SpecError(f"schedule_args for the {spec.schedule} schedule: {e}; it takes "
                         f"{', '.join(takes) or 'no arguments'}{fix}") from None
     takes = arguments_of(INITIALISERS, spec.init, ("rng", "shape"))
