@@ -1,4 +1,6 @@
 """The fully connected layer, with torch.nn.Linear's shapes and names."""
+import functools
+
 import numpy as np
 
 from backprop_oracle.manual.module import Module
@@ -19,8 +21,25 @@ def linear_backward(x, weight, dL_dy, out=(None, None, None)):
     """
     dL_dx = None if out[0] is False else np.matmul(dL_dy, weight, out=out[0])   # (N, out) @ (out, in) -> (N, in)
     dL_dW = np.matmul(dL_dy.T, x, out=out[1])                                    # (out, N) @ (N, in) -> (out, in)
-    dL_db = dL_dy.sum(axis=0, out=out[2])                                        # (out,)
+    dL_db = batch_sum(dL_dy, out=out[2])                                         # (out,)
     return dL_dx, dL_dW, dL_db
+
+
+def batch_sum(a, out=None):
+    """sum_n a_n over the rows of a (N, K), computed as the product 1^T a with a row of N ones.
+
+    The same sum as ``a.sum(axis=0)`` up to the order of its additions; BLAS's matrix-vector
+    product is several times quicker than NumPy's reduction down the columns when K is small
+    (a narrow layer over a large batch).
+    """
+    return np.matmul(_ones(a.shape[0], a.dtype), a, out=out)
+
+
+@functools.lru_cache(maxsize=16)
+def _ones(n, dtype):
+    ones = np.ones(n, dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 class Linear(Module):
