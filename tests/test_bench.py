@@ -44,7 +44,7 @@ def test_the_step_table_has_every_network_in_both_dtypes(quick):
 
 
 def test_the_gemm_fractions_are_the_step_rates_over_numpys(quick):
-    _, r = quick
+    text, r = quick
     assert {e["net"] for e in r["gemm_fraction"]} == set(steps.LARGE)
     for e in r["gemm_fraction"]:
         row = next(x for x in r["steps"] if (x["net"], x["dtype"]) == (e["net"], e["dtype"]))
@@ -53,9 +53,29 @@ def test_the_gemm_fractions_are_the_step_rates_over_numpys(quick):
         for side in ("manual", "torch"):
             ok, msg = close(e[side]["fraction"], row["flops"] / row["seconds_per_step"][side]["median"] / rate)
             assert ok, f"{e['net']} {side}: {msg}"
+        products = row["products_per_step"]
+        positive_spread(products, f"{e['net']} {e['dtype']} products alone")
+        ok, msg = close(e["products"]["fraction"], row["flops"] / products["median"] / rate)
+        assert ok, f"{e['net']} products alone: {msg}"
+        ok, msg = close(e["best_ratio"], products["median"] / row["seconds_per_step"]["torch"]["median"])
+        assert ok, f"{e['net']} {e['dtype']}: best ratio is not products alone / torch of the medians: {msg}"
+    assert "best manual/torch" in text
     # 784-1024-1024-10 at batch 1024: forward, weight gradients, input gradients but the first layer's
     assert steps.Net((784, 1024, 1024, 10), 1024, 0.8).flops == 1024 * (6 * (784 * 1024 + 1024 * 1024 + 1024 * 10)
                                                                          - 2 * 784 * 1024)
+
+
+def test_the_products_alone_are_the_manual_steps_matrix_products(monkeypatch):
+    """The products timed alone compute exactly the step's FLOPs, in the manual step's shapes."""
+    import numpy as np
+    net = steps.Net((784, 256, 256, 10), 3, 0.8)
+    products = steps.step_products(net, "float64", np.zeros((3, 784)))
+    done, matmul = [], np.matmul
+    monkeypatch.setattr(np, "matmul", lambda a, b, out: done.append((a.shape, b.shape)) or matmul(a, b, out=out))
+    products()
+    assert sum(2 * a[0] * a[1] * b[1] for a, b in done) == net.flops, done
+    assert ((3, 784), (784, 256)) in done and ((256, 3), (3, 784)) in done and ((3, 256), (256, 784)) not in done
+
 
 
 def test_the_lockstep_overhead_is_lockstep_over_both_fits(quick):

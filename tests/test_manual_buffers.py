@@ -5,6 +5,7 @@ Every case trains against torch autograd (float64, F64 tolerance) or against the
 stepped tensor by tensor, and a steady training step is checked to allocate (almost) nothing.
 """
 import copy
+import math
 import tracemalloc
 
 import numpy as np
@@ -264,6 +265,25 @@ def test_first_layer_input_gradient_is_skipped_only_when_asked():
     t.load_state_dict({k: torch.tensor(v) for k, v in m.state_dict().items()})
     torch_ref.make_loss("cross_entropy")(t(Xt), torch.tensor(Y)).backward()
     assert_close("dL/dx of the network's input", dx, Xt.grad)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_bias_gradient_is_the_exact_batch_sum_to_rounding(dtype):
+    """dL/db = sum_n dL/dy_n, computed as the product 1^T dL/dy: each column's exact sum (math.fsum)
+    to a few units of the dtype's rounding of the terms added up, in the dtype, into ``out``."""
+    from backprop_oracle.manual.linear import batch_sum
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((1797, 16)).astype(dtype)
+    out = np.empty(16, dtype)
+    got = batch_sum(a, out=out)
+    assert got is out and got.dtype == np.dtype(dtype)
+    eps = np.finfo(dtype).eps
+    for j in range(16):
+        exact = math.fsum(float(v) for v in a[:, j])
+        scale = float(np.abs(a[:, j].astype(np.float64)).sum())
+        tol = 8 * eps * scale
+        assert abs(float(got[j]) - exact) <= tol, f"dL/db[{j}]: {got[j]!r} vs exact {exact!r} (tolerance {tol:.3g})"
+    assert np.array_equal(batch_sum(np.zeros((0, 3), dtype)), np.zeros(3)), "an empty batch sums to 0"
 
 
 # ---------------------------------------------------------------- the fused softmax cross-entropy
