@@ -116,7 +116,7 @@ def format_bench(r):
         f"{dt} {v['n']}x{v['n']} @ {v['n']}x{v['n']}: {v['flop_per_s'] / 1e9:.1f} GFLOP/s" for dt, v in g.items())
         + ") and each large step's rate as a fraction of it")
     rows = [["net", "dtype", "manual GFLOP/s", "fraction", "torch GFLOP/s", "fraction", "goal",
-             "products alone", "fraction", "best manual/torch"]]
+             "products alone GFLOP/s", "fraction", "best manual/torch"]]
     for e in r["gemm_fraction"]:
         goal = f">= {e['goal']:.0%} {_met(e['met'])}" if "goal" in e else ""
         best = [f"{e['products']['flop_per_s'] / 1e9:.1f}", f"{e['products']['fraction']:.0%}",
@@ -124,9 +124,10 @@ def format_bench(r):
         rows.append([e["net"], e["dtype"], f"{e['manual']['flop_per_s'] / 1e9:.1f}", f"{e['manual']['fraction']:.0%}",
                      f"{e['torch']['flop_per_s'] / 1e9:.1f}", f"{e['torch']['fraction']:.0%}", goal] + best)
     lines += aligned(rows, rule=True, indent="  ")
-    lines += ["  products alone: the step's matrix products by themselves (NumPy's BLAS, same shapes and layouts),",
-              "  timed in (a)'s rounds; best manual/torch = their time / torch's step: the lowest ratio of (a) that",
-              "  NumPy's BLAS allows here, reached only if the activations, loss and update cost nothing", ""]
+    lines += ["  products alone: the step's matrix products by themselves (NumPy's BLAS, the same shapes and",
+              "  layouts), timed in rounds of their own beside torch's step; best manual/torch = their time over",
+              "  torch's: the lowest ratio of (a) NumPy's BLAS allows here, if activations, loss and update cost nothing",
+              ""]
 
     lines.append("(c) lockstep overhead: lockstep run / (manual.fit + torch_ref.fit), seconds per run "
                  f"({r['settings']['lockstep_repeats']} repeat(s))")
