@@ -201,7 +201,8 @@ class LockstepRun:
                                     resyncs.append(replace(mismatch, step=step, epoch=epoch))
                                     t.load_buffers(m.buffers())
                                     mismatch = None
-                            if mismatch is None and not np.isfinite(params_m).all():
+                            # Parameters that agreed are finite (quick_diff fails on NaN and inf).
+                            if mismatch is None and not (params_ok or np.isfinite(params_m).all()):
                                 divergence = Divergence(step, epoch, ("manual", "torch"), "parameters after the update",
                                                         {"manual": cost_m, "torch": cost_t}, last_finite)
                         if math.isfinite(cost_m):

@@ -147,11 +147,13 @@ class ManualSide:
             self.data["val"] = (problem.X_val, problem.Y_val)
 
     def forward_backward(self, idx):
-        """Zero the gradients, run forward and backward on the batch ``idx``; return the cost."""
+        """Zero the gradients, run forward and backward on the batch ``idx``; return the cost.
+        dL/dX of the data is not computed, as ``manual.fit`` and torch skip it: nothing compares it
+        (``output_grads`` are the gradients of the modules' outputs)."""
         X, Y = self.data["train"]
         self.optimizer.zero_grad()
         cost = self.loss(self.model.forward(X[idx]), Y[idx])
-        self.model.backward(self.loss.backward())
+        self.model.backward(self.loss.backward(), input_grad=False)
         return float(cost)
 
     def trace(self, idx):
