@@ -18,7 +18,7 @@ import pytest
 from backprop_oracle import manual
 from backprop_oracle.compare.data.datasets import load_digits, Dataset
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
-from backprop_oracle.compare.lockstep.run import LockstepRun
+from backprop_oracle.compare.lockstep.run import LockstepRun, run_lockstep
 
 conv, pooling, normalization, dropout = manual.conv, manual.pooling, manual.normalization, manual.dropout
 
@@ -224,9 +224,12 @@ def spec_for(layers, dtype):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("layers", [CNN, BN_CNN, NORM_MLP])
 def test_the_correct_networks_agree(layers, dtype):
-    r = LockstepRun(spec_for(layers, dtype), dataset=DIGITS).run()
+    r = run_lockstep(spec_for(layers, dtype), dataset=DIGITS, progress=False)
     assert r.passed and r.steps == 2, r.mismatch and r.mismatch.describe()
-    assert not [d for d in r.drifts if d.stage == "amplified"], [d.describe() for d in r.drifts]
+    # a bias before a batch norm has gradient 0 in exact arithmetic: in float32 its rounding may
+    # exceed atol, and that is proven rounding (resynced), never a wrong node
+    for d in r.drifts:
+        assert d.stage == "drift" or not d.proof.wrong, d.describe()
 
 
 def test_the_cnn_s_max_pool_sees_ties():
@@ -245,7 +248,7 @@ def test_planted_mistake_is_named_at_its_node(name, dtype, monkeypatch):
     mutation = MUTATIONS[name]
     for target, attribute, body in ((mutation.target, mutation.attribute, mutation.body), *mutation.extra):
         monkeypatch.setattr(target, attribute, body)
-    r = LockstepRun(spec_for(mutation.layers, dtype), dataset=DIGITS).run()
+    r = run_lockstep(spec_for(mutation.layers, dtype), dataset=DIGITS, progress=False)
     mm = r.mismatch
     assert not r.passed and mm is not None, f"{name} ({dtype}): a planted mistake was not caught: {r.verdict}"
     assert not [d for d in r.drifts if d.stage == "amplified"], [d.describe() for d in r.drifts]
