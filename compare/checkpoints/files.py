@@ -36,6 +36,7 @@ from backprop_oracle.compare.checkpoints.state import (Checkpoint, CheckpointErr
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
 from backprop_oracle.compare.files import write_atomic
 from backprop_oracle.compare.lockstep.progress import CURVES, Progress
+from backprop_oracle.compare.network.layers import network_of
 from backprop_oracle.compare.sides.sides import ManualSide, TorchSide
 
 FORMAT = "backprop-oracle checkpoint 1"
@@ -68,12 +69,12 @@ def spec_from_json(text, path="checkpoint"):
 
 # ---- writing -------------------------------------------------------------------------------------
 
-def _record(progress, rng_state):
+def _record(progress, rng_state, masks=None):
     return json.dumps({
         "step": progress.step, "epoch": progress.epoch, "first_cost": progress.first_cost,
         "last_finite": progress.last_finite, "maxima": progress.maxima, "compared": progress.compared,
         "drifts": [{"record": d.to_dict(), "text": d.describe()} for d in progress.drifts],
-        "rng_state": rng_state})
+        "rng_state": rng_state, "masks": masks})
 
 
 def _digest(value, h=None):
@@ -108,12 +109,14 @@ def write_npz(path, checkpoint):
     """The manual side's arrays (and the torch side's torch.save bytes where there are both) in ``path``."""
     c = checkpoint
     arrays = {"format": np.array(FORMAT), "spec": np.array(_spec_json(c.spec)),
-              "record": np.array(_record(c.progress, c.rng_state))}
+              "record": np.array(_record(c.progress, c.rng_state, c.masks))}
     for k in CURVES:
         arrays[f"curve/{k}"] = np.asarray(c.progress.curves.get(k, []), dtype=np.float64)
     m = c.manual
     for name, value in m["params"].items():
         arrays[f"manual/param/{name}"] = np.asarray(value)
+    for name, value in m.get("buffers", {}).items():
+        arrays[f"manual/buffer/{name}"] = np.asarray(value)
     for i, state in enumerate(m["optimizer"]):
         for key, value in state.items():
             arrays[f"manual/optimizer/{i}/{key}"] = np.asarray(value)
@@ -132,7 +135,7 @@ def write_npz(path, checkpoint):
 def write_pt(path, checkpoint):
     """The torch side's state_dicts with the record, in one torch.save file."""
     c = checkpoint
-    payload = {"format": FORMAT, "spec": _spec_json(c.spec), "record": _record(c.progress, c.rng_state),
+    payload = {"format": FORMAT, "spec": _spec_json(c.spec), "record": _record(c.progress, c.rng_state, c.masks),
                "curves": {k: torch.tensor(c.progress.curves.get(k, []), dtype=torch.float64) for k in CURVES},
                **c.torch}
     write_atomic(path, _torch_bytes(payload))
@@ -154,11 +157,11 @@ def write_checkpoint(path, checkpoint):
     if ext == ".npz" and c.manual is None:
         side = ManualSide(c.spec, c.sizes, _dummy_params(c))
         load_into(side, c)
-        c = Checkpoint(c.spec, c.progress, c.rng_state, manual_state(side), None, c.path)
+        c = replace(c, manual=manual_state(side), torch=None)
     elif ext == ".pt" and c.torch is None:
         side = TorchSide(_on_cpu(c.spec), c.sizes, c.manual["params"])
         load_into(side, c)
-        c = Checkpoint(c.spec, c.progress, c.rng_state, None, torch_state(side), c.path)
+        c = replace(c, manual=None, torch=torch_state(side))
     (write_npz if ext == ".npz" else write_pt)(path, c)
 
 
@@ -167,7 +170,9 @@ def _on_cpu(spec):
 
 
 def _dummy_params(c):
-    return {k: v.detach().to(torch.float64).numpy() for k, v in c.torch["model"].items()}
+    """The torch model's parameters (its running statistics apart), to build a manual side with."""
+    names = {n for n, _ in network_of(c.spec, c.sizes).manual().named_parameters()}
+    return {k: v.detach().to(torch.float64).numpy() for k, v in c.torch["model"].items() if k in names}
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -184,7 +189,7 @@ def _parse_record(text, path):
         progress = Progress(int(record["step"]), int(record["epoch"]), record["first_cost"], record["last_finite"],
                             {k: float(v) for k, v in record["maxima"].items()}, {k: [] for k in CURVES},
                             [SavedDrift(d["record"], d["text"]) for d in record["drifts"]], bool(record["compared"]))
-        return progress, record["rng_state"]
+        return progress, record["rng_state"], record.get("masks")     # no "masks": saved before they were kept
     except (ValueError, KeyError, TypeError) as e:
         raise _damaged(path, e) from None
 
@@ -205,9 +210,10 @@ def read_npz(path):
                               f"written by --save")
     try:
         spec = spec_from_json(str(arrays["spec"]), path)
-        progress, rng_state = _parse_record(str(arrays["record"]), path)
+        progress, rng_state, masks = _parse_record(str(arrays["record"]), path)
         progress.curves = {k: arrays[f"curve/{k}"].tolist() for k in CURVES}
         params = {k[len("manual/param/"):]: v for k, v in arrays.items() if k.startswith("manual/param/")}
+        buffers = {k[len("manual/buffer/"):]: v for k, v in arrays.items() if k.startswith("manual/buffer/")}
         states = {}
         for k, v in arrays.items():
             if k.startswith("manual/optimizer/"):
@@ -217,6 +223,8 @@ def read_npz(path):
         manual = {"params": params, "optimizer": [states.get(i, {}) for i in range(n)],
                   "lr": float(arrays["manual/lr"]), "initial_lr": float(arrays["manual/initial_lr"]),
                   "last_epoch": int(arrays["manual/last_epoch"])}
+        if buffers:                                   # a network with running statistics
+            manual["buffers"] = buffers
         for key in ("scheduler", "hyper"):            # absent from files of the first format's early days
             if f"manual/{key}" in arrays:
                 manual[key] = json.loads(str(arrays[f"manual/{key}"]))
@@ -226,7 +234,7 @@ def read_npz(path):
     if "torch.pt" in arrays:
         own_torch = _torch_load(io.BytesIO(arrays["torch.pt"].tobytes()), path)
         own_torch.pop("digest", None)
-    return Checkpoint(spec, progress, rng_state, manual, own_torch, path)
+    return Checkpoint(spec, progress, rng_state, manual, own_torch, path, masks)
 
 
 def _torch_load(source, path):
@@ -249,14 +257,14 @@ def read_pt(path):
                               f"written by --save")
     try:
         spec = spec_from_json(payload["spec"], path)
-        progress, rng_state = _parse_record(payload["record"], path)
+        progress, rng_state, masks = _parse_record(payload["record"], path)
         progress.curves = {k: payload["curves"][k].tolist() for k in CURVES}
         own_torch = {k: payload[k] for k in ("model", "optimizer", "scheduler")}
         if "digest" not in payload:
             raise KeyError("digest")
     except (KeyError, AttributeError) as e:
         raise _damaged(path, f"missing {e}") from None
-    return Checkpoint(spec, progress, rng_state, None, own_torch, path)
+    return Checkpoint(spec, progress, rng_state, None, own_torch, path, masks)
 
 
 def load_checkpoint(path):
@@ -273,9 +281,8 @@ def convert(source, target):
     manual side's numbers into the torch side's state_dicts, or the reverse."""
     c = load_checkpoint(source)
     ext = _kind(os.fspath(target), "convert")
-    if ext == ".npz":     # from a .pt: the torch side's numbers become the manual side's
-        c = Checkpoint(c.spec, c.progress, c.rng_state, None, c.torch, c.path) if c.manual is None else c
-    else:                 # from an .npz: the manual side's numbers become the torch side's
-        c = Checkpoint(c.spec, c.progress, c.rng_state, c.manual, None, c.path)
+    if ext == ".pt":      # from an .npz: the manual side's numbers become the torch side's
+        c = replace(c, torch=None)
+    # (to an .npz from a .pt, write_checkpoint makes the manual side's numbers of the torch side's)
     write_checkpoint(os.fspath(target), c)
     return c

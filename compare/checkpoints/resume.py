@@ -5,7 +5,7 @@ import os
 
 from backprop_oracle.compare.checkpoints.files import _kind, _spec_json, write_checkpoint
 from backprop_oracle.compare.checkpoints.state import (Checkpoint, CheckpointError, load_into, manual_state,
-                                                       torch_state)
+                                                       masks_state, torch_state)
 from backprop_oracle.compare.lockstep.progress import Progress
 
 # Spec fields a resumed run may change: how long it trains, and where the torch side runs.
@@ -72,7 +72,7 @@ def checkpoint_of(run, progress):
     manual = getattr(run, "manual", None)
     return Checkpoint(run.spec, progress, run.rng.bit_generator.state,
                       manual_state(manual) if manual is not None else None, torch_state(run.torch),
-                      "checkpoint")
+                      "checkpoint", masks_state(manual if manual is not None else run.torch))
 
 
 def save_checkpoint(run, path):

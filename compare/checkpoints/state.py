@@ -1,6 +1,16 @@
 """Each side's state as a checkpoint holds it, and loaded back into either side: the manual side's
 parameters, optimizer state and schedule as NumPy arrays; the torch side's as its state_dicts. A
-side missing from a checkpoint takes the other side's numbers, converted here."""
+side missing from a checkpoint takes the other side's numbers, converted here.
+
+Running statistics (a batch norm's running_mean, running_var and num_batches_tracked) travel with
+the parameters: the manual state's "buffers", the torch state's model state_dict (where torch keeps
+them). The dropout masks to come are the state of the Generator they are drawn from (each side's
+``masks``, a manual.DropoutMasks; in a lockstep run both sides share one): a checkpoint keeps its
+``bit_generator.state`` (``Checkpoint.masks``), so a resumed run draws the masks the unbroken run
+would have drawn. A checkpoint written before either was kept loads as before into a network
+without them (a dense one); into one with running statistics it is refused, by name."""
+import copy
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +46,7 @@ class SavedDrift:
 @dataclass
 class Checkpoint:
     """A checkpoint in memory: the spec, the progress, the batch-order Generator's state, and the
-    state of one side or both ({"params", "optimizer", "lr", "initial_lr", "last_epoch"} for the
+    state of one side or both ({"params", "buffers", "optimizer", "lr", "initial_lr", "last_epoch"} for the
     manual side; {"model", "optimizer", "scheduler"} state_dicts for the torch side)."""
     spec: ExperimentSpec
     progress: Progress
@@ -44,6 +54,7 @@ class Checkpoint:
     manual: dict | None = None
     torch: dict | None = None
     path: str = "checkpoint"
+    masks: dict | None = None  # the dropout masks' Generator state (bit_generator.state); None: not kept
 
     def restore(self, run):
         """Give ``run`` (a LockstepRun or TorchRun, its sides built) this checkpoint's state; returns
@@ -67,11 +78,26 @@ def sizes_of(params):
 HYPERPARAMETERS = ("momentum", "betas")      # set on the optimizer by a schedule (onecycle cycles them)
 
 
+def masks_state(side):
+    """The state of the Generator ``side``'s dropout masks are drawn from (JSON-able), or None."""
+    masks = getattr(side, "masks", None)
+    return None if masks is None else json.loads(json.dumps(masks.rng.bit_generator.state))
+
+
+def load_masks(side, state):
+    """``side``'s dropout masks go on from a saved Generator state (None: as they are)."""
+    masks = getattr(side, "masks", None)
+    if state is not None and masks is not None:
+        masks.rng.bit_generator.state = copy.deepcopy(state)
+
+
 def manual_state(side):
-    """The manual side's parameters, optimizer state and schedule, as copies (``scheduler``: its
-    state_dict, numbers only; ``hyper``: the momentum or betas a schedule sets)."""
+    """The manual side's parameters, running statistics (``buffers``, num_batches_tracked too),
+    optimizer state and schedule, as copies (``scheduler``: its state_dict, numbers only;
+    ``hyper``: the momentum or betas a schedule sets)."""
     o = side.optimizer
     return {"params": {n: p.data.copy() for n, p in side.model.named_parameters()},
+            "buffers": {n: np.array(b, copy=True) for n, b in side.model.named_buffers()},
             "optimizer": side.optimizer_state(), "lr": float(o.lr),
             "initial_lr": float(o.initial_lr), "last_epoch": int(side.scheduler.last_epoch),
             "scheduler": side.scheduler.state_dict(),
@@ -111,8 +137,12 @@ def torch_state(side):
 
 
 def _manual_from_torch(state, layout):
-    """A torch state as the manual side's: its tensors as float64 arrays, Adam's step as an int."""
-    params = {k: v.detach().to(torch.float64).numpy().copy() for k, v in state["model"].items()}
+    """A torch state as the manual side's: its tensors as float64 arrays (running statistics apart
+    from the parameters, num_batches_tracked an int64 count), Adam's step as an int."""
+    names = {n for n, _ in layout}
+    params = {k: v.detach().to(torch.float64).numpy().copy() for k, v in state["model"].items() if k in names}
+    buffers = {k: v.detach().to("cpu").numpy().astype(np.float64 if v.is_floating_point() else np.int64)
+               for k, v in state["model"].items() if k not in names}
     by_index = state["optimizer"]["state"]
     optimizer = []
     for i in range(len(layout)):
@@ -120,7 +150,7 @@ def _manual_from_torch(state, layout):
         optimizer.append({k: (int(v.item()) if k == "step" else v.detach().to(torch.float64).numpy().copy())
                           for k, v in s.items() if v is not None})
     group = state["optimizer"]["param_groups"][0]
-    return {"params": params, "optimizer": optimizer, "lr": float(group["lr"]),
+    return {"params": params, "buffers": buffers, "optimizer": optimizer, "lr": float(group["lr"]),
             "initial_lr": float(group.get("initial_lr", group["lr"])),
             "last_epoch": int(state["scheduler"]["last_epoch"]),
             "scheduler": _schedule_from_torch(state["scheduler"]),
@@ -132,10 +162,20 @@ def _fail(path, what, fix="save it again, or start afresh without --resume"):
     raise CheckpointError(f"{path}: {what}; {fix}")
 
 
+def _buffers_of(side, state, path):
+    """The saved running statistics for ``side``'s network ({} where it keeps none)."""
+    own = dict(side.model.named_buffers())
+    if own and "buffers" not in state:
+        _fail(path, f"it holds no running statistics ({', '.join(sorted(own))}): it was saved before "
+                    "checkpoints kept them", "start afresh without --resume")
+    return state.get("buffers", {}) if own else {}
+
+
 def load_manual(side, state, path="checkpoint"):
     """Give the manual side a saved manual state (copies)."""
     try:
-        side.model.load_state_dict({k: np.asarray(v, dtype=np.float64) for k, v in state["params"].items()})
+        side.model.load_state_dict({**{k: np.asarray(v, dtype=np.float64) for k, v in state["params"].items()},
+                                    **_buffers_of(side, state, path)})
     except (KeyError, ValueError) as e:
         _fail(path, f"its parameters do not fit this network ({e.args[0] if e.args else e})")
     if len(state["optimizer"]) != len(side.optimizer.state):
@@ -174,6 +214,12 @@ def load_torch_from_manual(side, state, path="checkpoint"):
         if value.shape != tuple(p.shape):
             _fail(path, f"its {name} has shape {value.shape}, this network's is {tuple(p.shape)}")
         p.copy_(torch.tensor(value, dtype=side.dtype, device=side.device))
+    saved = _buffers_of(side, state, path)
+    for name, b in side.model.named_buffers():
+        if name not in saved or np.shape(saved[name]) != tuple(b.shape):
+            _fail(path, f"its running statistics {sorted(saved)} are not this network's "
+                        f"{sorted(n for n, _ in side.model.named_buffers())}")
+        b.copy_(torch.tensor(np.asarray(saved[name]), dtype=b.dtype, device=b.device))
     params = list(side.model.parameters())
     side.optimizer.state.clear()
     load_optimizer_state(side.optimizer, params, state["optimizer"], side.dtype, side.device)
@@ -191,6 +237,7 @@ def load_into(side, checkpoint):
     """Give ``side`` (manual or torch) its own state from ``checkpoint``, or the other side's where the
     file holds only that one."""
     c, path = checkpoint, checkpoint.path
+    load_masks(side, c.masks)
     if side.name == "manual":
         state = c.manual if c.manual is not None else _manual_from_torch(c.torch, side.layout)
         load_manual(side, state, path)
