@@ -82,7 +82,7 @@ ROOMS = {
     "check": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "updates", "layouts",
               "interactive", "sides"},
     "train": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive", "sides"},
-    "checkpoints": {"errors", "files", "data", "experiments", "flat", "lockstep", "sides"},
+    "checkpoints": {"errors", "files", "data", "experiments", "network", "flat", "lockstep", "sides"},
     "trace": {"errors", "tables", "data", "verdict", "experiments", "lockstep"},
     "keys": {"tables", "network"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive",
