@@ -14,6 +14,7 @@ import numpy as np
 from backprop_oracle.compare.experiments.presets import PRESETS
 from backprop_oracle.compare.experiments.spec import ExperimentSpec, SpecError
 from backprop_oracle.compare.tables import aligned
+from backprop_oracle.compare.trace import layers as formulas
 from backprop_oracle.compare.verdict.diff import compare_arrays
 from backprop_oracle.compare.verdict.localise import layer_numbers
 
@@ -78,11 +79,17 @@ class ExampleTrace:
     """Every node of one example's forward pass, backward pass and update, on both sides."""
     name: str
     example: int
-    x: np.ndarray
+    x: np.ndarray         # the example (batch 1), or the batch's examples in rows
     y: np.ndarray
     spec: object          # the ExperimentSpec
     tolerance: object
     nodes: list = field(default_factory=list)
+    batch: int = 1        # examples example .. example + batch - 1, one batch
+
+    @property
+    def inputs(self):
+        """x with its batch axis."""
+        return self.x.reshape((1,) + self.x.shape) if self.batch == 1 else self.x
 
     @property
     def passed(self):
@@ -111,6 +118,8 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
     Builds the run exactly as compare.lockstep.LockstepRun does (data, initial parameters from
     the spec's initial_params / init), runs one forward and backward pass of that example on
     both sides with every intermediate kept, then one optimizer step. Returns an ExampleTrace.
+    ``batch_size``: the examples from ``example`` on taken as one batch (a batch norm over
+    features, which normalises over the batch, needs 2 or more).
     """
     from backprop_oracle.compare.lockstep.run import LockstepRun
     if isinstance(preset_or_spec, ExperimentSpec):
@@ -122,11 +131,21 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
     if isinstance(example, bool) or not isinstance(example, (int, np.integer)) or not 0 <= example < n:
         raise SpecError(f"example must be an index from 0 to {n - 1} ({run_name} has {n} training "
                         f"examples), got {example!r}")
-    idx = np.array([example])
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
+            not 1 <= batch_size <= n - example:
+        raise SpecError(f"the batch must be 1 to {n - example} examples (from example {example} of {n}), "
+                        f"got {batch_size!r}")
+    network = run.problem.network
+    for i, (layer, shape) in enumerate(zip(network.layers, network.shapes)):
+        if layer.kind == "batchnorm" and batch_size * int(np.prod(shape[1:])) == 1:
+            raise SpecError(f"module {i} ({layer.text}) normalises over the batch, and one example leaves it "
+                            f"nothing to normalise over; trace a batch of 2 or more (--batch 2)")
+    idx = np.arange(example, example + batch_size)
     tm, tt = run.manual.trace(idx), run.torch.trace(idx)
-    trace = ExampleTrace(run_name, int(example), run.problem.X[example], run.problem.Y[example],
-                         spec, run.tolerance)
-    _forward_nodes(trace, tm, tt, [layer.text for layer in run.problem.network.layers])
+    rows = idx[0] if batch_size == 1 else idx
+    trace = ExampleTrace(run_name, int(example), run.problem.X[rows], run.problem.Y[rows], spec, run.tolerance,
+                         batch=int(batch_size))
+    _forward_nodes(trace, tm, tt, run)
     _backward_nodes(trace, tm, tt, run)
     before_m, before_t = run.manual.params(), run.torch.params()
     run.manual.step()
@@ -137,21 +156,24 @@ def trace_example(preset_or_spec, example=0, *, name=None, batch_size=1):
 
 def _symbols(kinds, roles=None):
     """(output symbol of each module, {parameter name: symbol}): per layer l z_l, a_l, W_l, b_l (one
-    layer is the OR-gate article's z, ŷ, w, b); any other module's output is h_i (module i) and
-    its parameters go by torch's names."""
+    layer is the OR-gate article's z, ŷ, w, b; a convolution is a layer too); any other module's
+    output is h_i (module i), a normalisation's parameters γ_i and β_i."""
     roles = roles or ["linear" if k == "linear" else "activation" for k in kinds]
     layers = layer_numbers(kinds, roles)
-    L = max(l for l, r in zip(layers, roles) if r == "linear") if "linear" in roles else 0
+    starts = [l for l, r in zip(layers, roles) if r in ("linear", "layer")]
+    L = max(starts) if starts else 0
     outs, params = [], {}
     for i, (l, role) in enumerate(zip(layers, roles)):
         s = "" if L == 1 else str(l).translate(_SUB)
-        if role == "linear":
+        if role in ("linear", "layer"):
             outs.append(f"z{s}")
             params[f"{i}.weight"], params[f"{i}.bias"] = ("w" if L == 1 else f"W{s}"), f"b{s}"
         elif role == "activation":
             outs.append("ŷ" if l == L and all(r == "activation" for r in roles[i:]) else f"a{s}")
         else:
-            outs.append(f"h{str(i).translate(_SUB)}")
+            sub = str(i).translate(_SUB)
+            outs.append(f"h{sub}")
+            params.update({f"{i}.{n}": f"{g}{sub}" for n, g in formulas.NORM_SYMBOLS.items()})
     return outs, params
 
 
@@ -166,11 +188,11 @@ def _add(trace, stage, symbol, formula, manual, torch):
                                  np.asarray(torch, dtype=np.float64), d))
 
 
-def _forward_nodes(trace, tm, tt, texts):
+def _forward_nodes(trace, tm, tt, run):
     spec, kinds = trace.spec, tm.kinds
     outs, params = _symbols(kinds, tm.roles)
     roles = tm.roles or ["linear" if k == "linear" else "activation" for k in kinds]
-    x = trace.x.reshape((1,) + trace.x.shape)
+    x = trace.inputs
     _add(trace, "forward", "x", "the input", x, x)
     for i, kind in enumerate(kinds):
         prev = "x" if i == 0 else outs[i - 1]
@@ -180,7 +202,12 @@ def _forward_nodes(trace, tm, tt, texts):
         elif roles[i] == "activation":
             formula = f"{kind}({prev}) = {_symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], prev, outs[i])}"
         else:
-            formula = f"{texts[i]} of {prev}"
+            formula = formulas.forward(kind, run.manual.model[i], prev, params.get(f"{i}.weight", "W"),
+                                       params.get(f"{i}.bias", "b"))
+        if kind == "dropout" and getattr(run.manual.model[i], "dropped", False):
+            keep_m, keep_t = run.manual.model[i].last_mask, run.torch.model[i].last_mask
+            _add(trace, "forward", f"m{str(i).translate(_SUB)}", formulas.mask(run.manual.model[i], keep_m),
+                 keep_m, keep_t)
         _add(trace, "forward", outs[i], formula, tm.outputs[i], tt.outputs[i])
     _add(trace, "forward", "L", f"{_loss_formula(spec.loss, 0)}, y = {_fmt(trace.y)}",
          tm.cost, tt.cost)
@@ -203,7 +230,7 @@ def _backward_nodes(trace, tm, tt, run):
     kinds, loss = tm.kinds, trace.spec.loss
     outs, params = _symbols(kinds, tm.roles)
     roles = tm.roles or ["linear" if k == "linear" else "activation" for k in kinds]
-    x = trace.x.reshape((1,) + trace.x.shape)
+    x = trace.inputs
     for i in reversed(range(len(kinds))):
         kind, out, prev = kinds[i], outs[i], ("x" if i == 0 else outs[i - 1])
         if i == len(kinds) - 1:
@@ -212,8 +239,11 @@ def _backward_nodes(trace, tm, tt, run):
             formula = f"∂L/∂{outs[i + 1]} {params[f'{i + 1}.weight']}"
         elif roles[i + 1] == "activation" and roles[i] != "activation":
             formula = f"∂L/∂{outs[i + 1]} · ∂{outs[i + 1]}/∂{out}"
-        else:
+        elif roles[i + 1] == "activation":
             formula = f"∂L/∂{outs[i + 1]} back through {kinds[i + 1]}"
+        else:
+            formula = formulas.backward(kinds[i + 1], run.manual.model[i + 1], outs[i + 1], out,
+                                        params.get(f"{i + 1}.weight", "W"))
         if tm.output_grads[i] is None or tt.output_grads[i] is None:
             continue        # before the first parameter nothing needs a gradient: torch computes none
         _add(trace, "backward", f"∂L/∂{out}", formula, tm.output_grads[i], tt.output_grads[i])
@@ -227,7 +257,7 @@ def _backward_nodes(trace, tm, tt, run):
             symbol = params.get(name, f"({name})")
             formula = (f"∂L/∂{out}ᵀ {prev}" if name.endswith("weight") and roles[i] == "linear"
                        else f"Σ ∂L/∂{out} over the batch" if roles[i] == "linear"
-                       else f"{kind}'s parameter gradient from ∂L/∂{out}")
+                       else formulas.parameter(kind, run.manual.model[i], name.split(".", 1)[1], out, prev))
             _add(trace, "backward", f"∂L/∂{symbol}", formula, tm.param_grads[name], tt.param_grads[name])
 
 
@@ -260,7 +290,9 @@ def _fmt(value, limit=6):
 def format_trace(trace):
     """The trace as a table: stage, node, formula, manual, torch, and whether they agree."""
     spec = trace.spec
-    head = (f"{trace.name}, example {trace.example}: x = {_fmt(trace.x)}, y = {_fmt(trace.y)}  "
+    which = (f"example {trace.example}" if trace.batch == 1 else
+             f"examples {trace.example} to {trace.example + trace.batch - 1} as one batch")
+    head = (f"{trace.name}, {which}: x = {_fmt(trace.x)}, y = {_fmt(trace.y)}  "
             f"({spec.loss} loss, {spec.optimizer} lr {spec.lr:g}, {spec.dtype})")
     rows = [["", "node", "formula", "manual", "torch", ""]]
     stage = None

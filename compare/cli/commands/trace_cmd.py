@@ -14,6 +14,9 @@ def add_arguments(parser):
                         help="trace a run of the experiment file FILE (TOML, as --dump-config writes it)")
     parser.add_argument("--example", type=int, default=0, metavar="I",
                         help="which training example, from 0 (default 0)")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="trace examples I to I+N-1 as one batch (default 1; a batch norm over features "
+                             "needs 2 or more)")
 
 
 def main(args):
@@ -26,10 +29,10 @@ def main(args):
         if label not in preset.runs:
             raise UsageError(f"{args.config} has no run {label!r}; its runs: {', '.join(map(repr, preset.runs))}")
         name = f"{preset.name}:{label}" if label else preset.name
-        trace = trace_example(preset.runs[label], args.example, name=name)
+        trace = trace_example(preset.runs[label], args.example, name=name, batch_size=args.batch)
     elif args.preset is None:
         raise UsageError("name a preset to trace (e.g. or-gate), or give --config FILE")
     else:
-        trace = trace_example(args.preset, args.example)
+        trace = trace_example(args.preset, args.example, batch_size=args.batch)
     print(format_trace(trace))
     return 0 if trace.passed else 1
