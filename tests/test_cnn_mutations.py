@@ -263,3 +263,24 @@ def test_planted_mistake_is_named_at_its_node(name, dtype, monkeypatch):
 def test_there_are_at_least_ten_mistakes_in_the_new_layers():
     planted = {(m.target, m.attribute) for m in MUTATIONS.values()}
     assert len(MUTATIONS) >= 10 and len(planted) >= 8
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_gradient_sent_to_one_tie_too_many_is_not_rounding(dtype, monkeypatch):
+    """One window in the batch has two equal maxima: the gradient the mistake sends to the second
+    is a DIFFER. (Moving the max-pool's input by a few ulps, as the rounding test moves a node's
+    inputs, would let either win: its input is never moved, nothing in it rounds.)"""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4, 4))
+    X[1] = [2.0, 2.0, -1.0, 0.5]
+    data = Dataset("ties", X, np.array([0, 1, 0, 1]), None, None, 2, "binary", "one tie")
+    spec = ExperimentSpec(dataset="ties", layers="conv(1, 1) maxpool(2) flatten linear(2)", input_shape=(1, 2, 2),
+                          loss="cross_entropy", lr=0.1, epochs=1, dtype=dtype, seed=0)
+    assert run_lockstep(spec, dataset=data, progress=False).passed
+    monkeypatch.setattr(MP, "forward", maxpool_forward_keeping_x)
+    monkeypatch.setattr(MP, "backward", maxpool_backward_to_every_tie)
+    r = run_lockstep(spec, dataset=data, progress=False)
+    mm = r.mismatch
+    assert mm is not None and not r.drifts, [d.describe() for d in r.drifts]
+    assert (mm.stage, mm.node, mm.node_module) == ("backward", "backward", 1) and mm.proof.wrong, mm.describe()
+    assert mm.diff.manual != 0 and mm.diff.torch == 0, mm.describe()
