@@ -341,3 +341,14 @@ def test_the_cnn_draws_would_catch_a_wrong_formula(dtype, monkeypatch):
                           input_shape=(1, 4, 4), loss="mse", lr=0.1, epochs=1, dtype=dtype)
     with pytest.raises(AssertionError, match="reproduce with"):
         check_agrees(spec, {"seed": 1, "n": 8, "features": 16, "task": "regression", "outputs": 2})
+
+
+def test_a_max_pool_window_wholly_in_its_padding_is_refused():
+    # drawn once: dilation 2 and padding 1 on a 1 x 1 input leave a window that sees only padding;
+    # torch computes -inf there and its backward writes outside the input (the process crashed)
+    from backprop_oracle.compare.network.layers import resolve
+    with pytest.raises(SpecError, match=r"layer 2 'maxpool\(2, stride=2, padding=1, dilation=2\)' gets "
+                                        r"\(N, 3, 1, 1\), and a window of it lies wholly in its padding"):
+        resolve(("conv(3, 7)", "maxpool(2, stride=2, padding=1, dilation=2)", "flatten", "linear(2)"), (1, 7, 7), 2)
+    assert resolve(("conv(3, 5)", "maxpool(2, stride=2, padding=1, dilation=2)", "flatten", "linear(2)"),
+                   (1, 7, 7), 2).shapes[2] == (3, 2, 2)

@@ -334,6 +334,10 @@ def resolve(texts, input_shape, outputs):
         except Exception as e:        # any layer's own complaint, named with the layer
             raise SpecError(f"{where}, which it cannot take ({type(e).__name__}: {e}); it takes "
                             f"{LAYERS[layer.kind].takes}") from None
+        if layer.kind == "maxpool" and np.isneginf(out).any():     # zeros in, -inf out: a window of padding only
+            raise SpecError(f"{where}, and a window of it lies wholly in its padding, seeing no input (torch "
+                            f"gives -inf there and its backward writes outside the input); give it less padding "
+                            f"or dilation")
         shape = tuple(int(s) for s in np.shape(out)[1:])
     shapes.append(shape)
     if shape != (outputs,):
