@@ -171,7 +171,7 @@ def test_trace_shows_every_node_of_a_layers_net():
     assert "∂L/∂h₀" not in symbols          # before the first parameter: torch computes no gradient there
     assert trace.passed
     text = format_trace(trace)
-    assert "flatten of x" in text and "every node agrees" in text
+    assert "x reshaped to (N, features)" in text and "every node agrees" in text
 
 
 # ---- running statistics: a module with a buffer, as a norm layer will have -----------------------
