@@ -266,7 +266,7 @@ def test_trace_of_an_experiment_file_at_the_command_line(capsys, tmp_path):
     path.write_text(dump_config(Preset("net", "", {"img": IMAGE_NET}, {})))
     assert main(["trace", "--config", str(path), "img", "--example", "3"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("net:img, example 3:") and "h₀       flatten of x" in out and "every node agrees" in out
+    assert out.startswith("net:img, example 3:") and "h₀       x reshaped to (N, features)" in out and "every node agrees" in out
     assert main(["trace", "--config", str(path), "other"]) == 2
     assert "has no run 'other'; its runs: 'img'" in capsys.readouterr().err
 
