@@ -200,7 +200,8 @@ def _forward_nodes(trace, tm, tt, run):
             formula = f"{prev} {params[f'{i}.weight']}ᵀ + {params[f'{i}.bias']}" if f"{i}.bias" in tm.param_grads \
                 else f"{prev} {params[f'{i}.weight']}ᵀ"
         elif roles[i] == "activation":
-            formula = f"{kind}({prev}) = {_symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], prev, outs[i])}"
+            written = _symbolic(ACTIVATION_FORMULAS.get(kind, (kind, ''))[0], prev, outs[i])
+            formula = written if written == f"{kind}({prev})" else f"{kind}({prev}) = {written}"
         else:
             formula = formulas.forward(kind, run.manual.model[i], prev, params.get(f"{i}.weight", "W"),
                                        params.get(f"{i}.bias", "b"))
@@ -276,8 +277,9 @@ def _update_nodes(trace, run, before_m, before_t):
 def _fmt(value, limit=6):
     """A value as the teaching texts print it: 0.125, [0.1, 0.6], [[1, 2], [3, 4]]; big arrays summarised."""
     a = np.asarray(value, dtype=np.float64) + 0.0          # + 0.0 turns -0 into 0
-    while a.ndim > 1 and a.shape[0] == 1:
-        a = a[0]                                             # one example or one unit: drop the axis
+    if a.ndim > 1 and a.shape[0] == 1:
+        a = a[0]                                             # one example or one unit: drop the axis (once:
+                                                             # an image's one channel stays, (1, 8, 8))
     if a.size > limit:
         return f"{a.shape} array, |max| {np.abs(a).max():.6g}"
     if a.size == 1:
@@ -292,7 +294,7 @@ def format_trace(trace):
     spec = trace.spec
     which = (f"example {trace.example}" if trace.batch == 1 else
              f"examples {trace.example} to {trace.example + trace.batch - 1} as one batch")
-    head = (f"{trace.name}, {which}: x = {_fmt(trace.x)}, y = {_fmt(trace.y)}  "
+    head = (f"{trace.name}, {which}: x = {_fmt(np.asarray(trace.x)[None] if trace.batch == 1 else trace.x)}, y = {_fmt(trace.y)}  "
             f"({spec.loss} loss, {spec.optimizer} lr {spec.lr:g}, {spec.dtype})")
     rows = [["", "node", "formula", "manual", "torch", ""]]
     stage = None
