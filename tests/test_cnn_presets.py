@@ -157,6 +157,14 @@ def test_the_gap_expectation_is_training_minus_validation_accuracy(runs):
     assert Expectation("gap", "<=", 1).check(no_val) == (False, None), "no validation split: no gap"
 
 
+def test_an_experiment_file_of_the_dropout_preset_keeps_its_layers_and_gap_goals(tmp_path):
+    from backprop_oracle.compare.experiments.config import dump_config, load_config
+    path = tmp_path / "dropout.toml"
+    path.write_text(dump_config(PRESETS["dropout"]))
+    loaded = load_config(path)
+    assert loaded.runs == PRESETS["dropout"].runs and loaded.expect == PRESETS["dropout"].expect, loaded.expect
+
+
 def test_overriding_what_batchnorm_and_dropout_compare_is_refused():
     for name in ("batchnorm", "dropout"):
         with pytest.raises(SpecError, match=f"{name} compares runs that differ only in layers; overriding --hidden"):
