@@ -204,6 +204,8 @@ NOISY_MOONS = {"n_samples": 400, "noise": 0.35, "val_fraction": 0.5}
 
 
 def wide_relu(p):
+    """2-128-128-1: two ReLU layers of 128 and a sigmoid output, each hidden layer followed by
+    dropout(p) where ``p``."""
     drop = (f"dropout({p})",) if p else ()
     return ("linear(128)", "relu") + drop + ("linear(128)", "relu") + drop + ("linear(1)", "sigmoid")
 
@@ -367,7 +369,8 @@ PRESETS = {p.name: p for p in [
         "batchnorm",
         "Why batch normalisation was invented: six sigmoid hidden layers of 16 on the digits (64-16x6-10), "
         "softmax with cross-entropy, plain mini-batch SGD (lr 1, batches of 128), 10 epochs, from the same "
-        "start, without and with a batch-norm layer between each linear map and its sigmoid. Sigmoid's slope "
+        "start, without and with a batch-norm layer between each linear map and its sigmoid (the map then "
+        "without its bias, which batch norm's shift replaces). Sigmoid's slope "
         "is at most 1/4 (the concept overview's activations), so the plain network's gradient fades through "
         "six layers and it stays on its plateau: cost 2.33, ln 10 = 2.30 being the cost of a guess, "
         "validation accuracy 0.10. Normalised, each layer's inputs keep mean 0 and variance 1 (then its own "
