@@ -43,6 +43,24 @@ def test_the_step_table_has_every_network_in_both_dtypes(quick):
     assert [n.goal for n in steps.NETS] == [0.2, 0.2, 0.2, 0.5, 0.8, 0.8]
 
 
+def test_the_conv_table_times_both_cnns_in_both_dtypes(quick):
+    from backprop_oracle.compare.bench import layers
+    text, r = quick
+    assert [(row["net"], row["dtype"]) for row in r["conv_steps"]] == \
+        [(n.name, d) for n in layers.NETS for d in layers.DTYPES]
+    assert [(n.name, n.goal) for n in layers.NETS] == [("digits-cnn 8x8 b64", 3.0), ("digits-cnn 28x28 (MNIST) b128", 2.0)]
+    for row in r["conv_steps"]:
+        for side in ("manual", "torch"):
+            positive_spread(row["seconds_per_step"][side], f"{row['net']} {row['dtype']} {side}")
+        ok, msg = close(row["ratio"], row["seconds_per_step"]["manual"]["median"]
+                        / row["seconds_per_step"]["torch"]["median"])
+        assert ok, f"{row['net']} {row['dtype']}: ratio is not manual/torch of the medians: {msg}"
+        assert row["met"] == (row["ratio"] <= row["goal"]) and row["net"] in text
+    # 1 -> 8 (3x3) -> 16 (3x3) -> 10 on 8x8; 1 -> 8 (5x5) -> 16 (5x5) -> 10 from 16*7*7 on 28x28
+    assert [row["parameters"] for row in r["conv_steps"][::2]] == [80 + 1168 + 650, 208 + 3216 + 7850]
+    assert "(h) time per training step of the convolutional networks" in text
+
+
 def test_the_gemm_fractions_are_the_step_rates_over_numpys(quick):
     text, r = quick
     assert {e["net"] for e in r["gemm_fraction"]} == set(steps.LARGE)

@@ -14,18 +14,29 @@ from backprop_oracle.compare.cli.runner import apply_overrides, check_overrides,
 from backprop_oracle.compare.experiments.spec import SpecError
 
 
+# The presets written as layers lists run, with checks of their own, in tests/test_cnn_presets.py.
+LAYERS_PRESETS = ("digits-cnn", "batchnorm", "dropout")
+DENSE = [p for p in PRESETS.values() if p.name not in LAYERS_PRESETS]
+
+
 @pytest.fixture(scope="module")
 def runs():
-    """{run name: (LockstepResult, (goal met, goal text))} for every run of every preset."""
+    """{run name: (LockstepResult, (goal met, goal text))} for every run of every dense preset."""
     out = {}
-    for preset in PRESETS.values():
+    for preset in DENSE:
         for name, result, goal in run_preset(preset):
             out[name] = (result, goal)
     return out
 
 
-RUN_NAMES = [name for p in PRESETS.values() for name in p.run_names()]
-DIVERGING = [name for p in PRESETS.values() for name, label in zip(p.run_names(), p.runs)
+def test_every_preset_is_run_here_or_with_the_layers_presets():
+    assert set(LAYERS_PRESETS) <= set(PRESETS) and all(PRESETS[p].runs[label].layers for p in LAYERS_PRESETS
+                                                       for label in PRESETS[p].runs)
+    assert not any(spec.layers for p in DENSE for spec in p.runs.values())
+
+
+RUN_NAMES = [name for p in DENSE for name in p.run_names()]
+DIVERGING = [name for p in DENSE for name, label in zip(p.run_names(), p.runs)
              if label in p.expect and p.expect[label].metric == "diverges"]
 
 
@@ -220,7 +231,7 @@ def test_mnist_switches_the_digits_preset(tmp_path):
     assert (preset.name, spec.dataset, spec.dataset_args) == \
         ("digits-mnist", "mnist", {"directory": str(tmp_path), "limit": 100})
     assert (spec.hidden_sizes, spec.loss, spec.lr) == ((16, 16), "sum_squared_error", 3.0)
-    with pytest.raises(SpecError, match="digits is not being run"):
+    with pytest.raises(SpecError, match="neither is being run"):
         use_mnist([get_preset("moons")], tmp_path)
     with pytest.raises(SpecError, match="is not a directory"):
         use_mnist([get_preset("digits")], tmp_path / "missing")

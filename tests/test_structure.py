@@ -87,7 +87,7 @@ ROOMS = {
     "keys": {"tables", "network"},
     "dashboards": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "interactive",
                    "sides"},
-    "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "flat", "lockstep", "check"},
+    "bench": {"errors", "tables", "files", "data", "verdict", "experiments", "network", "flat", "lockstep", "check"},
     "spread": {"errors", "files", "train", "dashboards"},
     "cli": {"errors", "tables", "files", "data", "verdict", "experiments", "network", "flat", "lockstep", "train",
             "check", "dashboards", "updates", "layouts", "bench", "checkpoints", "trace", "keys",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from backprop_oracle.compare.bench import gradients, overhead, steps
+from backprop_oracle.compare.bench import gradients, layers, overhead, steps
 from backprop_oracle.compare.bench.timing import clock
 from backprop_oracle.compare.tables import aligned
 
@@ -61,6 +61,9 @@ def run_bench(quick=False, n_threads=1, device="cpu", timer="wall", say=lambda l
         say("time per training step")
         out["steps"] = [steps.measure_step(net, dtype, s["step_repeats"], s["step_target"])
                         for net in steps.NETS for dtype in steps.DTYPES]
+        say("time per training step of the convolutional networks")
+        out["conv_steps"] = [layers.measure(net, dtype, s["step_repeats"], s["step_target"])
+                             for net in layers.NETS for dtype in layers.DTYPES]
         say("NumPy's GEMM rate")
         out["gemm"] = {dt: steps.gemm_rate(dt, s["step_repeats"], s["step_target"]) for dt in steps.DTYPES}
         out["gemm_fraction"] = steps.gemm_fractions(out["steps"], out["gemm"])
@@ -181,4 +184,6 @@ def format_bench(r):
     else:
         lines += ["", "(g) the torch side on a GPU, eager and replayed from CUDA graphs: not measured in this run "
                       "(bench --device cuda adds it where CUDA is present)"]
+    if "conv_steps" in r:
+        lines += [""] + layers.table_lines(r["conv_steps"], repeats, _ms, _met)
     return "\n".join(lines)

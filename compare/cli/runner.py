@@ -11,7 +11,7 @@ from backprop_oracle.compare.data.idx import MNIST_FILES
 from backprop_oracle.compare.errors import DataError
 from backprop_oracle.compare.experiments.config import load_config
 from backprop_oracle.compare.experiments.overrides import with_changes
-from backprop_oracle.compare.experiments.presets import on_mnist, select_presets
+from backprop_oracle.compare.experiments.presets import MNIST_PRESETS, on_mnist, select_presets
 from backprop_oracle.compare.experiments.setup import initial_state, prepare
 from backprop_oracle.compare.experiments.spec import SpecError, optimizer_arguments
 from backprop_oracle.compare.experiments.sweep import expand
@@ -42,6 +42,10 @@ def preset_overrides(preset, overrides):
     return {k: v for k, v in overrides.items() if k not in kept}, kept
 
 
+# The options whose names are not their field's
+FLAGS = {"hidden_sizes": "hidden"}
+
+
 def expand_presets(presets, overrides, everything=False):
     """Each preset with the overrides applied to each run and a run per combination of swept values
     (compare.experiments.sweep.expand), its ``notes`` saying what the changes dropped. An override a
@@ -51,8 +55,8 @@ def expand_presets(presets, overrides, everything=False):
         own, kept = preset_overrides(preset, overrides)
         if kept and not everything:
             field = kept[0]
-            raise SpecError(f"{preset.name} compares runs that differ only in {field}; overriding "
-                            f"--{field.replace('_', '-')} would make them the same. Leave it out, or "
+            raise SpecError(f"{preset.name} compares runs that differ only in {preset.fixed[0]}; overriding "
+                            f"--{FLAGS.get(field, field.replace('_', '-'))} would make them the same. Leave it out, or "
                             f"run the other presets without {preset.name}")
         notes = []
         expanded = expand(preset, own, notes)
@@ -108,14 +112,15 @@ def _specs(expanded, overrides):
 
 
 def use_mnist(presets, directory, limit=None):
-    """``presets`` with "digits" switched to MNIST from ``directory`` (compare.experiments.presets.on_mnist).
+    """``presets`` with digits and digits-cnn switched to MNIST from ``directory``
+    (compare.experiments.presets.on_mnist: MNIST_PRESETS).
 
-    Raises SpecError when the directory or one of its four IDX files is missing, or when no
-    digits preset was asked for (MNIST has no other preset to go to).
+    Raises SpecError when the directory or one of its four IDX files is missing, or when neither
+    preset was asked for (MNIST has no other preset to go to).
     """
-    if not any(p.name == "digits" for p in presets):
-        raise SpecError("--mnist-dir switches the digits preset to MNIST, but digits is not being run; "
-                        "add 'digits' (or 'all') to the presets")
+    if not any(p.name in MNIST_PRESETS for p in presets):
+        raise SpecError("--mnist-dir switches the digits preset to MNIST (and digits-cnn to its 28x28 network), "
+                        "but neither is being run; add 'digits' or 'digits-cnn' (or 'all') to the presets")
     if not os.path.isdir(directory):
         raise SpecError(f"--mnist-dir: {directory} is not a directory; give the directory that holds "
                         f"{', '.join(MNIST_FILES.values())} (each plain or .gz)")
@@ -123,12 +128,12 @@ def use_mnist(presets, directory, limit=None):
         if not any(os.path.isfile(os.path.join(directory, stem + ext)) for ext in ("", ".gz")):
             raise SpecError(f"--mnist-dir: {os.path.join(directory, stem)} not found (nor {stem}.gz); "
                             f"the directory must hold all four MNIST files")
-    return [on_mnist(p, directory, limit) if p.name == "digits" else p for p in presets]
+    return [on_mnist(p, directory, limit) if p.name in MNIST_PRESETS else p for p in presets]
 
 
 def select_runs(names, overrides, mnist_dir=None, mnist_limit=None, config=None):
     """What a command line asks for: the presets named and the experiment file ``config`` (with
-    digits on MNIST when ``mnist_dir`` is given), ``overrides`` applied to every run and swept
+    digits and digits-cnn on MNIST when ``mnist_dir`` is given), ``overrides`` applied to every run and swept
     values expanded into runs, all checked before anything runs.
     Returns (presets as they will run, [(run name, spec), ...])."""
     presets = select_presets(names) if names or config is None else []
@@ -147,6 +152,23 @@ def select_runs(names, overrides, mnist_dir=None, mnist_limit=None, config=None)
                             "too; give the file another name = \"...\"")
         seen.add(name)
     return expanded, runs
+
+
+class EpochFigures:
+    """Observer: each side's training and validation accuracy and validation cost at every epoch the
+    run evaluates (about 100 a run, compare.experiments.setup.default_eval_every), for the picture of
+    a preset about generalisation; the run's ``extra["epochs"]``."""
+    KEYS = ("train_accuracy", "val_accuracy", "val_cost")
+
+    def __init__(self):
+        self.curves = {"epoch": [], **{f"{k}_{s}": [] for k in self.KEYS for s in ("manual", "torch")}}
+
+    def on_epoch(self, run, record):
+        if record.evaluated:
+            self.curves["epoch"].append(record.epoch)
+            for key in self.curves:
+                if key != "epoch":
+                    self.curves[key].append(getattr(record, key))
 
 
 def run_preset(preset, overrides=None, observers_for=None, resume=None):
@@ -168,7 +190,11 @@ def run_one(preset, label, name, spec, observers_for=None, resume=None):
     with single_threaded():
         run = LockstepRun(spec, name=name, resume=resume)    # refuses a batch larger than the data (MNIST's too)
         run.observers = list(observers_for(name, spec)) if observers_for else []
+        figures = EpochFigures() if preset.picture == "generalisation" else None
+        run.observers += [figures] if figures is not None else []
         result = run.run()
+    if figures is not None:
+        result.extra["epochs"] = figures.curves
     expectation = preset.expect.get(label)
     goal = None
     if expectation is not None:

@@ -181,6 +181,42 @@ def runs_cost(curves, title):
     return figure_png(fig)
 
 
+def runs_generalisation(curves, title):
+    """Several runs of one preset (without and with dropout) on one axis: each run's training
+    accuracy (solid) and validation accuracy (dashed) at the epochs it was evaluated, in a colour
+    per run, the gap between them shaded and its final width written at the right; the torch
+    side's curves thin and dotted in black on top. ``curves``: run label -> {"epoch": [...],
+    "train_accuracy_<side>": [...], "val_accuracy_<side>": [...]} (compare.cli.runner.EpochFigures)."""
+    from matplotlib import colormaps
+    colours = colormaps["tab10"].colors
+    fig = new_figure(8.0, 5.0)
+    ax = fig.add_axes((0.11, 0.12, 0.78, 0.78))
+    for k, (label, c) in enumerate(curves.items()):
+        epochs = np.asarray(c["epoch"], dtype=np.float64)
+        train = np.asarray(c["train_accuracy_manual"], dtype=np.float64)
+        val = np.asarray(c["val_accuracy_manual"], dtype=np.float64)
+        colour = colours[k % 10]
+        ax.fill_between(epochs, val, train, color=colour, alpha=0.12, linewidth=0)
+        ax.plot(epochs, train, color=colour, linewidth=2.4, label=f"{label}: training")
+        ax.plot(epochs, val, color=colour, linewidth=2.4, linestyle="--", label=f"{label}: validation")
+        for key in ("train_accuracy_torch", "val_accuracy_torch"):
+            if c.get(key) and None not in c[key]:
+                ax.plot(epochs, np.asarray(c[key], dtype=np.float64), color="black", linestyle=":", linewidth=1.0)
+        if len(epochs):
+            ax.annotate(f"gap {train[-1] - val[-1]:.3f}", (epochs[-1], (train[-1] + val[-1]) / 2),
+                        xytext=(6, 0), textcoords="offset points", va="center", fontsize=TICK, color=colour,
+                        annotation_clip=False)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.0, label="torch side"))
+    ax.legend(handles=handles, fontsize=LEGEND, loc="upper left", ncol=2)   # where the curves start low
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch", fontsize=LABEL)
+    ax.set_ylabel("accuracy (final parameters of each epoch)", fontsize=LABEL)
+    ax.set_title(title, fontsize=TITLE)
+    ax.tick_params(labelsize=TICK)
+    return figure_png(fig)
+
+
 def digit_samples(X, labels, predicted, title, columns=8, rows=4):
     """A grid of the first rows*columns images of X (N, side*side), each captioned below with its
     predicted label: green where it is right, red "pred (true)" where it is wrong."""

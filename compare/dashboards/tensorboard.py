@@ -441,7 +441,9 @@ class TensorBoardLogger:
 def log_preset_runs(logdir, preset_name, results):
     """A TensorBoard run ``<logdir>/<preset name>`` for a preset of several runs: their mean cost
     per epoch on one plot (``pictures/runs``, also ``runs_cost.png`` beside it), the point of
-    presets such as sgd-vs-batch. ``results``: [(run name, LockstepResult)]."""
+    presets such as sgd-vs-batch; where every run carries its training and validation accuracy per
+    epoch (``extra["epochs"]``, a preset about generalisation such as dropout), those on one plot too
+    (``pictures/generalisation``, ``runs_generalisation.png``). ``results``: [(run name, LockstepResult)]."""
     from backprop_oracle.compare.dashboards.plots import runs_cost
     from torch.utils.tensorboard.summary import text
     curves, lines = {}, []
@@ -455,10 +457,20 @@ def log_preset_runs(logdir, preset_name, results):
     png = runs_cost(curves, f"{preset_name} — its runs' cost per epoch")
     folder = make_run_dir(logdir, preset_name)
     write_atomic(os.path.join(folder, "runs_cost.png"), png)
+    general = None
+    if all("epochs" in r.extra for _, r in results):
+        from backprop_oracle.compare.dashboards.plots import runs_generalisation
+        general = runs_generalisation({name.partition(":")[2] or name: r.extra["epochs"] for name, r in results},
+                                      f"{preset_name} — training against validation accuracy")
+        write_atomic(os.path.join(folder, "runs_generalisation.png"), general)
+        lines = [line + (f"; training accuracy {r.train_accuracy_manual:.4g}, validation {r.val_accuracy_manual:.4g}"
+                         if r.val_accuracy_manual is not None else "") for line, (_, r) in zip(lines, results)]
     events = EventFile(folder)
     try:
         step = max(r.epochs for _, r in results)
         events.add_summary(image_summary("pictures/runs", png), step)
+        if general is not None:
+            events.add_summary(image_summary("pictures/generalisation", general), step)
         events.add_summary(text("runs", "\n".join(lines)), step)
     finally:
         events.close()

@@ -13,7 +13,7 @@ command line's changes) as one, so that a file starts from a preset and is edite
     lr = 0.3
     optimizer_args = { momentum = 0.6 }
     batch_size = "full"               # or a number; TOML has no None
-    goal = "accuracy <= 0.75"         # optional: "accuracy >= X", "final_cost <= X", "diverges"
+    goal = "accuracy <= 0.75"         # optional: "accuracy >= X", "final_cost <= X", "gap <= X", "diverges"
 
 Every other key is a field of ExperimentSpec, under its own name. An unknown key or a bad value
 is a SpecError that names the file, the line and the fix.
@@ -51,7 +51,7 @@ _MESSAGE_FIELDS = [("unknown activation", "activation"), ("unknown output activa
                    ("bce", "loss"), ("hinge", "loss"), ("optimizer_args", "optimizer_args"),
                    ("schedule_args", "schedule_args"), ("init_args", "init_args"),
                    ("initial_params", "initial_params")]
-_GOAL = re.compile(r"^\s*(accuracy|final_cost)\s*(>=|<=)\s*(\S+)\s*$|^\s*(diverges)\s*$")
+_GOAL = re.compile(r"^\s*(accuracy|final_cost|gap)\s*(>=|<=)\s*(\S+)\s*$|^\s*(diverges)\s*$")
 
 
 class _Lines:
@@ -119,8 +119,8 @@ def _spec_of(table, where, lines, index):
     if "goal" in table:
         m = _GOAL.match(table["goal"])
         if not m or (m.group(3) is not None and not _is_number(m.group(3))):
-            fail("goal", f'goal {table["goal"]!r} is not a goal; write "accuracy >= 0.9", "final_cost <= 0.01" '
-                         'or "diverges"')
+            fail("goal", f'goal {table["goal"]!r} is not a goal; write "accuracy >= 0.9", "final_cost <= 0.01", '
+                         '"gap <= 0.05" or "diverges"')
         goal = Expectation("diverges") if m.group(4) else Expectation(m.group(1), m.group(2), float(m.group(3)))
     return spec, goal
 

@@ -30,20 +30,26 @@ class Expectation:
 
     "accuracy" is validation accuracy where the data set has a validation split, else training
     accuracy; "final_cost" is the cost of the final parameters on the whole training set;
-    "diverges" is met by a run that diverged (its value is the step it diverged at).
+    "gap" is the generalisation gap, training accuracy minus validation accuracy (both of the final
+    parameters, in eval mode); "diverges" is met by a run that diverged (its value is the step it
+    diverged at).
     """
     metric: str
     op: str = ""
     bound: float = 0.0
 
-    METRICS = ("accuracy", "final_cost", "diverges")
+    METRICS = ("accuracy", "final_cost", "gap", "diverges")
 
     def check(self, result):
         """(ok, value) for the manual side's figure (the sides agree, or the run fails anyway)."""
         if self.metric == "diverges":
             step = None if result.divergence is None else result.divergence.step
             return step is not None, step
-        value = {"accuracy": result.accuracy_manual, "final_cost": result.final_cost_manual}[self.metric]
+        if self.metric == "gap":
+            train, val = result.train_accuracy_manual, result.val_accuracy_manual
+            value = None if train is None or val is None else train - val
+        else:
+            value = {"accuracy": result.accuracy_manual, "final_cost": result.final_cost_manual}[self.metric]
         if value is None:
             return False, None
         return (value >= self.bound if self.op == ">=" else value <= self.bound), value
@@ -66,6 +72,8 @@ class Preset:
     expect: dict = field(default_factory=dict)   # label -> Expectation
     fixed: tuple = ()           # spec fields the preset is about: overriding them is an error
     notes: tuple = ()           # what changing it dropped (compare.experiments.sweep.expand), to tell the user
+    picture: str = "cost"       # its runs on one plot: "cost" per epoch, or "generalisation": training
+                                # and validation accuracy per epoch (compare.dashboards.plots)
 
     def run_names(self):
         """"or-gate", "xor:hidden"; a swept run's label starts with its values: "or-gate[lr=5]"."""
@@ -162,6 +170,48 @@ OPTIMIZER_RUNS = {
 ACTIVATION_MOONS = ExperimentSpec(dataset="moons", dataset_args={"noise": 0.15}, hidden_sizes=(16, 16),
                                   activation="relu", output_activation="sigmoid", loss="bce", optimizer="sgd",
                                   lr=0.5, batch_size=32, epochs=20, init="xavier_uniform", seed=0)
+
+
+# Two convolution-ReLU-pool blocks and a linear layer on the 8x8 digits as images (N, 1, 8, 8):
+# 8x8 -> 8 channels, pooled to 4x4 -> 16 channels, pooled to 2x2 -> 64 features -> 10 logits.
+CNN_LAYERS = ("conv(8, 3, padding=1)", "relu", "maxpool(2)", "conv(16, 3, padding=1)", "relu", "maxpool(2)",
+              "flatten", "linear(10)")
+DIGITS_CNN = ExperimentSpec(dataset="digits", layers=CNN_LAYERS, input_shape=(1, 8, 8),
+                            output_activation="identity",     # the last linear layer gives the logits
+                            loss="cross_entropy", optimizer="adam", lr=0.02, batch_size=64, epochs=5,
+                            init="kaiming_uniform", seed=1)
+# On MNIST's 28x28 images: 5x5 kernels, 28 -> 14 -> 7 after the pools, 16 x 7 x 7 = 784 features.
+MNIST_CNN_LAYERS = ("conv(8, 5, padding=2)", "relu", "maxpool(2)", "conv(16, 5, padding=2)", "relu", "maxpool(2)",
+                    "flatten", "linear(10)")
+
+
+def deep_sigmoid(width, depth, norm):
+    """``depth`` sigmoid hidden layers of ``width`` units, each with batch norm between its linear
+    map and its sigmoid where ``norm`` (the batch-norm paper's place: normalise what goes in). A bias
+    before batch norm is subtracted again with the batch mean (its gradient is 0 but for rounding),
+    so there the linear map has none, and batch norm's shift is the bias; the weights start the same."""
+    block = (f"linear({width}, bias=False)", "batchnorm", "sigmoid") if norm else (f"linear({width})", "sigmoid")
+    return block * depth + ("linear(10)",)
+
+
+# Six sigmoid layers on the digits, plain mini-batch SGD: the batch-norm layers alone differ.
+DEEP_SIGMOID = ExperimentSpec(dataset="digits", layers=deep_sigmoid(16, 6, False), output_activation="identity",
+                              loss="cross_entropy", optimizer="sgd", lr=1.0, batch_size=128, epochs=10, seed=0)
+
+# Few noisy moons (200 to train on, 200 to validate), a wide 2-128-128-1 ReLU network, Adam on the
+# full batch for long enough to learn the noise; with dropout(0.5) after each hidden layer.
+NOISY_MOONS = {"n_samples": 400, "noise": 0.35, "val_fraction": 0.5}
+
+
+def wide_relu(p):
+    """2-128-128-1: two ReLU layers of 128 and a sigmoid output, each hidden layer followed by
+    dropout(p) where ``p``."""
+    drop = (f"dropout({p})",) if p else ()
+    return ("linear(128)", "relu") + drop + ("linear(128)", "relu") + drop + ("linear(1)", "sigmoid")
+
+
+OVERFIT_MOONS = ExperimentSpec(dataset="moons", dataset_args=NOISY_MOONS, layers=wide_relu(0), loss="bce",
+                               optimizer="adam", lr=0.015, batch_size=None, epochs=200, init="he_uniform", seed=0)
 
 
 PRESETS = {p.name: p for p in [
@@ -303,6 +353,47 @@ PRESETS = {p.name: p for p in [
          "relu": Expectation("final_cost", "<=", 0.08), "gelu": Expectation("final_cost", "<=", 0.25)},
         fixed=("activation",),
     ),
+    Preset(
+        "digits-cnn",
+        "The 3Blue1Brown notes' digits as images: where a dense network gives every pixel an input neuron of its "
+        "own (the lecture notes), a convolution looks at each 3x3 patch with one set of weights, wherever it is. "
+        "Two blocks of a 3x3 convolution, ReLU and a 2x2 max-pool (1 -> 8 -> 16 channels, 8x8 -> 4x4 -> 2x2), "
+        "then a linear layer to 10 logits, softmax with cross-entropy (the concept overview), Adam (lr 0.02), "
+        "batches of 64. Every convolution's and pool's forward and backward is "
+        "compared element by element. Validation accuracy 0.986 after 5 epochs. With --mnist-dir it is the "
+        "28x28 network on MNIST (5x5 kernels, 28x28 -> 14x14 -> 7x7).",
+        {"": DIGITS_CNN},
+        {"": Expectation("accuracy", ">=", 0.95)},
+    ),
+    Preset(
+        "batchnorm",
+        "Why batch normalisation was invented: six sigmoid hidden layers of 16 on the digits (64-16x6-10), "
+        "softmax with cross-entropy, plain mini-batch SGD (lr 1, batches of 128), 10 epochs, from the same "
+        "start, without and with a batch-norm layer between each linear map and its sigmoid (the map then "
+        "without its bias, which batch norm's shift replaces). Sigmoid's slope "
+        "is at most 1/4 (the concept overview's activations), so the plain network's gradient fades through "
+        "six layers and it stays on its plateau: cost 2.33, ln 10 = 2.30 being the cost of a guess, "
+        "validation accuracy 0.10. Normalised, each layer's inputs keep mean 0 and variance 1 (then its own "
+        "scale and shift), its sigmoids stay where their slope is, and it trains: cost 0.334, validation "
+        "0.866. The running statistics are compared after every step too.",
+        {"without": DEEP_SIGMOID, "with": replace(DEEP_SIGMOID, layers=deep_sigmoid(16, 6, True))},
+        {"without": Expectation("final_cost", ">=", 2.2), "with": Expectation("final_cost", "<=", 0.4)},
+        fixed=("layers", "hidden_sizes"),
+    ),
+    Preset(
+        "dropout",
+        "Overfitting, and dropout against it (the introduction notebook: a network is judged on a validation "
+        "set it never trained on, and regularised to prevent overfitting): 200 noisy moons (noise 0.35) to "
+        "train on, 200 to validate, a wide 2-128-128-1 ReLU network, bce, Adam (lr 0.015) on the full batch for "
+        "200 epochs, from the same start, without and with dropout(0.5) after each hidden layer. Without, it "
+        "learns the noise: training accuracy 0.940, validation 0.835, a gap of 0.105. With, a new random half of "
+        "the units is silenced at every step (the same mask on both sides) and it generalises: training 0.880, "
+        "validation 0.875, a gap of 0.005. Their training and validation accuracy per epoch are on one plot.",
+        {"without": OVERFIT_MOONS, "with": replace(OVERFIT_MOONS, layers=wide_relu(0.5))},
+        {"without": Expectation("gap", ">=", 0.08), "with": Expectation("gap", "<=", 0.05)},
+        fixed=("layers", "hidden_sizes"),
+        picture="generalisation",
+    ),
 ]}
 
 
@@ -349,10 +440,20 @@ def select_presets(names):
     return out
 
 
+# The presets --mnist-dir switches to MNIST, and what each becomes there.
+MNIST_PRESETS = {"digits": "the 784-16-16-10 network", "digits-cnn": "the 28x28 convolutional network"}
+
+
 def on_mnist(preset, directory, limit=None):
-    """The digits preset's network on MNIST (784-16-16-10): the same hyperparameters, the data
-    set "mnist" read from ``directory`` (the four IDX files), its first ``limit`` training images."""
+    """A preset of MNIST_PRESETS on MNIST: the data set "mnist" read from ``directory`` (the four IDX
+    files), its first ``limit`` training images, the same hyperparameters. The digits network
+    becomes 784-16-16-10 by itself (its sizes follow the data); digits-cnn takes the 28x28 images
+    (1, 28, 28) through 5x5 convolutions (MNIST_CNN_LAYERS)."""
     args = {"directory": str(directory)} if limit is None else {"directory": str(directory), "limit": limit}
-    return replace(preset, name=f"{preset.name}-mnist",
-                   runs={label: replace(spec, dataset="mnist", dataset_args=args)
-                         for label, spec in preset.runs.items()})
+
+    def switched(spec):
+        spec = replace(spec, dataset="mnist", dataset_args=args)
+        if spec.layers == CNN_LAYERS:
+            spec = replace(spec, layers=MNIST_CNN_LAYERS, input_shape=(1, 28, 28))
+        return spec
+    return replace(preset, name=f"{preset.name}-mnist", runs={label: switched(spec) for label, spec in preset.runs.items()})

@@ -123,7 +123,7 @@ def add_preset_arguments(parser, *, dtype_default, dtype_help, device_default, d
     opt.add_argument("--dtype", type=listed(str, DTYPES), default=dtype_default, help=dtype_help)
     opt.add_argument("--device", default=device_default, help=device_help)
     parser.add_argument("--mnist-dir", metavar="DIR", help="use MNIST for the digits preset's 784-16-16-10 "
-                        "network: DIR holds the four IDX files (plain or .gz)")
+                        "network and digits-cnn's 28x28 one: DIR holds the four IDX files (plain or .gz)")
     parser.add_argument("--mnist-limit", type=positive_int, metavar="N",
                         help="with --mnist-dir: train on the first N of the 60000 images")
     parser.add_argument("--logdir", default="runs", metavar="DIR",
