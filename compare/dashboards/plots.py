@@ -14,7 +14,8 @@ from matplotlib.ticker import MaxNLocator
 # The figure, its PNG, the styles and the cost curves are drawn in compare.interactive.pictures, so
 # that a LockstepResult can draw its own (result.plot()); the dashboards use the same code.
 from backprop_oracle.compare.interactive.pictures import (LABEL, LEGEND, SIDE_STYLES, TICK, TITLE, _all_positive,
-                                                          _log_y, _thin, cost_figure, figure_png, new_figure)
+                                                          _log_y, _thin, cost_figure, figure_png, new_figure,
+                                                          quiet_corner)
 
 # The OR-gate article's figure: red below the boundary (output 0), green above it (output 1).
 BINARY_COLOURS = np.array([[0.84, 0.15, 0.16], [0.17, 0.63, 0.17]])
@@ -173,7 +174,7 @@ def runs_cost(curves, title):
     if any(len(s) > 1 for s in curves.values()):
         handles += [Line2D([], [], label="manual side", **dict(SIDE_STYLES["manual"], color="#777777")),
                     Line2D([], [], label="torch side", color="black", linestyle="--", linewidth=1.2)]
-    ax.legend(handles=handles, fontsize=LEGEND)
+    ax.legend(handles=handles, fontsize=LEGEND, loc=quiet_corner(ax))
     ax.set_ylabel("mean cost of each epoch", fontsize=LABEL)
     ax.set_xlabel("epoch", fontsize=LABEL)
     ax.set_title(title, fontsize=TITLE)
@@ -281,8 +282,8 @@ def regression_fit(X, Y, xs, predictions, title):
     ax.scatter(X[:, 0], Y[:, 0], s=14, color="#999999", label="training data")
     for side, ys in predictions.items():
         ax.plot(xs, ys, label=f"{side} prediction", **SIDE_STYLES.get(side, SIDE_STYLES["torch"]))
-    ax.legend(fontsize=LEGEND)
     ax.tick_params(labelsize=TICK)
+    ax.legend(fontsize=LEGEND, loc=quiet_corner(ax))
     ax.set_xlabel("x", fontsize=LABEL)
     ax.set_ylabel("y", fontsize=LABEL)
     ax.set_title(title, fontsize=TITLE)

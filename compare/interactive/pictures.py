@@ -85,9 +85,34 @@ def cost_figure(step_curves, epoch_curves, steps_per_epoch, title):
     ax.set_ylabel("cost", fontsize=LABEL)
     ax.set_xlabel("epoch", fontsize=LABEL)
     ax.set_title(title, fontsize=TITLE)
-    ax.legend(fontsize=LEGEND)
     ax.tick_params(labelsize=TICK)
+    ax.legend(fontsize=LEGEND, loc=quiet_corner(ax))
     return fig
+
+
+def quiet_corner(ax, width=0.4, height=0.3):
+    """The legend's place: the corner of the axes where the fewest of its lines' and points' data
+    fall in a box of ``width`` x ``height`` (fractions of the axes). Matplotlib's loc="best" asks
+    the same question of every vertex against many boxes, a fifth of a picture's drawing time
+    with a cost curve of thousands of steps; four corners answer it from the data in a few
+    microseconds."""
+    ax.autoscale_view()
+    points = [np.column_stack(line.get_data()) for line in ax.get_lines()]
+    points += [c.get_offsets() for c in ax.collections if len(c.get_offsets())]
+    if not points:
+        return "upper right"
+    xy = np.concatenate([np.asarray(p, dtype=np.float64) for p in points])
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if ax.get_yscale() == "log":
+        xy = xy[xy[:, 1] > 0]
+    if not len(xy):
+        return "upper right"
+    u = ax.transAxes.inverted().transform(ax.transData.transform(xy))       # 0..1 across the axes
+    corners = {"upper right": (u[:, 0] > 1 - width) & (u[:, 1] > 1 - height),
+               "upper left": (u[:, 0] < width) & (u[:, 1] > 1 - height),
+               "lower left": (u[:, 0] < width) & (u[:, 1] < height),
+               "lower right": (u[:, 0] > 1 - width) & (u[:, 1] < height)}
+    return min(corners, key=lambda c: int(corners[c].sum()))      # the first of the emptiest, in this order
 
 
 def _all_positive(arrays):
