@@ -108,3 +108,14 @@ def test_dropout_s_backward_without_the_mask_is_found_at_that_module(monkeypatch
     assert m is not None and m.step == 1
     assert (m.node, m.node_module) == ("backward", 8), m.describe()
     assert m.proof.wrong
+
+
+def test_hidden_sizes_on_a_cnn_preset_make_a_dense_network_of_the_rows():
+    from backprop_oracle.compare.experiments.overrides import with_changes
+    from backprop_oracle.compare.experiments.presets import get_preset
+    from backprop_oracle.compare.experiments.setup import prepare
+    spec = with_changes(get_preset("digits-cnn").runs[""], hidden_sizes=(32,))
+    assert spec.layers == () and spec.input_shape == ()
+    assert prepare(spec).network.sizes == (64, 32, 10)
+    kept = with_changes(get_preset("digits-cnn").runs[""], hidden_sizes=(32,), input_shape=(64,))
+    assert kept.input_shape == (64,)

@@ -117,6 +117,9 @@ def _network_changes(spec, new, changes, notes):
     elif "hidden_sizes" in new and spec.layers:
         notes.append("--hidden replaces the layers list")
         new["layers"] = ()
+        if spec.input_shape and "input_shape" not in changes:      # a dense network takes each example's row
+            notes[-1] += f" and its input shape {'x'.join(map(str, spec.input_shape))}"
+            new["input_shape"] = ()
     given = [k for k in ("activation", "output_activation") if k in changes]
     if given and new.get("layers", spec.layers):
         raise SpecError(f"{flag(given[0])}: with --layers each layer names its own activation "
