@@ -106,7 +106,23 @@ def load_optimizer_state(optimizer, params, states, dtype, device):
                 own[key] = torch.tensor(value, dtype=dtype, device=device)
 
 
-class ManualSide:
+class _Stepping:
+    """The optimizer's step and the schedule's, the same on both sides (each side has its
+    ``optimizer``, ``scheduler``, ``per_step`` and ``hyperparameters()``)."""
+
+    def step(self):
+        """The optimizer's step, then a per-step schedule's (``stepped_with``: the values it used)."""
+        self.stepped_with = self.hyperparameters()
+        self.optimizer.step()
+        if self.per_step and self.scheduler.last_epoch < self.scheduler.total_steps:
+            self.scheduler.step()
+
+    def end_epoch(self):
+        if not self.per_step:
+            self.scheduler.step()
+
+
+class ManualSide(_Stepping):
     """The NumPy network, its loss, optimizer and schedule."""
     name = "manual"
 
@@ -198,17 +214,6 @@ class ManualSide:
         o = self.optimizer
         return {"lr": o.lr, **{k: getattr(o, k) for k in ("momentum", "betas") if hasattr(o, k)}}
 
-    def step(self):
-        """The optimizer's step, then a per-step schedule's (``stepped_with``: the values it used)."""
-        self.stepped_with = self.hyperparameters()
-        self.optimizer.step()
-        if self.per_step and self.scheduler.last_epoch < self.scheduler.total_steps:
-            self.scheduler.step()
-
-    def end_epoch(self):
-        if not self.per_step:
-            self.scheduler.step()
-
     @property
     def lr(self):
         return self.optimizer.lr
@@ -224,7 +229,7 @@ class ManualSide:
         return float(self.loss(out, Y)), np.asarray(out, dtype=np.float64)
 
 
-class TorchSide:
+class TorchSide(_Stepping):
     """The torch.nn network, its loss, torch.optim optimizer and scheduler."""
     name = "torch"
 
@@ -397,17 +402,6 @@ class TorchSide:
     def load_buffers(self, values):
         for name, b in named_buffers(self.model).items():
             b.copy_(torch.tensor(values[name], dtype=b.dtype, device=b.device))
-
-    def step(self):
-        """The optimizer's step, then a per-step schedule's (``stepped_with``: the values it used)."""
-        self.stepped_with = self.hyperparameters()
-        self.optimizer.step()
-        if self.per_step and self.scheduler.last_epoch < self.scheduler.total_steps:
-            self.scheduler.step()
-
-    def end_epoch(self):
-        if not self.per_step:
-            self.scheduler.step()
 
     @property
     def lr(self):
