@@ -223,3 +223,14 @@ def test_digits_cnn_runs_on_28x28_idx_files_and_agrees(tmp_path, capsys):
     assert only["spec"]["input_shape"] == [1, 28, 28] and only["spec"]["layers"] == list(MNIST_CNN_LAYERS)
     assert only["steps"] == 1, "64 images in one batch of 64"
     assert only["val_accuracy_manual"] is not None, "the t10k files are the validation split"
+
+
+def test_a_dumped_preset_keeps_its_picture_and_a_wrong_one_is_named():
+    from backprop_oracle.compare.errors import SpecError
+    from backprop_oracle.compare.experiments.config import dump_config, parse_config
+    from backprop_oracle.compare.experiments.presets import get_preset
+    text = dump_config(get_preset("dropout"))
+    assert parse_config(text, "dropout.toml").picture == "generalisation"
+    assert parse_config(dump_config(get_preset("batchnorm")), "bn.toml").picture == "cost"
+    with pytest.raises(SpecError, match=r'x.toml:7: picture must be "cost" .* or "generalisation" .*, got "boundary"'):
+        parse_config(text.replace('picture = "generalisation"', 'picture = "boundary"'), "x.toml")

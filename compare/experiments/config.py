@@ -32,7 +32,8 @@ from backprop_oracle.compare.experiments.spec import ExperimentSpec
 
 SPEC_FIELDS = tuple(f.name for f in fields(ExperimentSpec))
 RUN_KEYS = ("label", "goal") + SPEC_FIELDS
-TOP_KEYS = ("name", "description", "run") + SPEC_FIELDS
+TOP_KEYS = ("name", "description", "picture", "run") + SPEC_FIELDS
+PICTURES = ("cost", "generalisation")     # what a preset's runs share one plot of (Preset.picture)
 _TYPES = {"dataset": str, "activation": str, "output_activation": str, "loss": str, "optimizer": str,
           "schedule": str, "init": str, "dtype": str, "device": str, "lr": (int, float), "epochs": int,
           "seed": int, "shuffle": bool, "dataset_args": dict, "optimizer_args": dict, "schedule_args": dict,
@@ -167,7 +168,11 @@ def parse_config(text, where="<config>"):
         if goal is not None:
             expect[label] = goal
     description = data.get("description", f"the experiment file {where}")
-    return Preset(name, str(description), specs, expect)
+    picture = data.get("picture", "cost")
+    if picture not in PICTURES:
+        raise SpecError(f"{where}:{lines.of(None, 'picture')}: picture must be \"cost\" (the runs' cost per epoch) "
+                        f"or \"generalisation\" (their training and validation accuracy), got {json.dumps(picture)}")
+    return Preset(name, str(description), specs, expect, picture=picture)
 
 
 def load_config(path):
@@ -218,6 +223,8 @@ def dump_config(preset, command=None):
     if command:
         out.append(f"# Written by: {command}")
     out += ["", f"name = {_value(preset.name)}", f"description = {_value(preset.description)}"]
+    if preset.picture != "cost":
+        out.append(f"picture = {_value(preset.picture)}   # the runs' training and validation accuracy on one plot")
     for label, spec in preset.runs.items():
         out += ["", "[[run]]"]
         if label:
