@@ -102,15 +102,19 @@ def listed_keys(choices, what="key"):
     return parse
 
 
+def _positive_ints(text, expected):
+    """A comma list of positive whole numbers, "1,8,8" -> (1, 8, 8); else "expected <expected>, got ..."."""
+    try:
+        return tuple(positive_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
 def layer_sizes(text):
     """Hidden layer sizes: "32,32" -> (32, 32); "none" (or "") -> () , a single layer."""
     if text.strip().lower() in ("none", ""):
         return ()
-    try:
-        return tuple(positive_int(part.strip()) for part in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected layer sizes such as 32 or 32,32 (or none), got {text!r}") \
-            from None
+    return _positive_ints(text, "layer sizes such as 32 or 32,32 (or none)")
 
 
 def layers_list(text):
@@ -130,11 +134,7 @@ def layers_list(text):
 
 def shape(text):
     """One example's shape: "1,8,8" -> (1, 8, 8)."""
-    try:
-        return tuple(positive_int(part.strip()) for part in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a shape such as 1,8,8 (channels, height, width), got {text!r}") \
-            from None
+    return _positive_ints(text, "a shape such as 1,8,8 (channels, height, width)")
 
 
 def pair(text):
