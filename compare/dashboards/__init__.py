@@ -10,5 +10,6 @@ protos; never the checks or the command line.
                   log_preset_runs (a preset's runs on one plot), check_logdir, make_run_dir
     event_file    EventFile: batched, checksummed TensorBoard records
     plots         the figures;  run_pictures  which figures a run gets
+    drawing       Drawer: the pictures drawn in place, or in a second process beside the run
     progress      ProgressBar, progress_wanted (from compare.interactive.progress)
 """

@@ -4,6 +4,8 @@ Every figure is drawn by matplotlib's Agg backend through ``FigureCanvasAgg`` di
 display is needed and the process's pyplot backend is left alone. Figures are small and drawn a
 few times a run: a run's pictures should cost well under a second in all.
 """
+from collections import OrderedDict
+
 import numpy as np
 from contourpy import contour_generator
 from matplotlib.collections import LineCollection
@@ -133,6 +135,24 @@ class BoundaryFigure:
         return figure_png(self.fig)
 
 
+# The BoundaryFigures this process drew last, by their run's key: a run's figure is built once and
+# redrawn at each of its snapshots (in a drawing worker, compare.dashboards.drawing, or here).
+_FIGURES = OrderedDict()
+_KEEP_FIGURES = 4
+
+
+def boundary_png(key, X, labels, num_classes, sides, classes, boundaries, title):
+    """BoundaryFigure(X, labels, num_classes, sides).render(classes, boundaries, title): the PNG
+    of one snapshot, the figure built at the first snapshot of ``key`` (a run's) and kept for the
+    next (the few last runs' figures are kept)."""
+    figure = _FIGURES.pop(key, None)
+    if figure is None:
+        figure = BoundaryFigure(X, labels, num_classes, sides=sides)
+    _FIGURES[key] = figure
+    while len(_FIGURES) > _KEEP_FIGURES:
+        _FIGURES.popitem(last=False)
+    return figure.render(classes, boundaries, title)
+
 def boundary_values(outputs, threshold):
     """What a boundary line is drawn on: (values, levels). One output column: the output itself
     against the threshold (a smooth line); several: the predicted class, a line between classes."""
@@ -218,7 +238,10 @@ def runs_generalisation(curves, title):
     return figure_png(fig)
 
 
-def digit_samples(X, labels, predicted, title, columns=8, rows=4):
+DIGIT_COLUMNS, DIGIT_ROWS = 8, 4      # the grid of digit_samples
+
+
+def digit_samples(X, labels, predicted, title, columns=DIGIT_COLUMNS, rows=DIGIT_ROWS):
     """A grid of the first rows*columns images of X (N, side*side), each captioned below with its
     predicted label: green where it is right, red "pred (true)" where it is wrong."""
     side = IMAGE_SIDES[X.shape[1]]

@@ -6,8 +6,14 @@ in one figure; the digit samples and the confusion matrix, which are the same pi
 that predict the same classes (the usual case: the sides agree), are drawn once then, and once
 per side, named after it, where the sides' predictions differ.
 
-Each call returns [(tag, file name, PNG bytes), ...]; compare.dashboards.tensorboard writes them.
+Each call returns [(tag, file name, drawing), ...]: the models are read at the call (their outputs,
+their predicted classes), and each drawing is a call of a compare.dashboards.plots function on that
+data that returns the PNG; compare.dashboards.tensorboard has it drawn (compare.dashboards.drawing,
+in a second process on the command line) and writes it.
 """
+import itertools
+from functools import partial
+
 import numpy as np
 import torch
 
@@ -31,8 +37,8 @@ def side_outputs(side, X):
 def once_or_per_side(predictions, tag, filename, render):
     """One picture when every side's ``predictions`` are equal, else one per side.
 
-    ``render(side, label)`` draws the picture of ``side``'s predictions, ``label`` naming the
-    side(s) it shows; ``filename`` is "stem.png". Returns [(tag, file name, PNG)]: the tag and
+    ``render(side, label)`` is the drawing of ``side``'s predictions, ``label`` naming the
+    side(s) it shows; ``filename`` is "stem.png". Returns [(tag, file name, drawing)]: the tag and
     file name as given for a shared picture, with "/side" and "_side" added to each side's own.
     """
     sides = list(predictions)
@@ -42,6 +48,9 @@ def once_or_per_side(predictions, tag, filename, render):
         return [(tag, filename, render(sides[0], label))]
     stem = filename[:-len(".png")]
     return [(f"{tag}/{s}", f"{stem}_{s}.png", render(s, f"{s} side (the sides differ)")) for s in sides]
+
+
+_RUNS = itertools.count()      # a key per run, under which its boundary figure is kept where it is drawn
 
 
 class RunPictures:
@@ -56,7 +65,9 @@ class RunPictures:
         self.boundary = self.fit_xs = None
         if p.X.ndim == 2 and p.X.shape[1] == 2 and p.labels is not None:
             num_classes = int(max(p.labels.max() + 1, 2))
-            self.boundary = plots.BoundaryFigure(p.X, p.labels, num_classes, sides=tuple(sides))
+            # what plots.boundary_png builds its figure from, once per run (the key), wherever it draws
+            self.boundary = (next(_RUNS), p.X, p.labels, num_classes, tuple(sides))
+            self.grid = plots.boundary_grid(p.X)[2]
         elif p.X.ndim == 2 and p.X.shape[1] == 1 and p.task == "regression" and p.Y.shape[1] == 1:
             self.fit_xs = np.linspace(p.X.min(), p.X.max(), 200)
 
@@ -70,39 +81,43 @@ class RunPictures:
         every side in one picture."""
         p = self.problem
         if self.boundary is not None:
-            grid = self.boundary.points.astype(p.X.dtype)
+            grid = self.grid.astype(p.X.dtype)
             outputs = {s: side_outputs(side, grid) for s, side in self.sides.items()}
             lines = {s: plots.boundary_values(o, self.threshold) for s, o in outputs.items()}
             classes = {s: plots.predicted_classes(o, self.threshold) for s, o in outputs.items()}
-            png = self.boundary.render(classes, lines, f"{self.name} — boundary {self._when(step)}")
-            return [("pictures/boundary", f"boundary_step{step:06d}.png", png)]
+            drawing = partial(plots.boundary_png, *self.boundary, classes, lines,
+                              f"{self.name} — boundary {self._when(step)}")
+            return [("pictures/boundary", f"boundary_step{step:06d}.png", drawing)]
         if self.fit_xs is not None:
             xs = self.fit_xs.reshape(-1, 1).astype(p.X.dtype)
             predictions = {s: side_outputs(side, xs)[:, 0] for s, side in self.sides.items()}
-            png = plots.regression_fit(p.X, p.Y, self.fit_xs, predictions, f"{self.name} — fit {self._when(step)}")
-            return [("pictures/fit", f"fit_step{step:06d}.png", png)]
+            drawing = partial(plots.regression_fit, p.X, p.Y, self.fit_xs, predictions,
+                              f"{self.name} — fit {self._when(step)}")
+            return [("pictures/fit", f"fit_step{step:06d}.png", drawing)]
         return []
 
     def at_end(self, result):
         """The cost curves of every side on one plot; for digit images, samples and a confusion matrix."""
         p = self.problem
-        png = plots.cost_curves({s: getattr(result, f"step_cost_{s}") for s in self.sides},
-                                {s: getattr(result, f"epoch_cost_{s}") for s in self.sides},
-                                self.steps_per_epoch, f"{self.name} — cost")
-        out = [("pictures/cost", "cost.png", png)]
+        drawing = partial(plots.cost_curves, {s: getattr(result, f"step_cost_{s}") for s in self.sides},
+                          {s: getattr(result, f"epoch_cost_{s}") for s in self.sides},
+                          self.steps_per_epoch, f"{self.name} — cost")
+        out = [("pictures/cost", "cost.png", drawing)]
         if int(np.prod(p.X.shape[1:])) in plots.IMAGE_SIDES and p.labels is not None:      # (N, 64) or (N, 1, 8, 8)
             X, labels, split = (p.X, p.labels, "train") if p.X_val is None else (p.X_val, p.labels_val, "validation")
             num_classes = int(max(labels.max(), p.labels.max()) + 1)
             predicted = {s: plots.predicted_classes(side_outputs(side, X), self.threshold)
                          for s, side in self.sides.items()}
             def samples(s, label):
-                return plots.digit_samples(X.reshape(len(X), -1), labels, predicted[s],
-                                           f"{self.name} — predicted by {label}, {split} set\n"
-                                           "green: right; red: wrong, with the true class in brackets")
+                # the first images only, which is all the grid shows (not the whole set to the drawing)
+                n = plots.DIGIT_COLUMNS * plots.DIGIT_ROWS
+                return partial(plots.digit_samples, X[:n].reshape(min(n, len(X)), -1), labels[:n], predicted[s][:n],
+                               f"{self.name} — predicted by {label}, {split} set\n"
+                               "green: right; red: wrong, with the true class in brackets")
 
             def confusion(s, label):
-                return plots.confusion_matrix(labels, predicted[s], num_classes, f"{self.name} — {label}, {split} "
-                                              f"accuracy {np.mean(predicted[s] == labels):.3f}")
+                return partial(plots.confusion_matrix, labels, predicted[s], num_classes, f"{self.name} — {label}, "
+                               f"{split} accuracy {np.mean(predicted[s] == labels):.3f}")
             out += once_or_per_side(predicted, "pictures/digits", "digits.png", samples)
             out += once_or_per_side(predicted, "pictures/confusion", "confusion.png", confusion)
         return out

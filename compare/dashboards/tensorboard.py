@@ -36,6 +36,7 @@ from datetime import datetime
 import numpy as np
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from backprop_oracle.compare.dashboards.drawing import Drawer
 from backprop_oracle.compare.dashboards.event_file import EventFile
 from backprop_oracle.compare.errors import UsageError
 from backprop_oracle.compare.files import write_atomic
@@ -227,16 +228,22 @@ class TensorBoardLogger:
     ``folder``: write into this folder (created if missing) instead of a new ``<logdir>/<run
     name>``; ``final_folder``: the folder ``config.json`` names as the run's, where its files end
     up when they are written elsewhere first (a run on another process, compare.spread.runs).
+    ``drawer``: what draws the pictures (compare.dashboards.drawing.Drawer); by default they are
+    drawn in place, the command line draws them in a second process. Either way each picture goes
+    into the run, in the order taken and at the step it shows, as soon as it is drawn, and all of
+    them before the run's logs are closed.
     """
 
     def __init__(self, logdir="runs", run_name=None, *, sides=SIDES, diff=True, histograms=10,
-                 snapshots=3, flush_secs=1.0, folder=None, final_folder=None):
+                 snapshots=3, flush_secs=1.0, folder=None, final_folder=None, drawer=None):
         self.logdir, self.run_name = logdir, run_name
         self.folder, self.final_folder = folder, final_folder
         self.side_names = tuple(sides)
         self.diff = diff and len(self.side_names) == 2
         self.histograms, self.snapshots, self.flush_secs = histograms, max(2, snapshots), flush_secs
         self.run_dir, self.file, self._pending = None, None, None
+        self.drawer = Drawer() if drawer is None else drawer
+        self._drawing = []        # [(step, tag, file name, drawing, pending)]: pictures not written yet
 
     # ---- observer methods ------------------------------------------------------------------
 
@@ -327,6 +334,7 @@ class TensorBoardLogger:
             self._histograms(step)
         self._add_images(self.pictures.snapshot(step), step)
         self._add_images(self.pictures.at_end(result), step)
+        self._write_images(wait=True)
         from torch.utils.tensorboard.summary import text
         self.file.add_summary(text("verdict", self._verdict(result)), step)
         self.file.add_summary(self._session_end, step)
@@ -349,7 +357,10 @@ class TensorBoardLogger:
     # ---- pieces ----------------------------------------------------------------------------
 
     def _emit(self):
-        """Write the scalars of the last step (held back so that its epoch's values join them)."""
+        """Write the scalars of the last step (held back so that its epoch's values join them), and
+        the pictures drawn since."""
+        if self._drawing:
+            self._write_images()
         if self._pending is None:
             return
         (step, scalars, exact), self._pending = self._pending, None
@@ -360,6 +371,7 @@ class TensorBoardLogger:
             return
         try:
             self._emit()
+            self._write_images(wait=True)
         finally:
             self.file.close()
 
@@ -412,8 +424,22 @@ class TensorBoardLogger:
                     self.file.add_summary(histogram(tag, values, bins=30), step)
 
     def _add_images(self, images, step):
-        """Each picture into the run and, as a PNG file, into the run's folder."""
-        for tag, filename, png in images:
+        """Have each picture (tag, file name, drawing) drawn; it is written when it is done."""
+        for tag, filename, drawing in images:
+            self._drawing.append((step, tag, filename, drawing, self.drawer.submit(drawing)))
+        self._write_images()
+
+    def _write_images(self, wait=False):
+        """Each picture drawn so far, in the order taken, into the run and, as a PNG file, into the
+        run's folder; with ``wait``, every one. (A picture written after a later step's scalars is no
+        trouble for TensorBoard: a value out of step order makes it drop only the later values of
+        that value's own tag, and a tag's pictures are written in step order.)"""
+        while self._drawing:
+            step, tag, filename, drawing, pending = self._drawing[0]
+            png = self.drawer.png(drawing, pending, wait=wait)
+            if png is None:
+                return
+            del self._drawing[0]
             self.file.add_summary(image_summary(tag, png), step)
             write_atomic(os.path.join(self.run_dir, filename), png)
 

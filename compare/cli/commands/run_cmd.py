@@ -71,6 +71,10 @@ def main(args):
     if rank == 0:
         say_dropped(presets, overrides)
     loggers, current, folder = [], Current(), None
+    # The pictures are drawn in a second process while the runs go on (one process: under torchrun
+    # each rank's runs draw their own in place); it is stopped when the command ends.
+    from backprop_oracle.compare.dashboards.drawing import Drawer
+    drawer = Drawer(process=world == 1 and not args.no_tensorboard)
 
     def observers_for(name, spec, **where):
         progress = progress_for(args.quiet) if rank == 0 else None     # other ranks' bars would run into it
@@ -79,7 +83,7 @@ def main(args):
         observers += [savers[-1]] if savers[-1] is not None else []
         if not args.no_tensorboard:
             from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger
-            loggers.append(TensorBoardLogger(folder, name, **where))
+            loggers.append(TensorBoardLogger(folder, name, drawer=drawer, **where))
             observers.append(loggers[-1])
         return observers
 
@@ -105,7 +109,7 @@ def main(args):
         for preset, ran in ran_by_preset:
             take(preset, ran)
     else:
-        with guard as folder:
+        with guard as folder, drawer:
             try:
                 for preset in presets:
                     take(preset, run_preset(preset, None, observers_for, resume=resume))
