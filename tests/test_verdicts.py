@@ -153,4 +153,7 @@ def test_weight_decay_cancelling_the_weight_is_rounding_not_the_update_rule():
 def test_random_networks_once_blamed_for_rounding_agree(spec, data):
     r = LockstepRun(spec, dataset=random_dataset(**data)).run()
     assert r.passed, r.mismatch.describe()
-    assert r.drifts and all(d.stage == "drift" or not d.proof.wrong for d in r.drifts)
+    # Whether the one ulp arises at all depends on the two libraries' exp and BLAS kernels on this
+    # processor (NumPy's OpenBLAS picks them by CPU): where it does not, the sides agree exactly,
+    # which is also right. Where it does, each difference must have been proven rounding.
+    assert all(d.stage == "drift" or not d.proof.wrong for d in r.drifts), [d.describe() for d in r.drifts]
