@@ -176,3 +176,19 @@ def test_interleaved_times_only_the_work_and_reports_its_spread():
     assert calls.count("work") == 8 and calls.count("prepare") == 8
     assert set(times) == {"a", "b"} and all(isinstance(t, Spread) and t.repeats == 3 for t in times.values())
     assert Spread.of([3.0, 1.0, 2.0]) == Spread(1.0, 2.0, 3.0, 3)
+
+
+def test_the_machine_line_names_numpys_kernels_and_a_forced_core_type(quick, monkeypatch):
+    from threadpoolctl import threadpool_info
+    from backprop_oracle.compare.bench.suite import machine
+    text, r = quick
+    arch = [i["architecture"] for i in threadpool_info() if i.get("user_api") == "blas" and i.get("architecture")]
+    if arch:
+        assert f"{arch[0]} kernels" in text.splitlines()[0], text.splitlines()[0]
+    forced = "OPENBLAS_CORETYPE" in r["machine"]["blas_forced"]
+    assert ("is set here: NumPy's OpenBLAS runs those kernels" in text) == forced
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Zen")
+    monkeypatch.delenv("OPENBLAS_L2_SIZE", raising=False)
+    assert machine()["blas_forced"] == {"OPENBLAS_CORETYPE": "Zen"}
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert machine()["blas_forced"] == {}

@@ -32,9 +32,13 @@ def machine():
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info() if i.get("user_api") == "blas"]
+    blas = [f"{i.get('internal_api')} {i.get('version')}"
+            + (f", {i['architecture']} kernels" if i.get("architecture") else "")
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    # OpenBLAS runs the kernels this names instead of the ones it would pick for the processor
+    forced = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if os.environ.get(k)}
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "blas": blas[0] if blas else "unknown", "torch": torch.__version__}
+            "blas": blas[0] if blas else "unknown", "torch": torch.__version__, "blas_forced": forced}
 
 
 @contextlib.contextmanager
@@ -105,6 +109,12 @@ def format_bench(r):
              f"torch {m['torch']}; {r['threads']} thread(s){'; --quick' if r['quick'] else ''}",
              f"{'CPU' if r['clock'] == 'cpu' else 'wall-clock'} times: median [min-max] over interleaved repeats; "
              "every ratio is of the medians shown", ""]
+    if m.get("blas_forced"):
+        names = " ".join(f"{k}={v}" for k, v in m["blas_forced"].items())
+        unset = " ".join(f"-u {k}" for k in m["blas_forced"])
+        lines[-1:-1] = [f"{names} is set here: NumPy's OpenBLAS runs those kernels, not the ones it picks for this "
+                        "processor (torch's BLAS is its own);",
+                        f"`env {unset} backprop-oracle bench` measures NumPy as it runs by itself"]
 
     lines.append(f"(a) time per training step, ms (zero_grad, forward, loss, backward, SGD step; {repeats} repeats)")
     rows = [["net", "dtype", "manual", "torch", "manual/torch", "goal"]]
