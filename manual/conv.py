@@ -103,11 +103,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=
     cols = buffers("cols", (G, Cg * kH * kW, N * Ho * Wo), dtype)               # im2col, one copy
     cols.reshape(G, Cg, kH, kW, N, Ho, Wo)[...] = \
         win.reshape(N, G, Cg, kH, kW, Ho, Wo).transpose(1, 2, 3, 4, 0, 5, 6)
-    yg = np.matmul(weight.reshape(G, O // G, Cg * kH * kW), cols)               # (G, O/G, N Ho Wo)
+    yg = np.matmul(weight.reshape(G, O // G, Cg * kH * kW), cols,               # (G, O/G, N Ho Wo)
+                   out=buffers("yg", (G, O // G, N * Ho * Wo), dtype))
+    yg = yg.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)                         # (N, O, Ho, Wo)
     y = np.empty((N, O, Ho, Wo), dtype) if out is None else out
-    y[...] = yg.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
-    if bias is not None:
-        y += bias[:, None, None]
+    if bias is None:
+        y[...] = yg
+    else:
+        np.add(yg, bias[:, None, None], out=y)                                  # + b, in the same pass
     return y, cols
 
 
