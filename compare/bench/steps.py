@@ -1,11 +1,11 @@
 """The time per training step of each side, and how close the large steps come to NumPy's GEMM.
 
 A step is what ``manual.fit`` and ``torch_ref.fit`` do per batch: zero the gradients, forward,
-the loss, backward, the optimizer's step (SGD). Both sides start from the same weights and train
-on the same random batch; ``ratio`` is manual time / torch time (below 1: the NumPy side is the
-faster). A step's FLOPs are its matrix products: 2·N·in·out for each layer's forward, the same
-for its weight gradient, and again for its input gradient except at the first layer (the data
-needs none), i.e. 6·N·Σ in·out − 2·N·in₀·out₀.
+the loss, backward, the optimizer's step (SGD with momentum 0.9). Both sides start from the same
+weights and train on the same random batch; ``ratio`` is manual time / torch time (below 1: the
+NumPy side is the faster). A step's FLOPs are its matrix products: 2·N·in·out for each layer's
+forward, the same for its weight gradient, and again for its input gradient except at the first
+layer (the data needs none), i.e. 6·N·Σ in·out − 2·N·in₀·out₀.
 
 For the large networks the step's matrix products are also timed alone (the same shapes and
 memory layouts as the manual step's, into preallocated arrays: NumPy's BLAS doing nothing else),
@@ -59,6 +59,7 @@ LARGE = ("784-256-256-10 b256", "784-1024-1024-10 b1024")
 GEMM_GOAL = 0.75      # the manual step's FLOP rate over NumPy's GEMM rate, at the largest network
 GEMM_GOAL_AT = "784-1024-1024-10 b1024"
 DTYPES = ("float64", "float32")
+LR, MOMENTUM = 0.01, 0.9     # every step's optimizer: SGD with momentum, on both sides
 
 
 def problem(net, dtype, seed=0):
@@ -79,12 +80,12 @@ def repeat_count(seconds_per_step, target):
     return max(1, int(target / max(seconds_per_step, 1e-7)))
 
 
-def manual_steps(net, dtype, state, X, Y):
-    """prepare() -> work() of ``count`` manual steps, for ``interleaved`` (count set on the function)."""
+def manual_steps(net, dtype, state, X, Y, momentum=MOMENTUM):
+    """One manual training step of ``net`` on (X, Y), a function without arguments."""
     model = manual.mlp(net.sizes, net.activation, net.output_activation, dtype=dtype)
     model.load_state_dict(state)
     loss = manual.make_loss(net.loss)
-    opt = manual.make_optimizer("sgd", model.parameters(), lr=0.01)
+    opt = manual.make_optimizer("sgd", model.parameters(), lr=LR, momentum=momentum)
 
     def step():
         opt.zero_grad()
@@ -94,12 +95,13 @@ def manual_steps(net, dtype, state, X, Y):
     return step
 
 
-def torch_steps(net, dtype, state, X, Y, device="cpu"):
+def torch_steps(net, dtype, state, X, Y, device="cpu", momentum=MOMENTUM):
+    """The same step on the torch side (on ``device``)."""
     dt = torch_ref.as_dtype(dtype)
     model = torch_ref.mlp(net.sizes, net.activation, net.output_activation, dtype=dtype, device=device)
     model.load_state_dict({k: torch.tensor(v, dtype=dt, device=device) for k, v in state.items()})
     loss = torch_ref.make_loss(net.loss)
-    opt = torch_ref.make_optimizer("sgd", model.parameters(), lr=0.01)
+    opt = torch_ref.make_optimizer("sgd", model.parameters(), lr=LR, momentum=momentum)
     Xt, Yt = torch.tensor(X, device=device), torch.tensor(Y, device=device)
 
     def step():
@@ -139,11 +141,12 @@ def step_products(net, dtype, X):
     return products
 
 
-def measure_step(net, dtype, repeats, target):
+def measure_step(net, dtype, repeats, target, momentum=MOMENTUM):
     """One row of the step table: Spread of seconds per step for each side, and their ratio; for
     the large networks also the step's matrix products alone and the best ratio they allow."""
     state, X, Y = problem(net, dtype)
-    m, t = manual_steps(net, dtype, state, X, Y), torch_steps(net, dtype, state, X, Y)
+    m = manual_steps(net, dtype, state, X, Y, momentum=momentum)
+    t = torch_steps(net, dtype, state, X, Y, momentum=momentum)
     count = 1
     if target > 0:                                    # (0: one step, not warmed up; rough, and quick)
         start = now()
@@ -151,7 +154,7 @@ def measure_step(net, dtype, repeats, target):
         count = repeat_count((now() - start) / 2, target)
     per_step = per_step_times({"manual": m, "torch": t}, count, repeats)
     r = ratio(per_step["manual"].median, per_step["torch"].median)
-    row = {"net": net.name, "sizes": list(net.sizes), "batch": net.batch, "dtype": dtype,
+    row = {"net": net.name, "sizes": list(net.sizes), "batch": net.batch, "dtype": dtype, "momentum": momentum,
            "steps_per_run": count, "flops": net.flops,
            "seconds_per_step": {k: v.to_dict() for k, v in per_step.items()},
            "ratio": r, "goal": net.goal, "met": r <= net.goal}
@@ -215,14 +218,14 @@ CUDA_GOAL = 10.0        # the replayed step's steps/s over the eager step's, at 
 CUDA_GOAL_AT = "784-16-16-10 b10"
 
 
-def graphed_steps(net, dtype, state, X, Y, device="cuda"):
+def graphed_steps(net, dtype, state, X, Y, device="cuda", momentum=MOMENTUM):
     """The torch step replayed from CUDA graphs (torch_ref.graphs.GraphedStep), the batch gathered on
     the device from its row numbers as ``train`` does; returns (step, the GraphedStep)."""
     dt = torch_ref.as_dtype(dtype)
     model = torch_ref.mlp(net.sizes, net.activation, net.output_activation, dtype=dtype, device=device)
     model.load_state_dict({k: torch.tensor(v, dtype=dt, device=device) for k, v in state.items()})
     loss = torch_ref.make_loss(net.loss)
-    opt = torch_ref.make_optimizer("sgd", model.parameters(), lr=0.01)
+    opt = torch_ref.make_optimizer("sgd", model.parameters(), lr=LR, momentum=momentum)
     graphed = GraphedStep(model, loss, opt, torch.tensor(X, device=device), torch.tensor(Y, device=device))
     rows = np.arange(net.batch)
 

@@ -116,7 +116,7 @@ def format_bench(r):
                         "processor (torch's BLAS is its own);",
                         f"`env {unset} backprop-oracle bench` measures NumPy as it runs by itself"]
 
-    lines.append(f"(a) time per training step, ms (zero_grad, forward, loss, backward, SGD step; {repeats} repeats)")
+    lines.append(f"(a) time per training step, ms (zero_grad, forward, loss, backward, SGD step with momentum {steps.MOMENTUM:g}; {repeats} repeats)")
     rows = [["net", "dtype", "manual", "torch", "manual/torch", "goal"]]
     for row in r["steps"]:
         sp = row["seconds_per_step"]
