@@ -127,10 +127,13 @@ class FlatParameters:
         return flat
 
 
+_refcount = sys.getrefcount
+
+
 def _spare_refcount():
     """sys.getrefcount of an array that only a Workspace pool holds, as ``Workspace.buffer`` sees it."""
     for a in [np.empty(0)]:
-        return sys.getrefcount(a)
+        return _refcount(a)
 
 
 class Workspace:
@@ -152,7 +155,7 @@ class Workspace:
         except KeyError:
             pool = self._buffers[name] = []
         for a in pool:
-            if a.shape == shape and a.dtype == dtype and sys.getrefcount(a) == _SPARE:
+            if _refcount(a) == _SPARE and a.shape == shape and a.dtype == dtype:
                 return a
         if len(pool) == 2:
             del pool[0]
