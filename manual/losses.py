@@ -39,7 +39,8 @@ class Loss(Workspace):
         return self.grad(self.input, self.target)
 
     def check(self, input, target):
-        _check_same_shape(type(self).__name__, input, target)
+        if input.shape != target.shape:
+            _check_same_shape(type(self).__name__, input, target)
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -48,10 +49,11 @@ class Loss(Workspace):
 class _Squares(Loss):
     """The error ŷ - y, computed once per step into a reused array: the cost squares it and the
     gradient scales it ((y - ŷ)^2 = (ŷ - y)^2 exactly, so the numbers are those of the formulas)."""
+    _error = None          # (input, target, ŷ - y) of the last ``squares``
 
     def error(self, input, target):
         """ŷ - y: the array the last ``loss`` made when given the same input and target, else new."""
-        kept = getattr(self, "_error", None)
+        kept = self._error
         if kept is not None and kept[0] is input and kept[1] is target:
             return kept[2]
         return np.subtract(input, target)
@@ -64,9 +66,12 @@ class _Squares(Loss):
         return np.multiply(e, e, out=self.buffer("squares", input.shape, dtype))
 
     def scaled_error(self, input, target, factor):
-        """factor · (ŷ - y), written into a reused array."""
+        """factor (ŷ - y) / N for factor 1 or 2, into a reused array, computed as (ŷ - y) / (N / factor):
+        one division and the same number to the last bit, since factor (ŷ - y) and N / factor are
+        exact (each side is the quotient factor (ŷ - y) / N rounded once; only where 2 (ŷ - y)
+        would overflow, past 1e308 in float64, is this one finite where that one is inf)."""
         e = self.error(input, target)
-        return np.multiply(e, factor, out=self.buffer("dL_dinput", e.shape, e.dtype))
+        return np.divide(e, input.shape[0] / factor, out=self.buffer("dL_dinput", e.shape, e.dtype))
 
 
 def _reduction(name, reduction):
@@ -103,9 +108,7 @@ class SquaredError(_Squares):
         return 0.5 * self.squares(input, target).sum() / input.shape[0]
 
     def grad(self, input, target):
-        g = self.scaled_error(input, target, 1.0)
-        g /= input.shape[0]
-        return g
+        return self.scaled_error(input, target, 1.0)
 
 
 class SumSquaredError(_Squares):
@@ -115,9 +118,7 @@ class SumSquaredError(_Squares):
         return self.squares(input, target).sum() / input.shape[0]
 
     def grad(self, input, target):
-        g = self.scaled_error(input, target, 2.0)
-        g /= input.shape[0]
-        return g
+        return self.scaled_error(input, target, 2.0)
 
 
 class MSELoss(Loss):
