@@ -211,40 +211,65 @@ def test_gradients_kept_by_the_caller_are_never_overwritten():
         assert np.array_equal(k, c), f"output_grads[{i}] kept by the caller was overwritten"
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("input_grad", [True, False])
-def test_a_steady_training_step_allocates_no_arrays(dtype, input_grad):
-    """After two warm-up steps, a step (zero_grad, forward, cross-entropy, backward, SGD momentum)
-    allocates only a few small Python objects. The bound, 16 KiB, is below every array a step
-    uses: at batch 8192 even the smallest, a float32 column of N numbers, is 32 KiB.
+ALLOCATION_BOUND = 16 * 1024     # bytes: below every array a step at batch 8192 uses (see below)
+
+
+def assert_steady_step_allocates_no_arrays(m, loss, X, Y, label, **backward):
+    """Two warm-up steps (zero_grad, forward, loss, backward, SGD momentum 0.9), then one under
+    tracemalloc: at its peak and at its end it holds at most ALLOCATION_BOUND bytes more than
+    before, a few small Python objects, where the smallest array of the step (a float32 column of
+    N = X.shape[0] numbers) would be more.
 
     NumPy's own iteration buffer (np.getbufsize() elements, 64 KiB in float64 by default, freed
     within the call that makes it: a broadcast such as z + b uses it) is set small while
     measuring, since its size is NumPy's setting and not the network's."""
-    sizes, n = (16, 32, 32, 10), 8192
-    rng = np.random.default_rng(0)
-    m = manual.mlp(sizes, "sigmoid", "identity", dtype=dtype)
     opt = manual.make_optimizer("sgd", m.parameters(), lr=0.01, momentum=0.9)
-    loss = manual.make_loss("cross_entropy")
-    X, Y = rng.standard_normal((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
     old = np.setbufsize(256)
     try:
         for _ in range(2):
-            manual_step(m, opt, loss, X, Y, input_grad=input_grad)
+            manual_step(m, opt, loss, X, Y, **backward)
         tracemalloc.start()
         try:
             base = tracemalloc.get_traced_memory()[0]
-            manual_step(m, opt, loss, X, Y, input_grad=input_grad)
+            manual_step(m, opt, loss, X, Y, **backward)
             current, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
     finally:
         np.setbufsize(old)
-    bound = 16 * 1024
-    smallest = n * np.dtype(dtype).itemsize
-    assert bound < smallest
-    assert peak - base <= bound, f"a steady step allocated {peak - base} bytes at its peak (bound {bound})"
-    assert current - base <= bound, f"a steady step kept {current - base} bytes (bound {bound})"
+    smallest = X.shape[0] * X.dtype.itemsize
+    assert ALLOCATION_BOUND < smallest, f"{label}: batch too small for the bound to exclude an array"
+    assert peak - base <= ALLOCATION_BOUND, \
+        f"{label}: a steady step allocated {peak - base} bytes at its peak (bound {ALLOCATION_BOUND})"
+    assert current - base <= ALLOCATION_BOUND, \
+        f"{label}: a steady step kept {current - base} bytes (bound {ALLOCATION_BOUND})"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_a_steady_training_step_allocates_no_arrays(dtype, input_grad):
+    """Sigmoid hidden layers, logits and cross-entropy on class indices, batch 8192."""
+    sizes, n = (16, 32, 32, 10), 8192
+    rng = np.random.default_rng(0)
+    m = manual.mlp(sizes, "sigmoid", "identity", dtype=dtype)
+    X, Y = rng.standard_normal((n, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], n)
+    assert_steady_step_allocates_no_arrays(m, manual.make_loss("cross_entropy"), X, Y,
+                                           f"cross_entropy {dtype}", input_grad=input_grad)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sizes,loss", [((2, 1), "squared_error"), ((64, 16, 16, 10), "sum_squared_error")],
+                         ids=["or-gate", "digits"])
+def test_the_bench_steps_allocate_no_arrays(sizes, loss, dtype):
+    """The steps of ``backprop-oracle bench``'s table (a) and of ``fit`` (sigmoid output, the
+    squared errors on 0/1 targets, dL/dX of the data skipped), at batch 8192."""
+    n = 8192
+    rng = np.random.default_rng(1)
+    m = manual.mlp(sizes, "sigmoid", "sigmoid", dtype=dtype)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    Y = (rng.random((n, sizes[-1])) < 0.5).astype(dtype)
+    assert_steady_step_allocates_no_arrays(m, manual.make_loss(loss), X, Y, f"{sizes} {loss} {dtype}",
+                                           input_grad=False)
 
 
 def test_first_layer_input_gradient_is_skipped_only_when_asked():
