@@ -49,7 +49,7 @@ class Loss(Workspace):
 class _Squares(Loss):
     """The error ŷ - y, computed once per step into a reused array: the cost squares it and the
     gradient scales it ((y - ŷ)^2 = (ŷ - y)^2 exactly, so the numbers are those of the formulas)."""
-    _error = None          # (input, target, ŷ - y) of the last ``squares``
+    _error = None          # (input, target, ŷ - y) of the last ``sum_of_squares``
 
     def error(self, input, target):
         """ŷ - y: the array the last ``loss`` made when given the same input and target, else new."""
@@ -58,12 +58,13 @@ class _Squares(Loss):
             return kept[2]
         return np.subtract(input, target)
 
-    def squares(self, input, target):
-        """(ŷ - y)^2, and ŷ - y kept for ``grad``."""
+    def sum_of_squares(self, input, target):
+        """sum (ŷ - y)^2 over every element (``ndarray.sum``'s reduction, called directly), and ŷ - y
+        kept for ``grad``."""
         dtype = _elementwise_dtype(input, target)
         e = np.subtract(input, target, out=self.buffer("error", input.shape, dtype))
         self._error = (input, target, e)
-        return np.multiply(e, e, out=self.buffer("squares", input.shape, dtype))
+        return np.add.reduce(np.multiply(e, e, out=self.buffer("squares", input.shape, dtype)), axis=None)
 
     def scaled_error(self, input, target, factor):
         """factor (ŷ - y) / N for factor 1 or 2, into a reused array, computed as (ŷ - y) / (N / factor):
@@ -105,7 +106,7 @@ class SquaredError(_Squares):
     """Cost = (1/N) sum_n 1/2 sum_k (y - ŷ)^2, the seeds' OR-gate cost;  dCost/dŷ = (ŷ - y) / N."""
 
     def loss(self, input, target):
-        return 0.5 * self.squares(input, target).sum() / input.shape[0]
+        return 0.5 * self.sum_of_squares(input, target) / input.shape[0]
 
     def grad(self, input, target):
         return self.scaled_error(input, target, 1.0)
@@ -115,7 +116,7 @@ class SumSquaredError(_Squares):
     """Cost = (1/N) sum_n sum_k (y - ŷ)^2, the 3Blue1Brown digits cost;  dCost/dŷ = 2 (ŷ - y) / N."""
 
     def loss(self, input, target):
-        return self.squares(input, target).sum() / input.shape[0]
+        return self.sum_of_squares(input, target) / input.shape[0]
 
     def grad(self, input, target):
         return self.scaled_error(input, target, 2.0)
