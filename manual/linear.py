@@ -8,7 +8,7 @@ from backprop_oracle.manual.module import Module
 
 def linear(x, weight, bias=None, out=None):
     """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out).  (``out``: an (N, out) array to write y into.)"""
-    y = np.matmul(x, weight.T, out=out)
+    y = product(x, weight.T, out=out)
     if bias is not None:
         y += bias
     return y
@@ -19,9 +19,9 @@ def linear_backward(x, weight, dL_dy, out=(None, None, None)):
 
     ``out``: arrays to write (dL/dx, dL/dW, dL/db) into; dL/dx is skipped (None) when ``out[0]`` is False.
     """
-    dL_dx = None if out[0] is False else np.matmul(dL_dy, weight, out=out[0])   # (N, out) @ (out, in) -> (N, in)
-    dL_dW = np.matmul(dL_dy.T, x, out=out[1])                                    # (out, N) @ (N, in) -> (out, in)
-    dL_db = batch_sum(dL_dy, out=out[2])                                         # (out,)
+    dL_dx = None if out[0] is False else product(dL_dy, weight, out=out[0])   # (N, out) @ (out, in) -> (N, in)
+    dL_dW = product(dL_dy.T, x, out=out[1])                                    # (out, N) @ (N, in) -> (out, in)
+    dL_db = batch_sum(dL_dy, out=out[2])                                       # (out,)
     return dL_dx, dL_dW, dL_db
 
 
@@ -32,7 +32,27 @@ def batch_sum(a, out=None):
     product is several times quicker than NumPy's reduction down the columns when K is small
     (a narrow layer over a large batch).
     """
-    return np.matmul(_ones(a.shape[0], a.dtype), a, out=out)
+    ones = _ones(a.shape[0], a.dtype)
+    return product(ones, a, out=out) if a.flags.c_contiguous else np.matmul(ones, a, out=out)
+
+
+def product(a, b, out=None):
+    """a @ b, into ``out`` when given: ``np.dot`` for operands of one dtype, where for 2-D operands
+    (and the row of ones of ``batch_sum``) it makes the same BLAS call as ``np.matmul``, the same
+    numbers to the last bit, with about 0.5 µs less overhead per call, a tenth of a small
+    network's training step; ``np.matmul`` for mixed dtypes (which it converts otherwise) and
+    where ``np.dot`` takes no such ``out`` (one of another dtype than its result)."""
+    if a.dtype == b.dtype:
+        try:
+            return _dot(a, b, out)
+        except ValueError:
+            pass
+    return np.matmul(a, b, out=out)
+
+
+# np.dot's C function itself: np.dot first calls a Python function that names its array arguments
+# (for the __array_function__ protocol, which arrays of other libraries use; this layer's are NumPy's).
+_dot = getattr(np.dot, "_implementation", np.dot)
 
 
 @functools.lru_cache(maxsize=16)

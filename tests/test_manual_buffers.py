@@ -311,6 +311,43 @@ def test_the_bias_gradient_is_the_exact_batch_sum_to_rounding(dtype):
     assert np.array_equal(batch_sum(np.zeros((0, 3), dtype)), np.zeros(3)), "an empty batch sums to 0"
 
 
+LAYOUTS = {                       # how an (N, K) operand can be laid out
+    "C": lambda a: np.ascontiguousarray(a),
+    "transposed": lambda a: np.ascontiguousarray(a.T).T,
+    "rows of a wider array": lambda a: np.pad(a, ((0, 0), (0, 3)))[:, :a.shape[1]],
+    "every other row": lambda a: np.repeat(a, 2, axis=0)[::2],
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("dtypes", [("float64", "float64"), ("float32", "float32"), ("float32", "float64")],
+                         ids=["float64", "float32", "mixed"])
+def test_the_layers_products_are_numpys_matmul_to_the_last_bit(layout, dtypes):
+    """manual.linear.product (np.dot, cheaper per call) gives np.matmul's numbers bit for bit for
+    every product a dense layer computes: x W^T, dL/dy^T x, dL/dy W and batch_sum's 1^T dL/dy, into
+    a given array or a new one, in each dtype and for mixed ones (there np.dot refuses the ``out``
+    of np.matmul's dtype and np.matmul itself is called)."""
+    from backprop_oracle.manual.linear import batch_sum, product
+    rng = np.random.default_rng(6)
+    lay = LAYOUTS[layout]
+    for n, k, m in [(1, 1, 1), (4, 2, 1), (32, 64, 16), (10, 784, 16), (257, 33, 10)]:
+        x = lay(rng.standard_normal((n, k)).astype(dtypes[0]))
+        W = lay(rng.standard_normal((m, k)).astype(dtypes[1]))
+        dy = lay(rng.standard_normal((n, m)).astype(dtypes[0]))
+        for name, a, b in [("x W^T", x, W.T), ("dL/dy^T x", dy.T, x), ("dL/dy W", dy, W)]:
+            want = np.matmul(a, b)
+            out = np.empty(want.shape, want.dtype)
+            for got in (product(a, b), product(a, b, out=out)):
+                assert got.dtype == want.dtype and np.array_equal(got, want), \
+                    f"{name} ({n}, {k}, {m}) {layout} {dtypes}: max gap {np.max(np.abs(got - want))}"
+            assert product(a, b, out=out) is out
+        out = np.empty(m, np.result_type(*dtypes))                  # as Linear asks: the step's dtype
+        want = np.matmul(np.ones(n, dy.dtype), dy, out=out.copy())
+        got = batch_sum(dy, out=out)
+        assert got is out and np.array_equal(got, want), \
+            f"1^T dL/dy ({n}, {m}) {layout} {dtypes}: max gap {np.max(np.abs(got - want))}"
+
+
 # ---------------------------------------------------------------- the fused softmax cross-entropy
 
 @pytest.mark.parametrize("targets", ["indices", "probabilities"])
