@@ -141,6 +141,19 @@ def step_products(net, dtype, X):
     return products
 
 
+def warm_up(steps, target, most=10):
+    """Each of ``steps`` in turn, ``most`` times or until ``target`` seconds have passed (once at
+    least): the first steps allocate, fill the caches and, on torch's side, set up lazily. Steps per
+    timed run counted from a cold step were far too few: torch's first OR-gate step takes 3 ms, 20
+    times a steady one, which gave 15 steps per run where the target asks for several hundred."""
+    start = now()
+    for _ in range(most):
+        for step in steps:
+            step()
+        if now() - start > target:
+            break
+
+
 def measure_step(net, dtype, repeats, target, momentum=MOMENTUM):
     """One row of the step table: Spread of seconds per step for each side, and their ratio; for
     the large networks also the step's matrix products alone and the best ratio they allow."""
@@ -149,8 +162,9 @@ def measure_step(net, dtype, repeats, target, momentum=MOMENTUM):
     t = torch_steps(net, dtype, state, X, Y, momentum=momentum)
     count = 1
     if target > 0:                                    # (0: one step, not warmed up; rough, and quick)
+        warm_up((m, t), target)
         start = now()
-        m(), t()                                      # first steps: allocations, caches
+        m(), t()
         count = repeat_count((now() - start) / 2, target)
     per_step = per_step_times({"manual": m, "torch": t}, count, repeats)
     r = ratio(per_step["manual"].median, per_step["torch"].median)
