@@ -170,6 +170,9 @@ class EpochFigures:
                 if key != "epoch":
                     self.curves[key].append(getattr(record, key))
 
+    def reads_sides_at(self, step):
+        return False          # only the records (compare.lockstep.blocks)
+
 
 def run_preset(preset, overrides=None, observers_for=None, resume=None):
     """Run every run of ``preset``; returns [(run name, LockstepResult, (goal met, goal text) or None)].

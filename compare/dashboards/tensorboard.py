@@ -299,6 +299,11 @@ class TensorBoardLogger:
         if record.step in self.snap_steps:
             self._add_images(self.pictures.snapshot(record.step), record.step)
 
+    def reads_sides_at(self, step):
+        """The steps whose calls read the sides' models and parameters, not only the records: the
+        histograms' and the pictures' (compare.lockstep.blocks)."""
+        return step in self.hist_steps or step in self.snap_steps
+
     def on_epoch(self, run, record):
         if self._pending is None or self._pending[0] != record.step:
             self._emit()

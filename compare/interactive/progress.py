@@ -156,6 +156,9 @@ class ProgressBar:
         self.epoch, self.cost = rec.epoch, _cost(rec)
         self.bar.update(rec.step - self.bar.n)
 
+    def reads_sides_at(self, step):
+        return False          # only the records (compare.lockstep.blocks)
+
     def on_epoch(self, run, rec):
         self.epoch, self.cost = rec.epoch, _cost(rec)
 

@@ -11,6 +11,7 @@ checks, the dashboards or the command line (they observe a run through
 its observer calls, see run.LockstepRun).
 
     run          LockstepRun, run_lockstep
+    blocks       where the torch side's blocks of steps ahead of the manual side end
     result       LockstepResult (report(), plot(), its HTML in a notebook)
     proof        a difference's node recomputed alone on identical inputs: wrong, or amplified rounding
     divergence   the rule for a diverged run, its report and a learning rate that does not diverge

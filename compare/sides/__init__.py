@@ -7,4 +7,5 @@ Imports manual, torch_ref, compare.experiments, compare.network, compare.flat an
 (the Trace a side records); never the lockstep that drives the sides, the checks or the command line.
 
     sides        ManualSide / TorchSide, the optimizer state copied between them, flat views
+    ahead        TorchAhead: the torch side run a block of steps ahead, answering from what it kept
 """

@@ -358,6 +358,58 @@ class TorchSide(_Stepping):
         cost.backward()
         return cost.item(), to_numpy(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
 
+    # ---- set back: the lockstep runs this side ahead of the manual one (compare.sides.ahead) -----
+
+    @torch.no_grad()
+    def snapshot(self):
+        """Copies of everything a training step or a schedule's step changes on this side: the
+        parameters, their gradients, every buffer (num_batches_tracked too), the optimizer's
+        per-parameter state and its groups' settings (lr, momentum, ...), the schedule and
+        ``stepped_with``; ``restore`` sets them back, bit for bit. The dropout masks it takes are
+        not in it (compare.sides.ahead replays them)."""
+        self._keep_params_bound()
+        self._keep_grads_bound()
+        index = {p: i for i, p in enumerate(self._params)}
+        return {"params": self._flat_data.clone(), "grads": self._flat_grad.clone(),
+                "buffers": self.buffer_state(),
+                "optimizer": {index[p]: _copied(s) for p, s in self.optimizer.state.items()},
+                "groups": [_copied({k: v for k, v in g.items() if k != "params"}) for g in self.optimizer.param_groups],
+                "scheduler": _scheduler_state(self.scheduler, self.optimizer),
+                "stepped_with": dict(self.stepped_with)}
+
+    @torch.no_grad()
+    def restore(self, saved):
+        """Set this side back to a ``snapshot`` (which stays as it was: it can be restored again)."""
+        self._keep_params_bound()
+        self._keep_grads_bound()
+        self._flat_data.copy_(saved["params"])
+        self._flat_grad.copy_(saved["grads"])
+        self.load_buffer_state(saved["buffers"])
+        self.optimizer.state.clear()
+        for i, state in saved["optimizer"].items():
+            self.optimizer.state[self._params[i]] = _copied(state)
+        for group, values in zip(self.optimizer.param_groups, saved["groups"]):
+            group.update(_copied(values))
+        _load_scheduler_state(self.scheduler, saved["scheduler"], self.optimizer)
+        self.stepped_with = dict(saved["stepped_with"])
+
+    @torch.no_grad()
+    def set_grads(self, flat):
+        """Every parameter's gradient from a flat float64 vector in layout order (one that
+        ``flat_grads`` returned: in float32 or on a GPU, it holds this side's values exactly)."""
+        self._keep_grads_bound()
+        self._flat_grad.copy_(torch.as_tensor(flat))
+
+    @torch.no_grad()
+    def buffer_state(self):
+        """Copies of every buffer of the model (the running statistics and num_batches_tracked)."""
+        return {n: b.detach().clone() for n, b in self.model.named_buffers()}
+
+    @torch.no_grad()
+    def load_buffer_state(self, state):
+        for n, b in self.model.named_buffers():
+            b.copy_(state[n])
+
     @torch.no_grad()
     def sync_from(self, other, grads=False):
         """Take the other side's parameters, optimizer state and learning rate (and, with ``grads``,
@@ -417,3 +469,21 @@ class TorchSide(_Stepping):
         finally:
             self.model.train()
         return float(self.loss(out, Y).item()), to_numpy(out)
+
+
+def _copied(state):
+    """A copy of a dict of an optimizer's: tensors cloned, anything else deep-copied."""
+    return {k: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in state.items()}
+
+
+def _scheduler_state(scheduler, optimizer):
+    """A deep copy of a scheduler's attributes, the optimizer it steps left shared (and itself,
+    for attributes that refer back to it): a schedule's state is its attributes (last_epoch,
+    _last_lr, a SequentialLR's children, ...), whatever torch keeps there."""
+    return copy.deepcopy(vars(scheduler), {id(optimizer): optimizer, id(scheduler): scheduler})
+
+
+def _load_scheduler_state(scheduler, state, optimizer):
+    attributes = vars(scheduler)
+    attributes.clear()
+    attributes.update(copy.deepcopy(state, {id(optimizer): optimizer, id(scheduler): scheduler}))

@@ -88,6 +88,9 @@ class Heartbeat:
         if time.monotonic() - self.last >= self.every:
             self.beat()
 
+    def reads_sides_at(self, step):
+        return False          # only the records (compare.lockstep.blocks)
+
 
 def _store():
     # The process group's own key-value store (torchrun's rendezvous store): torch offers no public

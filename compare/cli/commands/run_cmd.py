@@ -37,6 +37,9 @@ class Current:
     def on_step(self, run, record):
         self.step = record.step
 
+    def reads_sides_at(self, step):
+        return False          # only the records (compare.lockstep.blocks)
+
 
 def main(args):
     from backprop_oracle.compare.spread.runs import processes
