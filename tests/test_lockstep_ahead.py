@@ -95,6 +95,12 @@ def assert_blocks(run):
     assert run.plan.blocks > 0, "the torch side never ran ahead: this compared nothing new"
 
 
+def inside_a_block(run, step):
+    """True when ``step`` was in a block the torch side ran ahead through, and not its first step."""
+    started = [s for s in run.plan.starts if s <= step]
+    return bool(started) and started[-1] < step and not run.plan.early
+
+
 # ---- the planted mistakes of the mutation tests -----------------------------------------------------
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -204,8 +210,7 @@ def test_a_mistake_in_the_middle_of_a_block_is_found_at_its_step(step):
     spec = preset("moons", epochs=3)             # 13 steps an epoch, an exponential schedule, momentum
     alone, run, result = both_ways(spec, side=wrong_from(spec, step))
     assert not alone.passed and result.mismatch.step == alone.mismatch.step == step, result.mismatch.describe()
-    assert (step - 1) % BLOCK != 0, f"step {step} starts a block of {BLOCK}"
-    assert run.plan.blocks == (step - 1) // BLOCK + 1 and run.plan.early == 0
+    assert inside_a_block(run, step)
 
 
 def test_a_mistake_that_a_count_of_calls_brings_is_found_at_its_step():
@@ -231,7 +236,7 @@ def test_a_mistake_that_a_count_of_calls_brings_is_found_at_its_step():
                           loss="squared_error", optimizer="sgd", lr=0.5, epochs=20, seed=1)
     alone, run, result = both_ways(spec, side=late)
     assert result.mismatch.stage == "backward" and result.mismatch.step == 5 == alone.mismatch.step
-    assert run.plan.blocks == 1, "the mistake is in the first block"
+    assert inside_a_block(run, 5)
 
 
 def test_a_schedule_mistake_in_a_block_is_found_at_its_epoch():
