@@ -14,6 +14,7 @@ import torch
 from backprop_oracle import manual
 from backprop_oracle.compare.experiments.presets import get_preset
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
+from backprop_oracle.compare.lockstep import blocks
 from backprop_oracle.compare.sides.ahead import FORWARD, START, STEPPED, Kept, MaskReplay, TorchAhead
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from backprop_oracle.compare.sides.sides import ManualSide, dropout_masks, share_masks
@@ -22,6 +23,13 @@ from tests import test_mutations as mutations
 from tests.random_data import random_dataset
 
 BLOCK = 7        # steps a block takes in these tests: blocks end inside epochs and run across their ends
+
+
+@pytest.fixture(autouse=True)
+def blocks_of_their_length(monkeypatch):
+    """Blocks as long as asked however long they take (on a busy machine a slow block is halved):
+    the tests say where a step falls in them."""
+    monkeypatch.setattr(blocks, "BLOCK_SECONDS", math.inf)
 
 
 class Recorder:
