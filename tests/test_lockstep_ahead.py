@@ -14,6 +14,7 @@ import torch
 from backprop_oracle import manual
 from backprop_oracle.compare.experiments.presets import get_preset
 from backprop_oracle.compare.experiments.spec import ExperimentSpec
+from backprop_oracle.compare.lockstep import blocks
 from backprop_oracle.compare.sides.ahead import FORWARD, START, STEPPED, Kept, MaskReplay, TorchAhead
 from backprop_oracle.compare.lockstep.run import LockstepRun
 from backprop_oracle.compare.sides.sides import ManualSide, dropout_masks, share_masks
@@ -22,6 +23,13 @@ from tests import test_mutations as mutations
 from tests.random_data import random_dataset
 
 BLOCK = 7        # steps a block takes in these tests: blocks end inside epochs and run across their ends
+
+
+@pytest.fixture(autouse=True)
+def blocks_of_their_length(monkeypatch):
+    """Blocks as long as asked however long they take (on a busy machine a slow block is halved):
+    the tests say where a step falls in them."""
+    monkeypatch.setattr(blocks, "BLOCK_SECONDS", math.inf)
 
 
 class Recorder:
@@ -93,6 +101,12 @@ def both_ways(spec, dataset=None, side=None, block=BLOCK):
 
 def assert_blocks(run):
     assert run.plan.blocks > 0, "the torch side never ran ahead: this compared nothing new"
+
+
+def inside_a_block(run, step):
+    """True when ``step`` was in a block the torch side ran ahead through, and not its first step."""
+    started = [s for s in run.plan.starts if s <= step]
+    return bool(started) and started[-1] < step and not run.plan.early
 
 
 # ---- the planted mistakes of the mutation tests -----------------------------------------------------
@@ -204,8 +218,7 @@ def test_a_mistake_in_the_middle_of_a_block_is_found_at_its_step(step):
     spec = preset("moons", epochs=3)             # 13 steps an epoch, an exponential schedule, momentum
     alone, run, result = both_ways(spec, side=wrong_from(spec, step))
     assert not alone.passed and result.mismatch.step == alone.mismatch.step == step, result.mismatch.describe()
-    assert (step - 1) % BLOCK != 0, f"step {step} starts a block of {BLOCK}"
-    assert run.plan.blocks == (step - 1) // BLOCK + 1 and run.plan.early == 0
+    assert inside_a_block(run, step)
 
 
 def test_a_mistake_that_a_count_of_calls_brings_is_found_at_its_step():
@@ -231,7 +244,7 @@ def test_a_mistake_that_a_count_of_calls_brings_is_found_at_its_step():
                           loss="squared_error", optimizer="sgd", lr=0.5, epochs=20, seed=1)
     alone, run, result = both_ways(spec, side=late)
     assert result.mismatch.stage == "backward" and result.mismatch.step == 5 == alone.mismatch.step
-    assert run.plan.blocks == 1, "the mistake is in the first block"
+    assert inside_a_block(run, 5)
 
 
 def test_a_schedule_mistake_in_a_block_is_found_at_its_epoch():

@@ -11,8 +11,9 @@ the final parameters' cost and accuracy on the training and validation data. Onl
 timed on both sides: building the models and loading the data happen before the clock starts.
 What is left in the ratio is what the lockstep adds: reading and comparing every gradient, the
 cost and every parameter at every step, keeping what a proof would need, and running the two
-sides step by step in turn rather than one after the other (a side then starts each step with
-the processor's caches filled by the other's). A ratio of 1 is the floor.
+sides in turn, a block of steps each (compare.lockstep.blocks), rather than one after the other
+(a side then starts each block with the processor's caches filled by the other's). A ratio of 1
+is the floor.
 """
 from dataclasses import replace
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from backprop_oracle.compare.sides.ahead import Kept
 
-BLOCK_STEPS = 64               # the most steps a block takes
+BLOCK_STEPS = 256              # the most steps a block takes
 KEPT_BYTES = 8 << 20           # the most a block's kept gradients and parameters take
 BLOCK_SECONDS = 0.1            # a block that takes longer is halved (progress shown in time)
 OBSERVER_CALLS = ("on_step", "on_epoch", "on_epoch_done")
@@ -59,16 +59,17 @@ class BlockPlan:
             self.most = 1
         self.size = self.most
         self.kept = Kept(self.most, size) if self.most > 1 else None
-        self.blocks = self.early = 0        # blocks the torch side ran ahead through; ended early
+        self.starts, self.early = [], 0     # the first step of each block the torch side ran ahead; ended early
 
     def evaluated(self, epoch):
-        """Whether the run evaluates the sides at the end of ``epoch`` (LockstepRun._end_epoch)."""
+        """Whether the run evaluates the sides at the end of ``epoch``: for an observer that reads
+        the evaluations, every ``eval_every`` epochs and at the last."""
         run = self.run
         return self.readers and (epoch % run.eval_every == 0 or epoch == run.spec.epochs)
 
     def ends_block(self, step, ends_epoch):
         """Whether a block ends after ``step`` (the sides read live at its end)."""
-        if any(o.reads_sides_at(step) for o in self.declared):
+        if self.declared and any(o.reads_sides_at(step) for o in self.declared):
             return True
         return ends_epoch and self.at_epoch_ends
 
@@ -94,7 +95,9 @@ class BlockPlan:
 
     @contextlib.contextmanager
     def timed(self):
-        """Around a block: its length adapts to what it took (``done``)."""
+        """Around a block (or a step alone): the next is a quarter as long after one that ended
+        early, half as long after one that took over BLOCK_SECONDS, else twice as long (at most
+        ``most``)."""
         self._start = time.perf_counter()
         self._full = True
         yield
@@ -105,6 +108,10 @@ class BlockPlan:
             self.size = max(1, self.size // 2)
         else:
             self.size = min(self.most, 2 * self.size)
+
+    @property
+    def blocks(self):
+        return len(self.starts)
 
     def ended_early(self):
         self._full = False

@@ -42,7 +42,7 @@ from backprop_oracle.compare.interactive.progress import API_PROGRESS_DELAY, pro
 from backprop_oracle.compare.lockstep.proof import prove_buffers, prove_node, prove_update
 from backprop_oracle.compare.lockstep.progress import Progress
 from backprop_oracle.compare.lockstep.result import LockstepResult
-from backprop_oracle.compare.sides.ahead import MaskReplay, TorchAhead, here
+from backprop_oracle.compare.sides.ahead import MaskReplay, TorchAhead, here, kept_maxima
 from backprop_oracle.compare.sides.sides import (ManualSide, TorchSide, dropout_masks, dropouts, layout_offsets,
                                                  same_masks_again, share_masks, unflatten)
 from backprop_oracle.compare.interactive.threads import single_threaded
@@ -178,8 +178,9 @@ class LockstepRun:
         loop = _Loop(progress, progress.step, progress.epoch, progress.first_cost, progress.last_finite,
                      self.manual.flat_params().copy())
         self._step_observers = [o for o in self.observers if hasattr(o, "on_step")]
-        self._readers = [o for o in self.observers if hasattr(o, "on_epoch") and getattr(o, "logs", True)]
-        self.plan = plan = BlockPlan(self, self.block_steps, self._readers)   # how the run went in blocks
+        # An evaluation is a pass over the data on both sides: only for an observer that reads it.
+        readers = [o for o in self.observers if hasattr(o, "on_epoch") and getattr(o, "logs", True)]
+        self.plan = plan = BlockPlan(self, self.block_steps, readers)    # how the run went in blocks
         start = time.perf_counter()
         self._notify("on_start")
         # Divergence is reported once, as a result (compare.lockstep.divergence), not as a flood of
@@ -251,8 +252,8 @@ class LockstepRun:
         """The torch side through ``steps`` first, then the manual side step by step, each step
         compared as ``_step`` compares it (compare.lockstep.blocks). The block ends early at a step
         that needed the torch side itself (set there): the steps after it go back to ``pending``."""
-        ahead = TorchAhead(self.torch, steps, plan.kept, masks, plan.evaluations(steps))
-        plan.blocks += 1
+        ahead = TorchAhead(self.torch, steps, plan.kept, masks, plan.evaluations(steps), self.offsets)
+        plan.starts.append(loop.step + 1)
         try:
             for r, (epoch, idx, ends) in enumerate(steps):
                 ahead.begin(r)
@@ -288,7 +289,7 @@ class LockstepRun:
         cost_m, cost_t = m.forward_backward(idx), t.forward_backward(idx)
         grads_m, grads_t = m.flat_grads(), t.flat_grads()
         loop.first_cost = first_cost = cost_m if loop.first_cost is None else loop.first_cost
-        ok, g_abs, g_rel = quick_diff(grads_m, grads_t, tol, self.offsets)
+        ok, g_abs, g_rel = quick_diff(grads_m, grads_t, tol, self.offsets, kept_maxima(t, "grads"))
         c_abs = abs(cost_m - cost_t)
         cost_ok = c_abs <= tol.allowed(abs(cost_t))
         p_abs = 0.0
@@ -316,7 +317,8 @@ class LockstepRun:
             m.step()
             t.step()
             params_m = m.flat_params()
-            params_ok, p_abs, _ = quick_diff(params_m, t.flat_params(), tol, self.offsets)
+            params_t = t.flat_params()
+            params_ok, p_abs, _ = quick_diff(params_m, params_t, tol, self.offsets, kept_maxima(t, "params"))
             if not params_ok:
                 t = here(t)
                 loop.mismatch = self._update_mismatch(before, state_m, grads_m, grads_t, params_m, lr_t)
@@ -487,8 +489,7 @@ class LockstepRun:
     def _end_epoch(self, epoch, step, cost_m, cost_t, t):
         p = self.problem
         acc_m = acc_t = vc_m = vc_t = va_m = va_t = None
-        # An evaluation is a pass over the data on both sides: only for an observer that reads it.
-        evaluated = bool(self._readers) and (epoch % self.eval_every == 0 or epoch == self.spec.epochs)
+        evaluated = self.plan.evaluated(epoch)
         if evaluated and p.labels is not None:
             _, acc_m = self._evaluate(self.manual, "train")
             _, acc_t = self._evaluate(t, "train")

@@ -22,7 +22,8 @@ from collections import deque
 
 import numpy as np
 
-from backprop_oracle.compare.sides.sides import dropouts
+from backprop_oracle.compare.sides.sides import dropouts, layout_offsets
+from backprop_oracle.compare.verdict.diff import tensor_maxima
 
 FIXED = ("name", "layout", "buffer_names", "kinds", "roles", "spec", "device", "dtype", "per_step")
 
@@ -101,31 +102,36 @@ class TorchAhead:
     cannot answer, and ``here()``, sets the torch side itself to that point, after which every call
     goes to it."""
 
-    def __init__(self, side, steps, kept, masks=None, evaluations=None):
+    def __init__(self, side, steps, kept, masks=None, evaluations=None, offsets=None):
         self.side, self.steps, self.kept, self.masks = side, steps, kept, masks
         self.evaluations = evaluations or {}       # {row: splits}: an epoch's end where the run evaluates
         self.saved = side.snapshot()
         self.row, self.at, self.live = 0, START, False
         self.filled = 0
         self._run()
+        # max|torch| of each tensor of each kept step, for the comparisons (quick_diff's ``scales``)
+        offsets, n = layout_offsets(side.layout) if offsets is None else offsets, self.filled
+        self.maxima = {"grads": tensor_maxima(kept.grads[:n], offsets) if n else [],
+                       "params": tensor_maxima(kept.params[:n], offsets) if n else []}
 
     def _run(self):
-        side, kept, last = self.side, self.kept, len(self.steps) - 1
-        if self.masks is not None:
-            self.masks.start()
+        side, kept, masks, last = self.side, self.kept, self.masks, len(self.steps) - 1
+        lr, lr_after, cost, grads, params = kept.lr, kept.lr_after, kept.cost, kept.grads, kept.params
+        buffers = bool(side.buffer_names)
+        if masks is not None:
+            masks.start()
         try:
             for r, (_, idx, ends) in enumerate(self.steps):
-                if self.masks is not None:
-                    self.masks.mark()
-                kept.lr[r] = side.lr
-                kept.cost[r] = side.forward_backward(idx)
-                kept.grads[r] = side.flat_grads()
+                if masks is not None:
+                    masks.mark()
+                lr[r] = side.lr
+                cost[r] = side.forward_backward(idx)
+                grads[r] = side.flat_grads()
                 side.step()
-                kept.params[r] = side.flat_params()
-                kept.lr_after[r] = side.lr
-                if side.buffer_names:
+                params[r] = side.flat_params()
+                lr_after[r] = side.lr
+                if buffers:
                     kept.stats[r], kept.state[r] = side.buffers(), side.buffer_state()
-                kept.evaluated[r] = None
                 if ends and r < last:
                     # evaluating changes nothing (eval mode, no gradients): it is kept for the loop
                     kept.evaluated[r] = {split: side.evaluate(split) for split in self.evaluations.get(r, ())}
@@ -141,20 +147,18 @@ class TorchAhead:
 
     def _kept(self, at):
         """True when the kept values answer at this point of the row."""
-        if self.live or self.row >= self.filled:
-            return False
-        return self.at == at
+        return self.at == at and not self.live and self.row < self.filled
 
     @property
     def lr(self):
-        if self._kept(START):
+        if self.at == START and not self.live and self.row < self.filled:
             return self.kept.lr[self.row]
         if self._kept(STEPPED):
             return self.kept.lr_after[self.row]
         return self.here().lr
 
     def forward_backward(self, idx):
-        if self._kept(START):
+        if self.at == START and not self.live and self.row < self.filled:
             if idx is not self.steps[self.row][1]:
                 raise RuntimeError(f"step {self.row + 1} of the block was run ahead on other examples")
             self.at = FORWARD
@@ -162,20 +166,27 @@ class TorchAhead:
         return self.here().forward_backward(idx)
 
     def flat_grads(self):
-        if self._kept(FORWARD) or self._kept(STEPPED):
+        if self.at in (FORWARD, STEPPED) and not self.live and self.row < self.filled:
             return self.kept.grads[self.row]
         return self.here().flat_grads()
 
     def step(self):
-        if self._kept(FORWARD):
+        if self.at == FORWARD and not self.live and self.row < self.filled:
             self.at = STEPPED
             return
         self.here().step()
 
     def flat_params(self):
-        if self._kept(STEPPED):
+        if self.at == STEPPED and not self.live and self.row < self.filled:
             return self.kept.params[self.row]
         return self.here().flat_params()
+
+    def maxima_of(self, which):
+        """max|x| of each tensor of what ``flat_grads`` ("grads") or ``flat_params`` ("params")
+        answers now from the kept values, or None where they do not answer."""
+        if self._kept(STEPPED) or (which == "grads" and self._kept(FORWARD)):
+            return self.maxima[which][self.row]
+        return None
 
     def buffers(self):
         if self._kept(STEPPED):
@@ -183,7 +194,8 @@ class TorchAhead:
         return self.here().buffers()
 
     def evaluate(self, split):
-        if self._kept(STEPPED) and split in (self.kept.evaluated[self.row] or {}):
+        inner_end = self.steps[self.row][2] and self.row < len(self.steps) - 1     # evaluated in the block
+        if self._kept(STEPPED) and inner_end and split in self.kept.evaluated[self.row]:
             return self.kept.evaluated[self.row][split]
         return self.here().evaluate(split)
 
@@ -250,3 +262,8 @@ class TorchAhead:
 def here(t):
     """The torch side itself at this point of the loop (``t`` the side, or a TorchAhead for it)."""
     return t.here() if isinstance(t, TorchAhead) else t
+
+
+def kept_maxima(t, which):
+    """``TorchAhead.maxima_of`` where ``t`` is one, else None (the side itself: quick_diff computes them)."""
+    return t.maxima_of(which) if isinstance(t, TorchAhead) else None

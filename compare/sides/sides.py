@@ -278,24 +278,25 @@ class TorchSide(_Stepping):
         self._grads_np = self._flat_grad.numpy() if shared else None
         self._params_np = self._flat_data.numpy() if shared else None
 
-    @torch.no_grad()
     def _keep_grads_bound(self):
         """Put back the flat views of gradients that were replaced (``zero_grad()`` sets them to
-        None; DistributedDataParallel and ``trace`` make new ones), taking their values."""
+        None; DistributedDataParallel and ``trace`` make new ones), taking their values. Checked
+        several times a step, so no_grad (a few microseconds to enter) is entered only to rebind."""
         for p, g in zip(self._params, self._grad_views):
             if p.grad is not g:
-                g.copy_(p.grad) if p.grad is not None else g.zero_()
-                p.grad = g
+                with torch.no_grad():
+                    g.copy_(p.grad) if p.grad is not None else g.zero_()
+                    p.grad = g
 
-    @torch.no_grad()
     def _keep_params_bound(self):
         """The same for parameters whose data was replaced (``p.data = ...``)."""
         if any(p.data_ptr() != at for p, at in zip(self._params, self._data_at)):
-            sizes = [p.numel() for p in self._params]
-            for p, d in zip(self._params, self._flat_data.split(sizes)):
-                if p.data_ptr() != d.data_ptr():
-                    d.copy_(p.detach().reshape(-1))
-                    p.data = d.view_as(p)
+            with torch.no_grad():
+                sizes = [p.numel() for p in self._params]
+                for p, d in zip(self._params, self._flat_data.split(sizes)):
+                    if p.data_ptr() != d.data_ptr():
+                        d.copy_(p.detach().reshape(-1))
+                        p.data = d.view_as(p)
 
     def tensor(self, array):
         if array is None:
@@ -324,6 +325,8 @@ class TorchSide(_Stepping):
         shareable = (self.device.type == "cpu" and isinstance(idx, np.ndarray) and idx.dtype == np.int64
                      and idx.flags.writeable)
         rows = torch.from_numpy(idx) if shareable else torch.as_tensor(idx, device=self.device)
+        if rows.dim() == 1 and rows.dtype == torch.int64:
+            return X.index_select(0, rows), Y.index_select(0, rows)     # the same rows, gathered quicker
         return X[rows], Y[rows]
 
     def forward_backward(self, idx):

@@ -77,10 +77,12 @@ def compare_arrays(name, manual, torch, tolerance):
         tolerance=tolerance, allowed=allowed)
 
 
-def quick_diff(manual, torch, tolerance, offsets=(0,)):
+def quick_diff(manual, torch, tolerance, offsets=(0,), scales=None):
     """The per-step fast path over several tensors concatenated into flat float64 arrays, the
     tensors starting at ``offsets``: (passed, max |a - b|, max |a - b| / max|b| of its tensor).
     A NaN on either side fails, and so does an infinity: ``compare_arrays`` then says where.
+    ``scales``: max|b| of each tensor where the caller has it (``tensor_maxima(torch, offsets)``,
+    the same numbers), so that only the differences are left to compute.
 
     Every element is compared: its tensor's bound atol + rtol · max|b| is one number, so
     "every |a - b| within it" is "the tensor's largest |a - b| within it", and (division by a
@@ -95,7 +97,8 @@ def quick_diff(manual, torch, tolerance, offsets=(0,)):
     worst = np.maximum.reduceat(d, offsets).tolist()              # max |a - b| of each tensor (NaN wins)
     if not any(worst):                                            # all 0.0 (a NaN is true)
         return True, 0.0, 0.0
-    scales = np.maximum.reduceat(np.abs(torch), offsets).tolist()  # max |b| of each tensor
+    if scales is None:
+        scales = tensor_maxima(torch, offsets)                    # max |b| of each tensor
     atol, rtol = tolerance.atol, tolerance.rtol
     passed, scaled, nan, unscaled = True, 0.0, False, None
     for i, (w, s) in enumerate(zip(worst, scales)):
@@ -115,3 +118,9 @@ def quick_diff(manual, torch, tolerance, offsets=(0,)):
             scaled = r
     g_abs = math.nan if any(w != w for w in worst) else max(worst)
     return passed, g_abs, math.nan if nan else scaled
+
+
+def tensor_maxima(torch, offsets=(0,)):
+    """max |b| of each tensor of a flat vector (``offsets`` where they start; NaN wins), as a list;
+    of each row of a (K, P) array of K flat vectors, as K lists."""
+    return np.maximum.reduceat(np.abs(torch), offsets, axis=-1).tolist()
