@@ -56,7 +56,6 @@ class Drawer:
     """Draws pictures (drawings: calls that return PNG bytes), in this process or in a worker."""
 
     def __init__(self, process=False):
-        self.process = process
         self._worker = None
         self._inline = not process
         self._lock = threading.Lock()
