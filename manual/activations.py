@@ -44,18 +44,43 @@ def sigmoid(z, out=None):
     exact s is below it); where e^-z underflows to 0 (z above 745), s = 1, the float nearest.
     """
     e = np.negative(z, out=_float_like(z) if out is None else out)
-    with np.errstate(over="ignore", under="ignore"):
-        np.exp(e, out=e)                                   # e^-z
-    e += 1.0                                               # 1 + e^-z
-    return np.divide(1.0, e, out=e)                        # (np.reciprocal: the same bits, slower)
+    _exp_quietly(e)                                        # e^-z
+    one = _ONE.get(e.dtype, 1.0)
+    e += one                                               # 1 + e^-z
+    return np.divide(one, e, out=e)                        # (np.reciprocal: the same bits, slower)
 
 
 def sigmoid_backward(s, dL_ds, out=None):
     """sigmoid'(z) = s(z) (1 - s(z)), so dL/dz = dL/ds * s (1 - s)."""
-    d = np.subtract(1.0, s, out=out)                       # 1 - s
+    d = np.subtract(_ONE.get(s.dtype, 1.0), s, out=out)    # 1 - s
     d *= dL_ds
     d *= s
     return d
+
+
+# The number 1 as a 0-d array of each float dtype, for the formulas above: NumPy converts a Python
+# float operand anew at every call (about 0.2 µs, a tenth of a small layer's call); an array of the
+# operand's own dtype gives the same numbers (float32 arithmetic stays float32).
+_ONE = {np.dtype(t): np.ones((), t) for t in (np.float32, np.float64)}
+
+try:        # NumPy's own floating-point error state, set as np.errstate sets it, without its class
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+except ImportError:                                        # pragma: no cover - another NumPy layout
+    _extobj_contextvar = _make_extobj = None
+
+
+def _exp_quietly(e):
+    """e = e^e in place, where overflow (inf) and underflow (0) raise no warning: exactly
+    ``with np.errstate(over="ignore", under="ignore"): np.exp(e, out=e)`` (the other error
+    settings stay the caller's), at a quarter of that statement's 0.8 µs of Python."""
+    if _make_extobj is None:                               # pragma: no cover - another NumPy layout
+        with np.errstate(over="ignore", under="ignore"):
+            return np.exp(e, out=e)
+    token = _extobj_contextvar.set(_make_extobj(over="ignore", under="ignore"))
+    try:
+        return np.exp(e, out=e)
+    finally:
+        _extobj_contextvar.reset(token)
 
 
 def tanh(z, out=None):
