@@ -99,14 +99,19 @@ class Linear(Module):
     def backward(self, dL_dy):
         """Adds dL/dW and dL/db into the parameters' ``.grad``; returns dL/dx (None when
         ``input_grad`` is False: the first layer of a network, whose input is data)."""
-        x, W = self.x, self.weight.data
+        x, W, b = self.x, self.weight.data, self.bias
         dtype = dL_dy.dtype if x.dtype == W.dtype == dL_dy.dtype else np.result_type(x, W, dL_dy)
+        # Gradients that zero_grad has just set to 0 are written, not added (0 + g is g).
+        into_W = self.weight.zeroed_grad(dtype)
+        into_b = None if b is None else b.zeroed_grad(dtype)
         out = (self.buffer("dL_dx", x.shape, dtype) if self.input_grad else False,
-               self.buffer("dL_dW", W.shape, dtype), self.buffer("dL_db", (W.shape[0],), dtype))
+               self.buffer("dL_dW", W.shape, dtype) if into_W is None else into_W,
+               self.buffer("dL_db", (W.shape[0],), dtype) if into_b is None else into_b)
         dL_dx, dL_dW, dL_db = linear_backward(x, W, dL_dy, out=out)
-        self.weight.grad += dL_dW
-        if self.bias is not None:
-            self.bias.grad += dL_db
+        if into_W is None:
+            self.weight.grad += dL_dW
+        if b is not None and into_b is None:
+            b.grad += dL_db
         return dL_dx
 
     def extra_repr(self):

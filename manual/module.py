@@ -31,6 +31,7 @@ class Parameter:
         self._grad = np.zeros_like(self._data)
         self._home = None             # the FlatParameters that made views for this parameter, if any
         self._flat = None             # the same while .data and .grad are those views, else None
+        self._seen = 0                # _flat.zeroings when .grad was last handed out, written or replaced
 
     @property
     def data(self):
@@ -44,6 +45,9 @@ class Parameter:
 
     @property
     def grad(self):
+        flat = self._flat
+        if flat is not None:
+            self._seen = flat.zeroings       # whoever has the array may write into it
         return self._grad
 
     @grad.setter
@@ -52,11 +56,24 @@ class Parameter:
             self._grad = value
             self._rejoin()
 
+    def zeroed_grad(self, dtype):
+        """The gradient array, to write a gradient into instead of adding it (0 + g is g), when it
+        holds the zeros of its flat buffer's last ``zero_grad`` and nothing has had it since, and
+        its dtype is ``dtype``; else None (then add into ``.grad``). The caller must write the
+        whole gradient there: after this call the array counts as handed out."""
+        flat = self._flat
+        if flat is None or self._seen == flat.zeroings or self._grad.dtype != dtype:
+            return None
+        self._seen = flat.zeroings
+        return self._grad
+
     def _rejoin(self):
         """In the flat buffer exactly while .data and .grad are its views (assigning them back rejoins)."""
         home = self._home
         views = None if home is None else home.views[home.index[id(self)]]
         self._flat = home if views is not None and self._data is views[0] and self._grad is views[1] else None
+        if self._flat is not None:
+            self._seen = self._flat.zeroings
 
     def __getstate__(self):
         # A copy (copy.deepcopy, pickle) holds copies of the arrays, not views: it stands alone.
@@ -76,7 +93,14 @@ class FlatParameters:
     """The values of ``params`` in one contiguous array ``data`` and their gradients in ``grad``;
     each parameter's ``.data`` and ``.grad`` become views into them (values and gradients are
     copied in, nothing changes numerically). All parameters must share one dtype.
+
+    ``zero_grad`` fills ``grad`` with zeros and counts it in ``zeroings``; a parameter whose
+    gradient nobody has had since (read through ``.grad``, written or replaced) may take its
+    next gradient as written, not added (``Parameter.zeroed_grad``): the same numbers, one pass
+    over the array fewer. Code that holds ``grad`` itself and writes into it between a
+    ``zero_grad`` and a backward must do so through the parameters' ``.grad``.
     """
+    zeroings = 0
 
     def __init__(self, params):
         self.params = list(params)
@@ -93,7 +117,12 @@ class FlatParameters:
         self.index = {id(p): i for i, p in enumerate(self.params)}
         for p, (value, grad) in zip(self.params, self.views):
             value[...], grad[...] = p.data, p.grad
-            p._data, p._grad, p._home, p._flat = value, grad, self, self
+            p._data, p._grad, p._home, p._flat, p._seen = value, grad, self, self, self.zeroings
+
+    def zero_grad(self):
+        """Every gradient = 0, in one fill."""
+        self.grad.fill(0)
+        self.zeroings += 1
 
     def split(self, flat):
         """Views of a flat array laid out like ``data``, one per parameter, in its shape."""

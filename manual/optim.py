@@ -38,7 +38,7 @@ class Optimizer(Workspace):
     def zero_grad(self):
         flat = FlatParameters.of(self.params)
         if flat is not None:
-            flat.grad.fill(0)
+            flat.zero_grad()
         else:
             for p in self.params:
                 p.grad[...] = 0

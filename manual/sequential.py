@@ -52,7 +52,7 @@ class Sequential(Module):
         """Set every gradient to 0 (one fill of the flat gradient array while it is intact)."""
         flat = self.flat
         if flat is not None and flat.intact():
-            flat.grad.fill(0)
+            flat.zero_grad()
         else:
             super().zero_grad()
 
