@@ -211,6 +211,93 @@ def test_gradients_kept_by_the_caller_are_never_overwritten():
         assert np.array_equal(k, c), f"output_grads[{i}] kept by the caller was overwritten"
 
 
+def _backward(m, loss, X, Y):
+    loss(m.forward(X), Y)
+    m.backward(loss.backward())
+
+
+def _accumulated(m, loss, batches, start=None):
+    """Every gradient of ``batches`` added by hand (from ``start``, else zeros): g_1 + g_2 + ...
+    each g computed on its own by a copy of the model."""
+    total = {n: (np.zeros_like(p.data) if start is None else start[n].copy()) for n, p in m.named_parameters()}
+    for X, Y in batches:
+        c = copy.deepcopy(m)
+        c.zero_grad()
+        _backward(c, loss, X, Y)
+        for n, p in c.named_parameters():
+            total[n] += p.grad
+    return total
+
+
+def assert_grads(label, m, expected):
+    for n, p in m.named_parameters():
+        bad = np.flatnonzero(p.grad.ravel() != expected[n].ravel())
+        assert bad.size == 0, (f"{label}: {n}.grad[{np.unravel_index(bad[0], p.grad.shape)}] = "
+                               f"{p.grad.ravel()[bad[0]]!r}, expected {expected[n].ravel()[bad[0]]!r} (tolerance 0)")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_gradient_written_after_zero_grad_is_the_sum_into_zeros_to_the_bit(dtype):
+    m = manual.mlp(SIZES, "sigmoid", dtype=dtype)
+    loss = manual.make_loss("cross_entropy")
+    X, Y = data(dtype=dtype)
+    expected = {n: np.zeros_like(p.data) for n, p in m.named_parameters()}
+    c = copy.deepcopy(m)                             # a copy stands alone: every gradient is added
+    assert FlatParameters.of(c.parameters()) is None
+    c.zero_grad()
+    _backward(c, loss, X, Y)
+    for n, p in c.named_parameters():
+        expected[n] += p.grad
+    m.zero_grad()
+    _backward(m, loss, X, Y)
+    assert_grads("after zero_grad", m, expected)
+
+
+@pytest.mark.parametrize("between", ["nothing", "read and written", "replaced", "zeroed tensor by tensor"])
+def test_gradients_add_up_whatever_happened_to_them_since_zero_grad(between):
+    m = manual.mlp(SIZES, "tanh")
+    loss = manual.make_loss("cross_entropy")
+    (X1, Y1), (X2, Y2) = data(seed=1), data(seed=2)
+    opt = manual.make_optimizer("sgd", m.parameters(), lr=0.1)
+    opt.zero_grad()
+    start = {n: np.zeros_like(p.data) for n, p in m.named_parameters()}
+    if between == "read and written":
+        for n, p in m.named_parameters():
+            p.grad[...] = 0.25                           # e.g. a gradient added by hand before backward
+            start[n][...] = 0.25
+    elif between == "replaced":
+        for n, p in m.named_parameters():
+            p.grad = np.full_like(p.data, -1.5)
+            start[n][...] = -1.5
+    elif between == "zeroed tensor by tensor":
+        for p in m.parameters():
+            p.grad[...] = 0
+    expected = _accumulated(m, loss, [(X1, Y1), (X2, Y2)], start)
+    _backward(m, loss, X1, Y1)
+    _backward(m, loss, X2, Y2)                          # a second backward adds to the first
+    assert_grads(f"two backwards after zero_grad, {between} in between", m, expected)
+    opt.zero_grad()
+    assert all(not p.grad.any() for p in m.parameters()), "zero_grad left a gradient that is not 0"
+    _backward(m, loss, X2, Y2)
+    assert_grads("one backward after the next zero_grad", m, _accumulated(m, loss, [(X2, Y2)]))
+
+
+def test_only_a_gradient_nobody_had_since_zero_grad_is_written():
+    m = manual.mlp(SIZES, "sigmoid")
+    w, b = m[0].weight, m[0].bias
+    m.zero_grad()
+    assert w.zeroed_grad(np.float32) is None, "a gradient of another dtype was offered to write"
+    assert w.zeroed_grad(np.float64) is w.grad
+    assert w.zeroed_grad(np.float64) is None, "the same zeros were offered twice"
+    b.grad
+    assert b.zeroed_grad(np.float64) is None, "a gradient read through .grad was offered to write"
+    m.zero_grad()
+    assert b.zeroed_grad(np.float64) is b.grad, "zero_grad did not make the gradient writable again"
+    c = copy.deepcopy(m)
+    c.zero_grad()
+    assert c[0].weight.zeroed_grad(np.float64) is None, "a copy out of the flat buffer was offered"
+
+
 ALLOCATION_BOUND = 16 * 1024     # bytes: below every array a step at batch 8192 uses (see below)
 
 
