@@ -6,11 +6,45 @@ import numpy as np
 from backprop_oracle.manual.module import Module
 
 
-def linear(x, weight, bias=None, out=None):
-    """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out).  (``out``: an (N, out) array to write y into.)"""
+def linear(x, weight, bias=None, out=None, rows=None):
+    """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out).  (``out``: an (N, out) array to
+    write y into; ``rows``: a work array for ``add_to_rows``.)"""
     y = product(x, weight.T, out=out)
     if bias is not None:
-        y += bias
+        add_to_rows(y, bias, rows)                         # y_n += b for every row n
+    return y
+
+
+STRIP = 1024       # numbers per strip in add_to_rows
+
+
+@functools.lru_cache(maxsize=64)
+def strip_rows(n, k):
+    """m, the rows of an (n, k) array that ``add_to_rows`` adds b to at once (m k ≈ STRIP numbers),
+    or 0 where the array is too wide or too short for strips to gain anything."""
+    m = -(-STRIP // k)
+    return m if m > 1 and n >= 4 * m else 0
+
+
+def add_to_rows(y, b, rows=None):
+    """y += b, b (K,) added to every row of y (N, K), in place: the additions of ``y += b`` exactly.
+
+    NumPy runs that broadcast as one inner loop per row, each over only K numbers: for a narrow
+    layer over a large batch (K = 16, N = 1797), 10 to 15 times as long as adding two arrays of
+    y's shape. With ``rows``, an (m, K) array (m = strip_rows(N, K)), b is written into each of
+    its m rows and y is taken as strips of m rows, each a row of m K numbers, and ``rows`` is added
+    to every strip: the same sums, in long loops; the N mod m rows left over get b as before.
+    """
+    if rows is None or not y.flags.c_contiguous:
+        y += b
+        return y
+    m, k = rows.shape
+    np.copyto(rows, b)                                     # b, b, ..., b: m rows
+    whole = y.shape[0] // m * m
+    strips = y[:whole].reshape(-1, m * k)
+    strips += rows.reshape(-1)
+    if whole < y.shape[0]:
+        y[whole:] += b
     return y
 
 
@@ -94,7 +128,8 @@ class Linear(Module):
         self.x = x
         W, b = self.weight.data, None if self.bias is None else self.bias.data
         y = self.buffer("y", (x.shape[0], self.out_features), x.dtype if x.dtype == W.dtype else np.result_type(x, W))
-        return linear(x, W, b, out=y)
+        m = 0 if b is None else strip_rows(*y.shape)
+        return linear(x, W, b, out=y, rows=self.buffer("bias_rows", (m, y.shape[1]), y.dtype) if m else None)
 
     def backward(self, dL_dy):
         """Adds dL/dW and dL/db into the parameters' ``.grad``; returns dL/dx (None when

@@ -497,3 +497,29 @@ def test_squared_errors_are_their_formulas_to_the_last_bit(name, half, factor, d
     torch_ref.make_loss(name)(t, torch.tensor(Y)).backward()
     assert_close(f"{name} dL/dinput against torch autograd ({dtype})", loss.grad(out, Y), t.grad,
                  tolerance_for(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n,k", [(1797, 16), (1797, 10), (256, 64), (4 * 64, 16), (4 * 64 - 1, 16), (32, 16),
+                                 (1000, 3), (9, 1024)])
+def test_the_bias_added_in_strips_is_the_broadcast_sum_to_the_bit(n, k, dtype):
+    """Linear adds b to its rows in strips of m rows (manual.linear.add_to_rows) where that is
+    quicker: every element must be exactly y + b, as ``y += b`` gives it, strip or left-over row."""
+    from backprop_oracle.manual.linear import add_to_rows, strip_rows
+    rng = np.random.default_rng(n * k)
+    y = (rng.standard_normal((n, k)) * 10.0 ** rng.integers(-8, 8, (n, k))).astype(dtype)
+    b = (rng.standard_normal(k) * 10.0 ** rng.integers(-8, 8, k)).astype(dtype)
+    m = strip_rows(n, k)
+    if (n, k) == (1797, 16):
+        assert m > 0 and n % m, "the case meant to use strips with rows left over uses none"
+    expected = y + b
+    got = add_to_rows(y.copy(), b, np.full((m, k), np.nan, dtype) if m else None)
+    bad = np.flatnonzero(got.view(np.uint8).reshape(n, -1) != expected.view(np.uint8).reshape(n, -1))
+    assert bad.size == 0, (f"y + b in strips of {m} rows, {dtype}: element {np.unravel_index(bad[0] // got.itemsize, (n, k))}"
+                           f" is {got.ravel()[bad[0] // got.itemsize]!r}, y + b is "
+                           f"{expected.ravel()[bad[0] // got.itemsize]!r} (tolerance 0)")
+    layer = manual.Linear(k, k, rng=rng, dtype=dtype)
+    x = rng.standard_normal((n, k)).astype(dtype)
+    out = layer.forward(x)
+    assert np.array_equal(out, np.matmul(x, layer.weight.data.T) + layer.bias.data), \
+        f"Linear({k}, {k}) forward at batch {n}, {dtype}: not x W^T + b to the bit"
