@@ -142,7 +142,13 @@ class Linear(Module):
         out = (self.buffer("dL_dx", x.shape, dtype) if self.input_grad else False,
                self.buffer("dL_dW", W.shape, dtype) if into_W is None else into_W,
                self.buffer("dL_db", (W.shape[0],), dtype) if into_b is None else into_b)
-        dL_dx, dL_dW, dL_db = linear_backward(x, W, dL_dy, out=out)
+        try:
+            dL_dx, dL_dW, dL_db = linear_backward(x, W, dL_dy, out=out)
+        except BaseException:
+            for g in (into_W, into_b):
+                if g is not None:
+                    g.fill(0)                              # the gradient is still zero_grad's zeros
+            raise
         if into_W is None:
             self.weight.grad += dL_dW
         if b is not None and into_b is None:

@@ -31,7 +31,7 @@ class Parameter:
         self._grad = np.zeros_like(self._data)
         self._home = None             # the FlatParameters that made views for this parameter, if any
         self._flat = None             # the same while .data and .grad are those views, else None
-        self._seen = 0                # _flat.zeroings when .grad was last handed out, written or replaced
+        self._seen = 0                # _flat.zeroings when .grad last held what it says (see _settle)
 
     @property
     def data(self):
@@ -40,32 +40,42 @@ class Parameter:
     @data.setter
     def data(self, value):
         if value is not self._data:          # (``p.data -= x`` assigns the same array back)
+            self._settle()
             self._data = value
             self._rejoin()
 
     @property
     def grad(self):
         flat = self._flat
-        if flat is not None:
-            self._seen = flat.zeroings       # whoever has the array may write into it
+        if flat is not None and self._seen != flat.zeroings:
+            self._settle()
         return self._grad
 
     @grad.setter
     def grad(self, value):
         if value is not self._grad:          # (``p.grad += x`` assigns the same array back)
+            self._settle()
             self._grad = value
             self._rejoin()
 
     def zeroed_grad(self, dtype):
-        """The gradient array, to write a gradient into instead of adding it (0 + g is g), when it
-        holds the zeros of its flat buffer's last ``zero_grad`` and nothing has had it since, and
-        its dtype is ``dtype``; else None (then add into ``.grad``). The caller must write the
-        whole gradient there: after this call the array counts as handed out."""
+        """The gradient array, to write a gradient into instead of adding it to zeros (0 + g is
+        g), when its flat buffer's ``zero_grad`` has set it to 0 and nothing has had it since,
+        and its dtype is ``dtype``; else None (then add into ``.grad``). The caller must write
+        the whole gradient there: the zeros are not in the array (see FlatParameters)."""
         flat = self._flat
         if flat is None or self._seen == flat.zeroings or self._grad.dtype != dtype:
             return None
         self._seen = flat.zeroings
         return self._grad
+
+    def _settle(self):
+        """Write the zeros of the flat buffer's last ``zero_grad`` into the gradient, if they are
+        owed: before anyone has the array, and before it leaves the buffer."""
+        flat = self._flat
+        if flat is not None and self._seen != flat.zeroings:
+            self._grad.fill(0)
+            self._seen = flat.zeroings
 
     def _rejoin(self):
         """In the flat buffer exactly while .data and .grad are its views (assigning them back rejoins)."""
@@ -77,6 +87,7 @@ class Parameter:
 
     def __getstate__(self):
         # A copy (copy.deepcopy, pickle) holds copies of the arrays, not views: it stands alone.
+        self._settle()
         state = dict(self.__dict__)
         state["_home"] = state["_flat"] = None
         return state
@@ -94,11 +105,14 @@ class FlatParameters:
     each parameter's ``.data`` and ``.grad`` become views into them (values and gradients are
     copied in, nothing changes numerically). All parameters must share one dtype.
 
-    ``zero_grad`` fills ``grad`` with zeros and counts it in ``zeroings``; a parameter whose
-    gradient nobody has had since (read through ``.grad``, written or replaced) may take its
-    next gradient as written, not added (``Parameter.zeroed_grad``): the same numbers, one pass
-    over the array fewer. Code that holds ``grad`` itself and writes into it between a
-    ``zero_grad`` and a backward must do so through the parameters' ``.grad``.
+    ``zero_grad`` counts a zeroing in ``zeroings`` and writes no zeros yet: a backward writes
+    each gradient into its array as it is (``Parameter.zeroed_grad``; 0 + g is g), and the zeros
+    are written into a parameter's gradient only where someone asks for it first (``.grad``,
+    replacing it, a copy) and into the whole flat array where ``grad`` is asked for. So a step
+    makes one pass fewer over the gradients for the zeroing, and one for each sum into zeros,
+    with the same numbers. (As in torch, whose ``zero_grad`` sets each gradient to None: an
+    array taken from ``.grad`` before a ``zero_grad`` and written after it is not the gradient
+    the next backward starts from.)
     """
     zeroings = 0
 
@@ -107,22 +121,39 @@ class FlatParameters:
         dtype = self.params[0].data.dtype
         sizes = [p.data.size for p in self.params]
         self.data = np.empty(sum(sizes), dtype)
-        self.grad = np.empty(sum(sizes), dtype)
+        self._grad = np.empty(sum(sizes), dtype)
         self.spans = []                                   # (start, stop, shape) per parameter
         start = 0
         for p, size in zip(self.params, sizes):
             self.spans.append((start, start + size, p.data.shape))
             start += size
-        self.views = list(zip(self.split(self.data), self.split(self.grad)))   # (value, gradient) views
+        self.views = list(zip(self.split(self.data), self.split(self._grad)))   # (value, gradient) views
         self.index = {id(p): i for i, p in enumerate(self.params)}
         for p, (value, grad) in zip(self.params, self.views):
             value[...], grad[...] = p.data, p.grad
             p._data, p._grad, p._home, p._flat, p._seen = value, grad, self, self, self.zeroings
 
+    @property
+    def grad(self):
+        """The flat array of every gradient, the zeros owed to it written in."""
+        owed = [p for p in self.params if p._flat is self and p._seen != self.zeroings]
+        if owed and len(owed) == len(self.params):
+            self._grad.fill(0)                             # (no parameter has its gradient yet)
+            for p in owed:
+                p._seen = self.zeroings
+        else:
+            for p in owed:
+                p._settle()
+        return self._grad
+
     def zero_grad(self):
-        """Every gradient = 0, in one fill."""
-        self.grad.fill(0)
+        """Every gradient = 0 (written where it is next asked for, or not at all where a backward
+        writes the gradient first)."""
         self.zeroings += 1
+
+    def __getstate__(self):
+        self.grad                                          # (a copy gets the zeros, not what they replace)
+        return dict(self.__dict__)
 
     def split(self, flat):
         """Views of a flat array laid out like ``data``, one per parameter, in its shape."""

@@ -298,6 +298,67 @@ def test_only_a_gradient_nobody_had_since_zero_grad_is_written():
     assert c[0].weight.zeroed_grad(np.float64) is None, "a copy out of the flat buffer was offered"
 
 
+def _dirty(m, value=7.0):
+    """Every gradient set to ``value`` through .grad, then zero_grad: each is 0 from then on,
+    though no zeros need be in the flat array yet."""
+    for p in m.parameters():
+        p.grad[...] = value
+    m.zero_grad()
+
+
+@pytest.mark.parametrize("asked", ["each .grad", "the flat array", "a copy", "data replaced", "grad replaced",
+                                   "a failed backward", "state_dict and a step"])
+def test_a_gradient_is_zero_after_zero_grad_however_it_is_asked_for(asked):
+    m = manual.mlp(SIZES, "sigmoid")
+    _dirty(m)
+    if asked == "each .grad":
+        got = {n: p.grad for n, p in m.named_parameters()}
+    elif asked == "the flat array":
+        got = dict(zip([n for n, _ in m.named_parameters()], m.flat.split(m.flat.grad.copy())))
+    elif asked == "a copy":
+        got = {n: p.grad for n, p in copy.deepcopy(m).named_parameters()}
+    elif asked == "data replaced":
+        for p in m.parameters():
+            p.data = p.data.copy()                          # takes it out of the flat buffer
+        got = {n: p.grad for n, p in m.named_parameters()}
+    elif asked == "grad replaced":
+        views = [p._grad for p in m.parameters()]
+        for p in m.parameters():
+            p.grad = np.zeros_like(p.data)
+        got = {n: v for (n, _), v in zip(m.named_parameters(), views)}   # what the views were left holding
+    elif asked == "a failed backward":
+        X, Y = data()
+        loss = manual.make_loss("cross_entropy")
+        loss(m.forward(X), Y)
+        with pytest.raises(ValueError):
+            m.backward(loss.backward()[:, :2])              # dL/dy of the wrong shape
+        got = {n: p.grad for n, p in m.named_parameters()}
+    else:
+        m.state_dict()
+        opt = manual.make_optimizer("sgd", m.parameters(), lr=0.1, momentum=0.9)
+        before = {n: p.data.copy() for n, p in m.named_parameters()}
+        opt.step()                                          # a step on zero gradients moves nothing
+        for n, p in m.named_parameters():
+            assert np.array_equal(p.data, before[n]), f"{n} moved by a step on zero gradients"
+        got = {n: p.grad for n, p in m.named_parameters()}
+    for n, g in got.items():
+        bad = np.flatnonzero(g)
+        assert bad.size == 0, (f"{n}.grad[{np.unravel_index(bad[0], g.shape)}] = {g.ravel()[bad[0]]!r} after "
+                               f"zero_grad, asked for by {asked}; expected 0 (tolerance 0)")
+
+
+def test_the_flat_array_holds_written_gradients_and_zeros_for_the_rest():
+    m = manual.mlp(SIZES, "sigmoid")
+    _dirty(m)
+    w = m[0].weight
+    into = w.zeroed_grad(np.float64)
+    into[...] = 3.0                                         # as a backward writes it
+    flat = m.flat.split(m.flat.grad)
+    for (n, p), g in zip(m.named_parameters(), flat):
+        expected = 3.0 if p is w else 0.0
+        assert np.all(g == expected), f"flat gradient of {n}: {g.ravel()[:3]}..., expected all {expected}"
+
+
 ALLOCATION_BOUND = 16 * 1024     # bytes: below every array a step at batch 8192 uses (see below)
 
 
