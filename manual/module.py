@@ -67,6 +67,7 @@ class Parameter:
         if flat is None or self._seen == flat.zeroings or self._grad.dtype != dtype:
             return None
         self._seen = flat.zeroings
+        flat.owed -= 1
         return self._grad
 
     def _settle(self):
@@ -76,6 +77,7 @@ class Parameter:
         if flat is not None and self._seen != flat.zeroings:
             self._grad.fill(0)
             self._seen = flat.zeroings
+            flat.owed -= 1
 
     def _rejoin(self):
         """In the flat buffer exactly while .data and .grad are its views (assigning them back rejoins)."""
@@ -115,6 +117,7 @@ class FlatParameters:
     the next backward starts from.)
     """
     zeroings = 0
+    owed = 0               # at least how many parameters are owed their zeros (0: none is)
 
     def __init__(self, params):
         self.params = list(params)
@@ -136,20 +139,23 @@ class FlatParameters:
     @property
     def grad(self):
         """The flat array of every gradient, the zeros owed to it written in."""
-        owed = [p for p in self.params if p._flat is self and p._seen != self.zeroings]
-        if owed and len(owed) == len(self.params):
-            self._grad.fill(0)                             # (no parameter has its gradient yet)
-            for p in owed:
-                p._seen = self.zeroings
-        else:
-            for p in owed:
-                p._settle()
+        if self.owed:
+            owed = [p for p in self.params if p._flat is self and p._seen != self.zeroings]
+            if len(owed) == len(self.params):
+                self._grad.fill(0)                         # (no parameter has its gradient yet)
+                for p in owed:
+                    p._seen = self.zeroings
+            else:
+                for p in owed:
+                    p._settle()
+            self.owed = 0
         return self._grad
 
     def zero_grad(self):
         """Every gradient = 0 (written where it is next asked for, or not at all where a backward
         writes the gradient first)."""
         self.zeroings += 1
+        self.owed = len(self.params)        # (at least as many as are owed: ``grad`` counts them)
 
     def __getstate__(self):
         self.grad                                          # (a copy gets the zeros, not what they replace)
