@@ -6,8 +6,9 @@ Two pieces of machinery make a training step cheap without changing any formula:
   same one from step to step, so that a steady training loop allocates nothing. An array that
   anyone outside still holds (a caller kept ``forward``'s output) is never handed out again.
 - ``FlatParameters`` keeps the values of a model's parameters in one contiguous array and their
-  gradients in another, each ``Parameter.data`` / ``.grad`` a view into them, so that zeroing every
-  gradient or updating every value is one NumPy operation (see Sequential and the optimizers).
+  gradients in another, each ``Parameter.data`` / ``.grad`` a view into them, so that updating every
+  value is one NumPy operation (see Sequential and the optimizers) and zeroing every gradient is
+  none: the zeros are written only where a backward does not write the gradient first.
 """
 import sys
 

@@ -17,9 +17,10 @@ class Sequential(Module):
     statistics) "1.running_mean", ...; ``train()`` / ``eval()`` switch every module's mode.
 
     The parameters' values live in one flat array and their gradients in another (``self.flat``,
-    see manual.module.FlatParameters; each ``.data`` / ``.grad`` is a view), so that ``zero_grad``
-    and the optimizers' updates are one NumPy operation for the whole network. The layers never
-    see this: they read ``.data`` and add into ``.grad`` as before.
+    see manual.module.FlatParameters; each ``.data`` / ``.grad`` is a view), so that the
+    optimizers' updates are one NumPy operation for the whole network and ``zero_grad`` none (the
+    zeros are written where a gradient is asked for before a backward writes it). The layers read
+    ``.data`` and add into ``.grad`` as before; Linear writes into a gradient just zeroed.
     """
 
     def __init__(self, *modules):
@@ -49,7 +50,7 @@ class Sequential(Module):
         return list(self.modules)
 
     def zero_grad(self):
-        """Set every gradient to 0 (one fill of the flat gradient array while it is intact)."""
+        """Set every gradient to 0 (at no cost while the flat buffer is intact: see FlatParameters)."""
         flat = self.flat
         if flat is not None and flat.intact():
             flat.zero_grad()
