@@ -82,9 +82,11 @@ class Parameter:
 
     def _rejoin(self):
         """In the flat buffer exactly while .data and .grad are its views (assigning them back rejoins)."""
-        home = self._home
+        home, was = self._home, self._flat
         views = None if home is None else home.views[home.index[id(self)]]
         self._flat = home if views is not None and self._data is views[0] and self._grad is views[1] else None
+        if self._flat is not was:
+            home.out += 1 if was is not None else -1
         if self._flat is not None:
             self._seen = self._flat.zeroings
 
@@ -118,6 +120,7 @@ class FlatParameters:
     the next backward starts from.)
     """
     zeroings = 0
+    out = 0                # how many of its parameters are out of it (see intact)
     owed = 0               # at least how many parameters are owed their zeros (0: none is)
 
     def __init__(self, params):
@@ -135,6 +138,8 @@ class FlatParameters:
         self.index = {id(p): i for i, p in enumerate(self.params)}
         for p, (value, grad) in zip(self.params, self.views):
             value[...], grad[...] = p.data, p.grad
+            if p._flat is not None:
+                p._flat.out += 1                          # it leaves the buffer it was in
             p._data, p._grad, p._home, p._flat, p._seen = value, grad, self, self, self.zeroings
 
     @property
@@ -160,7 +165,9 @@ class FlatParameters:
 
     def __getstate__(self):
         self.grad                                          # (a copy gets the zeros, not what they replace)
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state["out"] = len(self.params)                    # a copy's parameters are copies that stand alone
+        return state
 
     def split(self, flat):
         """Views of a flat array laid out like ``data``, one per parameter, in its shape."""
@@ -179,11 +186,9 @@ class FlatParameters:
     def intact(self):
         """True while every parameter's ``.data`` and ``.grad`` are still the views made here: an
         assignment ``p.data = array`` takes it out (until its view is assigned back), and a copy
-        of a parameter (copy.deepcopy, pickle) stands alone."""
-        for p in self.params:
-            if p._flat is not self:
-                return False
-        return True
+        of a parameter (copy.deepcopy, pickle) stands alone. (Each parameter counts itself in
+        ``out`` when it leaves and out when it rejoins.)"""
+        return self.out == 0
 
     @staticmethod
     def of(params):

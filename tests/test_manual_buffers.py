@@ -149,6 +149,43 @@ def test_assigning_data_takes_a_parameter_out_and_training_stays_right():
     assert w.data is new, "the assigned array was replaced"
 
 
+def test_intact_follows_every_way_a_parameter_leaves_and_rejoins():
+    """``intact`` counts the parameters out of the buffer; over a random run of assignments,
+    assignments back, copies and a second buffer taking the parameters over it must say what
+    looking at every parameter says."""
+    rng = np.random.default_rng(3)
+    m = manual.mlp(SIZES, "tanh")
+    flats = [m.flat]
+    params = m.parameters()
+    for k in range(300):
+        p = params[rng.integers(len(params))]
+        home = p._home
+        views = home.views[home.index[id(p)]]
+        action = rng.integers(5)
+        if action == 0:
+            p.data = p.data.copy()
+        elif action == 1:
+            p.grad = p.grad.copy()
+        elif action == 2:
+            p.data = views[0]
+        elif action == 3:
+            p.grad = views[1]
+        elif action == 4:
+            copy.deepcopy(m)                               # a copy must leave the model as it was
+        if k in (100, 200):
+            for q in params:                               # every parameter back in its buffer, then
+                value, grad = q._home.views[q._home.index[id(q)]]
+                q.data, q.grad = value, grad
+            assert flats[-1].intact(), f"after step {k}: every parameter is back, but intact() is False"
+            flats.append(FlatParameters(params))           # another buffer takes them over, views and all
+        for f in flats:
+            looked = all(q._flat is f for q in f.params)
+            assert f.intact() == looked, (f"after step {k} (action {action}): intact() = {f.intact()}, "
+                                          f"but the parameters say {looked}")
+    c = copy.deepcopy(m)
+    assert not c.flat.intact(), "a copy's buffer says intact, but its parameters stand alone"
+
+
 def test_a_state_replaced_from_outside_is_used():
     """Setting optimizer.state (as a proof does on a copy) wins over the flat state kept inside."""
     m, om, t, ot = make_pair(optimizer="sgd", lr=0.1, momentum=0.9)
