@@ -96,6 +96,28 @@ def test_the_products_alone_are_the_manual_steps_matrix_products(monkeypatch):
 
 
 
+def test_the_conv_table_counts_its_steps_per_run_from_warm_steps(monkeypatch):
+    """A step slow on its first three calls (torch's lazy set-up) and steady after: the steps per timed
+    run are the target over the steady step, not over a cold one. The clock is a fake one that each
+    step moves on, in binary fractions, so that the count is exact."""
+    from backprop_oracle.compare.bench import layers, timing
+    clock = [0.0]
+    monkeypatch.setitem(timing._clock, "now", lambda: clock[0])
+
+    def slow_at_first(*_):
+        calls = [0]
+
+        def step():
+            calls[0] += 1
+            clock[0] += 2.0 ** -6 if calls[0] <= 3 else 2.0 ** -12
+        return step
+    monkeypatch.setattr(layers, "manual_step", slow_at_first)
+    monkeypatch.setattr(layers, "torch_step", slow_at_first)
+    row = layers.measure(layers.NETS[0], "float64", repeats=1, target=2.0 ** -3)
+    assert row["steps_per_run"] == 2 ** 9, f"steps per run {row['steps_per_run']}, want 512 (0.125 s / 2**-12 s)"
+    assert row["seconds_per_step"]["manual"]["median"] == 2.0 ** -12, row["seconds_per_step"]
+
+
 def test_the_lockstep_overhead_is_lockstep_over_both_fits(quick):
     _, r = quick
     assert [e["preset"] for e in r["lockstep"]] == ["or-gate", "digits", "moons"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from backprop_oracle import manual, torch_ref
+from backprop_oracle.compare.bench.steps import warm_up
 from backprop_oracle.compare.bench.timing import Spread, interleaved, now, ratio
 from backprop_oracle.compare.experiments.presets import CNN_LAYERS, MNIST_CNN_LAYERS
 from backprop_oracle.compare.network.layers import resolve
@@ -89,7 +90,7 @@ def measure(net, dtype, repeats, target):
     t = torch_step(network, dtype, state, X, labels)
     count = 1
     if target > 0:                                    # (0: one step each, not warmed up: --quick)
-        m(), t()                                      # first steps: allocations, caches
+        warm_up((m, t), target)                       # first steps: allocations, caches, torch's lazy set-up
         start = now()
         m(), t()
         count = max(1, int(target / max((now() - start) / 2, 1e-7)))
