@@ -5,7 +5,7 @@ divergence, the maxima, the curves and what the observers receive; a mistake in 
 block is found at its own step; and the torch side set back into a block is, bit for bit, where
 the step-by-step run has it."""
 import math
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 
 import numpy as np
 import pytest
@@ -318,6 +318,87 @@ def test_a_checkpoint_saver_gets_the_sides_at_every_epoch_end(tmp_path):
     saved = load_checkpoint(str(tmp_path / "c.npz"))
     assert np.array_equal(saved.torch["model"]["0.weight"].numpy(), straight.torch.params()["0.weight"])
 
+
+def plain(x):
+    """A checkpoint's contents as dicts, lists and arrays (tensors as their arrays, dtype kept)."""
+    if isinstance(x, torch.Tensor):
+        return x.numpy()
+    if is_dataclass(x):
+        return {f.name: plain(getattr(x, f.name)) for f in fields(x)}
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def saved_run(spec, tmp_path, monkeypatch, block_steps, every, resume=None):
+    """The run with a Saver (every ``every`` epochs) in blocks of ``block_steps``: (run, {epoch: what the
+    checkpoint written at its end holds, read back from its file}). Each write goes to a file of its own."""
+    from backprop_oracle.compare.checkpoints import Saver, load_checkpoint, resume as saving
+    folder = tmp_path / f"blocks-{block_steps}-{resume is not None}"
+    folder.mkdir()
+    written, real = {}, saving.write_checkpoint
+
+    def write_each(path, checkpoint):
+        written[checkpoint.progress.epoch] = own = str(folder / f"epoch-{checkpoint.progress.epoch}.npz")
+        real(own, checkpoint)
+    with monkeypatch.context() as patch:
+        patch.setattr(saving, "write_checkpoint", write_each)
+        run = LockstepRun(spec, observers=[Saver(folder / "c.npz", every=every)], block_steps=block_steps,
+                          resume=resume)
+        run.run()
+    return run, {epoch: dict(plain(load_checkpoint(path)), path=None) for epoch, path in written.items()}
+
+
+@pytest.mark.parametrize("spec, every", [
+    pytest.param(preset("moons", epochs=6), 2, id="moons (momentum, exponential schedule), every 2 epochs"),
+    pytest.param(preset("dropout", "with", epochs=6), 4, id="dropout (its masks' Generator), every 4"),
+    pytest.param(preset("batchnorm", "with", epochs=4), 3, id="batch norm (running statistics), every 3"),
+    pytest.param(preset("or-gate", epochs=20), 5, id="or-gate (an epoch a step), every 5"),
+])
+def test_a_run_saved_in_blocks_writes_the_checkpoints_of_the_run_step_by_step(spec, every, tmp_path, monkeypatch):
+    _, alone = saved_run(spec, tmp_path, monkeypatch, 1, every)
+    run, ahead = saved_run(spec, tmp_path, monkeypatch, BLOCK, every)
+    assert sorted(alone) == sorted(ahead) == sorted({*range(every, spec.epochs + 1, every), spec.epochs})
+    for epoch in alone:
+        difference = first_difference(alone[epoch], ahead[epoch], f"checkpoint of epoch {epoch}")
+        assert difference is None, difference
+    assert_blocks(run)
+
+
+def test_saving_ends_the_blocks_only_at_the_saved_epochs():
+    """The OR gate's epochs are one step each: saved every 5 epochs, the run goes in blocks of 5
+    steps, each ending at a save (it went step by step when saving ended a block at every epoch)."""
+    from backprop_oracle.compare.checkpoints import Saver
+    spec = preset("or-gate", epochs=20)
+    written = []
+
+    class Saves(Saver):
+        def on_epoch_done(self, run, progress):
+            if self.saves_at(progress.epoch, run.spec.epochs):
+                written.append((progress.step, run.plan.starts[-1]))
+    run = LockstepRun(spec, observers=[Saves("unused.npz", every=5)])
+    run.run()
+    assert run.plan.starts == [1, 6, 11, 16] and run.plan.early == 0, (run.plan.starts, run.plan.early)
+    assert written == [(5, 1), (10, 6), (15, 11), (20, 16)], written
+
+
+def test_a_resumed_run_saved_in_blocks_writes_the_checkpoints_of_the_run_step_by_step(tmp_path, monkeypatch):
+    """Resumed at the end of epoch 4 (step 52 of moons' 13-step epochs), saved every 3 epochs: 6 and 9."""
+    from backprop_oracle.compare.checkpoints import Saver, load_checkpoint
+    LockstepRun(preset("moons", epochs=4), observers=[Saver(tmp_path / "four.npz")], block_steps=1).run()
+    runs = []
+    for steps in (1, BLOCK):
+        runs.append(saved_run(preset("moons", epochs=9), tmp_path, monkeypatch, steps, 3,
+                              resume=load_checkpoint(tmp_path / "four.npz")))
+    (_, alone), (run, ahead) = runs
+    assert sorted(alone) == sorted(ahead) == [6, 9]
+    for epoch in alone:
+        difference = first_difference(alone[epoch], ahead[epoch], f"checkpoint of epoch {epoch}")
+        assert difference is None, difference
+    assert_blocks(run)
+    assert run.plan.starts[0] == 53
 
 def test_tensorboard_logs_the_same_ahead(tmp_path):
     from backprop_oracle.compare.dashboards.tensorboard import TensorBoardLogger

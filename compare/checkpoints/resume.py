@@ -85,15 +85,35 @@ def save_checkpoint(run, path):
 
 class Saver:
     """Observer: writes the run to ``path`` at the end of every ``every``-th epoch and of the last one
-    (``every`` None: the last only). ``saved`` is (epoch, step) of the last write, or None."""
+    (``every`` None: the last only). ``saved`` is (epoch, step) of the last write, or None.
+
+    It reads the sides (their parameters, optimizer states, schedules) only at the last steps of the
+    epochs it saves, and says so (``reads_sides_at``): a lockstep run's blocks end there, so the torch
+    side is at the step the checkpoint names, and run on through the other epochs' ends."""
 
     def __init__(self, path, every=None):
         self.path = os.fspath(path)
         _kind(self.path, "--save")
         self.every, self.saved = every, None
+        self.saving_steps = None         # known from on_start
+
+    def saves_at(self, epoch, epochs):
+        """Whether the end of ``epoch`` (of ``epochs``) is saved."""
+        return epoch == epochs or bool(self.every and epoch % self.every == 0)
+
+    def on_start(self, run):
+        # The run goes on from run.start (a checkpoint's step and epoch, or 0 and 0), one step a batch
+        # and epoch_batches' batches an epoch: the saved epochs end at these steps.
+        start, spec, n = run.start, run.spec, run.problem.X.shape[0]
+        per_epoch = len(range(0, n, spec.batch_size or max(n, 1)))
+        self.saving_steps = {start.step + (epoch - start.epoch) * per_epoch
+                             for epoch in range(start.epoch + 1, spec.epochs + 1) if self.saves_at(epoch, spec.epochs)}
+
+    def reads_sides_at(self, step):
+        """The steps whose calls read the sides: the last steps of the saved epochs (compare.lockstep.blocks)."""
+        return self.saving_steps is None or step in self.saving_steps
 
     def on_epoch_done(self, run, progress):
-        last = progress.epoch == run.spec.epochs
-        if last or (self.every and progress.epoch % self.every == 0):
+        if self.saves_at(progress.epoch, run.spec.epochs):
             write_checkpoint(self.path, checkpoint_of(run, progress))
             self.saved = (progress.epoch, progress.step)

@@ -18,9 +18,9 @@ step at whose end an observer reads the sides: one with ``on_step`` that does no
 (at every step: the run goes step by step), one with ``on_epoch`` or ``on_epoch_done`` that does
 not say otherwise (at every epoch's end). An observer says otherwise with
 ``reads_sides_at(step)``: True for a step in whose calls it reads the sides' models, parameters or
-optimizers (TensorBoard's histograms and pictures), False for the others. An epoch's end inside a
-block that evaluates the sides for the observers (accuracy, validation cost) has the torch side's
-evaluation kept where its run passed it.
+optimizers (TensorBoard's histograms and pictures, a checkpoint's saves), False for the others. An
+epoch's end inside a block that evaluates the sides for the observers (accuracy, validation cost)
+has the torch side's evaluation kept where its run passed it.
 """
 import contextlib
 import time
