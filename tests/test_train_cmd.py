@@ -122,6 +122,22 @@ def test_two_processes_train_as_one(tmp_path):
     assert len(os.listdir(tmp_path / "runs")) == 2, "one folder for the command (and latest), made by rank 0"
 
 
+def test_a_worker_that_joined_a_group_ends_at_once_its_output_flushed(monkeypatch):
+    """compare.train.distributed.exit_process: a process that joined a process group leaves with
+    os._exit and the status it is given, its stdout and stderr flushed first (here still in their
+    buffers: no newline, pipes) and the interpreter's teardown skipped (the atexit line is never
+    written); any other process gets SystemExit, as from sys.exit."""
+    from backprop_oracle.compare.train import distributed
+    script = ("import atexit, sys; from backprop_oracle.compare.train import distributed; "
+              "distributed._joined = True; atexit.register(lambda: sys.stderr.write(' torn down')); "
+              "sys.stdout.write('table'); sys.stderr.write('note'); distributed.exit_process(3)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, "table", "note"), proc
+    monkeypatch.setattr(distributed, "_joined", False)
+    with pytest.raises(SystemExit) as ended:
+        distributed.exit_process(2)
+    assert ended.value.code == 2
+
 def _two_ranks(tmp_path, args):
     """Run ``backprop-oracle ARGS`` as ranks 0 and 1 of a two-process job; [(returncode, out, err)]."""
     with socket.socket() as s:

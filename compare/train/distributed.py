@@ -19,6 +19,7 @@ checkpoint, and a group that torchrun restarts can tell a checkpoint of this job
 """
 import datetime
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ START_TIMEOUT = 120.0
 BEAT = 0.2                       # seconds between heartbeats
 LISTEN = 1.0                     # seconds a failed rank watches the others' heartbeats
 PREFIX = "backprop-oracle"
+_joined = False                  # whether this process joined a process group (see exit_process)
 
 
 class PeerLost(Exception):
@@ -295,6 +297,8 @@ def process_group(device="cpu", timeout=None):
             raise
         raise PeerLost(rank=rank, world_size=world, step=0, epoch=0, heard=None, cause=cause_of(e, start),
                        timeout=start, joining=True) from None
+    global _joined
+    _joined = True
     d = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), timeout)
     try:
         dist.barrier()      # every rank has joined: the steps' group connects without an uneven wait
@@ -320,3 +324,22 @@ def process_group(device="cpu", timeout=None):
     finally:
         d.stop_beating()
         dist.destroy_process_group()
+
+
+def exit_process(code):
+    """End the program with exit status ``code`` (None: 0). A process that never joined a process
+    group raises SystemExit, as sys.exit does. A worker that did (started by torchrun or our launch)
+    has, by the time its command returns, done every collective, destroyed the group and written
+    and closed its files (write_atomic, the loggers' on_close): it flushes stdout and stderr and
+    leaves with os._exit, without the interpreter's teardown of torch. There the C++ destructors of
+    gloo's threads and connections, run while the peers exit too, could abort a worker that had
+    finished all its work ("terminate called without an active exception", exit -6). A command
+    that raises is not ended here: its traceback and status are the interpreter's."""
+    if not _joined:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):    # a closed or broken stream: nothing more can be said there
+            pass
+    os._exit(0 if code is None else int(code))
