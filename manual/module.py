@@ -138,7 +138,7 @@ class FlatParameters:
         self.index = {id(p): i for i, p in enumerate(self.params)}
         for p, (value, grad) in zip(self.params, self.views):
             value[...], grad[...] = p.data, p.grad
-            if p._flat is not None:
+            if p._flat is not None and p._flat is not self:
                 p._flat.out += 1                          # it leaves the buffer it was in
             p._data, p._grad, p._home, p._flat, p._seen = value, grad, self, self, self.zeroings
 

@@ -26,6 +26,14 @@ class Sequential(Module):
     def __init__(self, *modules):
         super().__init__()
         self.modules = list(modules)
+        first = {}
+        for i, m in enumerate(self.modules):
+            j = first.setdefault(id(m), i)
+            if j != i:
+                raise ValueError(
+                    f"Sequential: modules {j} and {i} are the same {type(m).__name__} object; a module keeps "
+                    f"its last input for its backward, so one object cannot sit at two places (its first "
+                    f"place would get the second's gradient): make a module for each place")
         self.outputs = []
         self.output_grads = []
         params = self.parameters()

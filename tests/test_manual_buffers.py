@@ -621,3 +621,15 @@ def test_the_bias_added_in_strips_is_the_broadcast_sum_to_the_bit(n, k, dtype):
     out = layer.forward(x)
     assert np.array_equal(out, np.matmul(x, layer.weight.data.T) + layer.bias.data), \
         f"Linear({k}, {k}) forward at batch {n}, {dtype}: not x W^T + b to the bit"
+
+
+
+def test_a_module_used_twice_is_refused_with_the_reason():
+    """A manual module keeps its last input for its backward, so one object at two places would
+    give the first place the second's gradient: Sequential says so instead of training wrongly."""
+    L = manual.Linear(4, 4, rng=np.random.default_rng(5))
+    with pytest.raises(ValueError, match=r"modules 0 and 2 are the same Linear"):
+        manual.Sequential(L, manual.Tanh(), L)
+    act = manual.Tanh()
+    with pytest.raises(ValueError, match=r"modules 1 and 3 are the same Tanh"):
+        manual.Sequential(manual.Linear(4, 4), act, manual.Linear(4, 4), act)
