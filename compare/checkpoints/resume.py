@@ -6,6 +6,7 @@ import os
 from backprop_oracle.compare.checkpoints.files import _kind, _spec_json, write_checkpoint
 from backprop_oracle.compare.checkpoints.state import (Checkpoint, CheckpointError, load_into, manual_state,
                                                        masks_state, torch_state)
+from backprop_oracle.compare.experiments.setup import epoch_batches
 from backprop_oracle.compare.lockstep.progress import Progress
 
 # Spec fields a resumed run may change: how long it trains, and where the torch side runs.
@@ -105,7 +106,7 @@ class Saver:
         # The run goes on from run.start (a checkpoint's step and epoch, or 0 and 0), one step a batch
         # and epoch_batches' batches an epoch: the saved epochs end at these steps.
         start, spec, n = run.start, run.spec, run.problem.X.shape[0]
-        per_epoch = len(range(0, n, spec.batch_size or max(n, 1)))
+        per_epoch = len(epoch_batches(None, n, spec.batch_size, shuffle=False))   # (the order does not count)
         self.saving_steps = {start.step + (epoch - start.epoch) * per_epoch
                              for epoch in range(start.epoch + 1, spec.epochs + 1) if self.saves_at(epoch, spec.epochs)}
 
