@@ -10,10 +10,8 @@ def linear(x, weight, bias=None, out=None, rows=None):
     """y = x W^T + b.  x (N, in), W (out, in), b (out,) -> y (N, out).  (``out``: an (N, out) array to
     write y into; ``rows``: a work array for ``add_to_rows``.)"""
     y = product(x, weight.T, out=out)
-    if bias is not None and rows is None:
-        y += bias
-    elif bias is not None:
-        add_to_rows(y, bias, rows)                         # the same sums, quicker where y is narrow and tall
+    if bias is not None:
+        add_to_rows(y, bias, rows)                         # y_n += b for every row n
     return y
 
 
