@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from backprop_oracle import manual, torch_ref
-from backprop_oracle.compare.bench.steps import warm_up
-from backprop_oracle.compare.bench.timing import Spread, interleaved, now, ratio
+from backprop_oracle.compare.bench.steps import per_step_times, repeat_count, warm_up
+from backprop_oracle.compare.bench.timing import now, ratio
 from backprop_oracle.compare.experiments.presets import CNN_LAYERS, MNIST_CNN_LAYERS
 from backprop_oracle.compare.network.layers import resolve
 
@@ -93,15 +93,8 @@ def measure(net, dtype, repeats, target):
         warm_up((m, t), target)                       # first steps: allocations, caches, torch's lazy set-up
         start = now()
         m(), t()
-        count = max(1, int(target / max((now() - start) / 2, 1e-7)))
-
-    def looped(step):
-        def work():
-            for _ in range(count):
-                step()
-        return work
-    times = interleaved({"manual": lambda: looped(m), "torch": lambda: looped(t)}, repeats, warmup=0)
-    per_step = {k: Spread(v.min / count, v.median / count, v.max / count, v.repeats) for k, v in times.items()}
+        count = repeat_count((now() - start) / 2, target)
+    per_step = per_step_times({"manual": m, "torch": t}, count, repeats)
     r = ratio(per_step["manual"].median, per_step["torch"].median)
     return {"net": net.name, "layers": " ".join(net.layers), "input_shape": list(net.input_shape),
             "batch": net.batch, "dtype": dtype, "parameters": int(sum(v.size for v in state.values())),
